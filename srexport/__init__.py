@@ -1,3 +1,15 @@
 """sr-export: compile super-resolution networks to deployable bundles and run them."""
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+
+def load(*args, **kwargs):
+    """Open a bundle for upscaling; see `srexport.runtime.upscaler.load`."""
+    from srexport.runtime.upscaler import load as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["load", "__version__"]

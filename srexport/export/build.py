@@ -1,0 +1,145 @@
+"""`sr-export build`: checkpoint -> verified bundle."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from srexport import __version__
+from srexport.bundle import (
+    WEIGHTS,
+    Bundle,
+    Manifest,
+    PrecisionInfo,
+    load_bundle,
+    save_weights,
+    write_manifest,
+)
+from srexport.errors import BundleError, ExportError
+from srexport.export.onnx_export import OPSET, OUTPUT, export_onnx, input_names
+from srexport.export.verify import TOLERANCE, check_parity
+from srexport.fsutil import atomic_directory, sha256_file
+from srexport.models import SRModel, count_parameters, load_checkpoint, registry
+
+NO_WEIGHTS_WARNING = (
+    "no --weights given: the bundle holds a randomly initialised {name}; "
+    "its output is MEANINGLESS until you build it from trained weights"
+)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    model: str
+    variant: str | None = None
+    scale: int | None = None
+    weights: Path | None = None
+    out: Path | None = None
+    patch: int | None = None
+
+
+def graph_parameters(model: SRModel) -> int:
+    """Parameters the exported graph uses (a multi-scale model exports one scale)."""
+    used = getattr(model, "used_parameters", None)
+    return int(used()) if callable(used) else count_parameters(model)
+
+
+def recommended_overlap(model: SRModel, patch: int) -> int:
+    """Overlap in input pixels: twice the receptive-field radius, at most half a patch."""
+    halo = model.shape_rules().halo
+    overlap = patch // 4 if halo is None else min(2 * halo, patch // 2)
+    return overlap + overlap % 2
+
+
+def _tool_versions() -> dict:
+    import onnx
+    import onnxruntime
+    import onnxslim
+
+    return {
+        "sr-export": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxslim": onnxslim.__version__,
+        "python": platform.python_version(),
+        "opset": OPSET,
+    }
+
+
+def default_out_dir(model: str, variant: str, scale: int) -> Path:
+    return Path("bundles") / f"{model}-{variant}-x{scale}"
+
+
+def build_bundle(request: BuildRequest, warn: Callable[[str], None] = print) -> Bundle:
+    """Build, export, verify and write a bundle; nothing is left behind on failure."""
+    entry = registry.get(request.model)
+    variant, scale = entry.resolve(request.variant, request.scale)
+    model = entry.factory(variant, scale).eval()
+    checkpoint = None
+    if request.weights is not None:
+        load_checkpoint(model, request.weights)
+        checkpoint = {"file": Path(request.weights).name, "sha256": sha256_file(request.weights)}
+    else:
+        warn(NO_WEIGHTS_WARNING.format(name=entry.name))
+    out = Path(request.out) if request.out else default_out_dir(entry.name, variant, scale)
+    identity = {"model": entry.name, "variant": variant, "scale": scale, "task": entry.task}
+    return export_bundle(model, out, identity, checkpoint, request.patch)
+
+
+def export_bundle(
+    model: SRModel, out: Path, identity: dict, checkpoint: dict | None = None, patch: int | None = None
+) -> Bundle:
+    """Export `model` into a verified bundle at `out` (atomically replacing it).
+
+    `identity` holds the registry's model, variant, scale and task.
+    """
+    model = model.eval()
+    rules = model.shape_rules()
+    patch = rules.legal_at_least(patch) if patch else model.recommended_patch()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"cannot write bundle: {out} exists and is not a directory")
+    try:
+        with atomic_directory(out) as tmp:
+            graph_file = "model.fp32.onnx"
+            export_onnx(model, tmp / graph_file)
+            save_weights(model.state_dict(), tmp / WEIGHTS)
+            checks = check_parity(model, tmp / graph_file)
+            worst = max(c.max_abs_error for c in checks)
+            if not np.isfinite(worst) or worst > TOLERANCE:
+                raise ExportError(
+                    f"exported graph differs from PyTorch by {worst:.3g} (> {TOLERANCE:g}); bundle not written"
+                )
+            manifest = Manifest(
+                **identity,
+                input_kind=model.input_kind,
+                params=graph_parameters(model),
+                inputs=input_names(model),
+                noise_inputs=list(model.noise_inputs),
+                outputs=[OUTPUT],
+                shape_rules=rules,
+                patch=patch,
+                overlap=recommended_overlap(model, patch),
+                precisions={"fp32": PrecisionInfo(file=graph_file, max_abs_error_vs_torch=worst)},
+                checkpoint=checkpoint,
+                tools=_tool_versions(),
+                verification=[c.__dict__ for c in checks],
+            )
+            write_manifest(tmp, manifest)
+    except PermissionError as exc:
+        raise BundleError(f"cannot write bundle to {out}: {exc.strerror}") from None
+    return load_bundle(out)
+
+
+def model_from_bundle(bundle: Bundle) -> SRModel:
+    """Rebuild the PyTorch model a bundle was exported from, with its weights."""
+    m = bundle.manifest
+    model = registry.get(m.model).factory(m.variant, m.scale)
+    weights = {k: torch.from_numpy(v) for k, v in bundle.load_weights().items()}
+    model.load_state_dict(weights, strict=True)
+    return model.eval()

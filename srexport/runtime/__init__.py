@@ -1,0 +1,1 @@
+"""Bundle loading, backends, tiling, blending and noise fields."""

@@ -1,0 +1,42 @@
+"""ONNX Runtime backend: the embedded default (CPU; CUDA/TensorRT EPs when installed)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from srexport.bundle import Bundle
+
+_PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def physical_threads() -> int:
+    """Threads for intra-op parallelism: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OrtSession:
+    name = "onnxruntime"
+
+    def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int = 0, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or physical_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        available = set(ort.get_available_providers())
+        chosen = providers or [p for p in _PREFERRED if p in available]
+        self._session = ort.InferenceSession(str(bundle.graph_path(precision)), options, providers=chosen)
+        self.providers = self._session.get_providers()
+        self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"
+        self.input_names = [i.name for i in self._session.get_inputs()]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._session.run(None, {name: inputs[name] for name in self.input_names})[0]

@@ -1,0 +1,33 @@
+"""PyTorch backend: the exported model itself through the same tiler (the reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from srexport.bundle import Bundle
+from srexport.errors import SrExportError
+
+
+class TorchSession:
+    name = "torch"
+    device = "cpu"
+    providers: list[str] = []
+
+    def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int = 0):
+        import torch
+
+        from srexport.export.build import model_from_bundle
+
+        if precision != "fp32":
+            raise SrExportError(f"the torch backend runs fp32 only, not {precision}")
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._model = model_from_bundle(bundle)
+        self.input_names = list(bundle.manifest.inputs)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+            return self._model(*args).numpy()
