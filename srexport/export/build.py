@@ -24,7 +24,8 @@ from srexport.errors import BundleError, ExportError
 from srexport.export.onnx_export import OPSET, OUTPUT, export_onnx, input_names
 from srexport.export.verify import TOLERANCE, check_parity
 from srexport.fsutil import atomic_directory, sha256_file
-from srexport.models import SRModel, count_parameters, load_checkpoint, registry
+from srexport.calib.options import PrecisionOptions
+from srexport.models import SRModel, load_checkpoint, registry
 
 NO_WEIGHTS_WARNING = (
     "no --weights given: the bundle holds a randomly initialised {name}; "
@@ -40,12 +41,12 @@ class BuildRequest:
     weights: Path | None = None
     out: Path | None = None
     patch: int | None = None
+    precision: PrecisionOptions | None = None
 
 
 def graph_parameters(model: SRModel) -> int:
     """Parameters the exported graph uses (a multi-scale model exports one scale)."""
-    used = getattr(model, "used_parameters", None)
-    return int(used()) if callable(used) else count_parameters(model)
+    return model.graph_parameters()
 
 
 def recommended_overlap(model: SRModel, patch: int) -> int:
@@ -88,11 +89,16 @@ def build_bundle(request: BuildRequest, warn: Callable[[str], None] = print) -> 
         warn(NO_WEIGHTS_WARNING.format(name=entry.name))
     out = Path(request.out) if request.out else default_out_dir(entry.name, variant, scale)
     identity = {"model": entry.name, "variant": variant, "scale": scale, "task": entry.task}
-    return export_bundle(model, out, identity, checkpoint, request.patch)
+    return export_bundle(model, out, identity, checkpoint, request.patch, request.precision)
 
 
 def export_bundle(
-    model: SRModel, out: Path, identity: dict, checkpoint: dict | None = None, patch: int | None = None
+    model: SRModel,
+    out: Path,
+    identity: dict,
+    checkpoint: dict | None = None,
+    patch: int | None = None,
+    precision: PrecisionOptions | None = None,
 ) -> Bundle:
     """Export `model` into a verified bundle at `out` (atomically replacing it).
 
@@ -115,6 +121,11 @@ def export_bundle(
                 raise ExportError(
                     f"exported graph differs from PyTorch by {worst:.3g} (> {TOLERANCE:g}); bundle not written"
                 )
+            precisions = {"fp32": PrecisionInfo(file=graph_file, max_abs_error_vs_torch=worst)}
+            if precision is not None and precision.wanted():
+                from srexport.calib.build import build_precisions
+
+                precisions.update(build_precisions(model, tmp, graph_file, precision))
             manifest = Manifest(
                 **identity,
                 input_kind=model.input_kind,
@@ -125,7 +136,7 @@ def export_bundle(
                 shape_rules=rules,
                 patch=patch,
                 overlap=recommended_overlap(model, patch),
-                precisions={"fp32": PrecisionInfo(file=graph_file, max_abs_error_vs_torch=worst)},
+                precisions=precisions,
                 checkpoint=checkpoint,
                 tools=_tool_versions(),
                 verification=[c.__dict__ for c in checks],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from srexport.bundle import load_bundle
@@ -9,14 +10,32 @@ from srexport.export.build import model_from_bundle
 from srexport.export.verify import TOLERANCE, check_parity
 
 
-def verify_bundle(path: str | Path) -> list[tuple[str, float, float]]:
-    """(precision, max abs error vs PyTorch, tolerance) for each graph of the bundle."""
+@dataclass(frozen=True)
+class VerifyResult:
+    precision: str
+    metric: str
+    value: float
+    limit: str
+    ok: bool
+
+    def line(self) -> str:
+        return f"{self.precision}: {self.metric} {self.value:.4g} ({self.limit})"
+
+
+def verify_bundle(path: str | Path) -> list[VerifyResult]:
+    """Check each graph of the bundle: fp32 against PyTorch to 1e-4, reduced precisions
+    against the accuracy recorded in the manifest."""
     bundle = load_bundle(path)
     model = model_from_bundle(bundle)
     results = []
     for precision in bundle.manifest.precisions:
-        if precision != "fp32":
-            continue
-        checks = check_parity(model, bundle.graph_path(precision))
-        results.append((precision, max(c.max_abs_error for c in checks), TOLERANCE))
+        if precision == "fp32":
+            checks = check_parity(model, bundle.graph_path(precision))
+            worst = max(c.max_abs_error for c in checks)
+            results.append(VerifyResult(precision, "max abs error vs PyTorch", worst, f"<= {TOLERANCE:g}",
+                                        worst <= TOLERANCE))
+        else:
+            from srexport.calib.verify import verify_precision
+
+            results.append(verify_precision(bundle, model, precision))
     return results

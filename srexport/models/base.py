@@ -93,6 +93,10 @@ class SRModel(nn.Module):
         """Map a published checkpoint's keys onto this module's state_dict keys."""
         return state
 
+    def graph_parameters(self) -> int:
+        """Parameters the exported graph uses (a multi-scale model exports one scale)."""
+        return count_parameters(self)
+
     def recommended_patch(self) -> int:
         """Default patch edge in input pixels for tiled inference."""
         return self.shape_rules().legal_at_least(128)

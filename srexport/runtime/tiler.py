@@ -23,23 +23,25 @@ def axis_starts(length: int, patch: int, overlap: int) -> list[int]:
 class TilePlan:
     """Tiling of an image of (height, width) input pixels.
 
-    The image is reflect-padded by `margin` on every side, then on the bottom/right
-    by (`extra_h`, `extra_w`) so that the padded canvas is at least one legal patch.
-    Tiles are (patch_h, patch_w) at the listed (top, left) of the padded image.
+    The image is reflect-padded on the bottom/right by (`extra_h`, `extra_w`) only
+    where it is smaller than one legal patch. Tiles are (patch_h, patch_w) at the
+    listed (top, left). Image borders are not padded: a tile edge on the image border
+    sees exactly what the untiled network sees there, so the borders match the untiled
+    output and only interior seams carry the network's boundary effect, which the
+    overlap and the window hide.
     """
 
     height: int
     width: int
     patch_h: int
     patch_w: int
-    margin: int
     extra_h: int
     extra_w: int
     tiles: tuple[tuple[int, int], ...]
 
     @property
     def padded_size(self) -> tuple[int, int]:
-        return (self.height + 2 * self.margin + self.extra_h, self.width + 2 * self.margin + self.extra_w)
+        return (self.height + self.extra_h, self.width + self.extra_w)
 
 
 def legal_patch(requested: int, rules: ShapeRules) -> int:
@@ -55,13 +57,11 @@ def plan_tiles(height: int, width: int, patch: tuple[int, int], overlap: int, ru
     ph, pw = (legal_patch(p, rules) for p in patch)
     if overlap < 0 or overlap >= min(ph, pw):
         raise ShapeError(f"overlap {overlap} must be >= 0 and smaller than the patch ({ph}x{pw})")
-    margin = overlap // 2
-    full_h, full_w = height + 2 * margin, width + 2 * margin
     # One patch covering the whole image is cheaper than several overlapping ones.
-    ph = min(ph, rules.legal_at_least(full_h))
-    pw = min(pw, rules.legal_at_least(full_w))
-    extra_h, extra_w = max(0, ph - full_h), max(0, pw - full_w)
-    rows = axis_starts(full_h + extra_h, ph, overlap)
-    cols = axis_starts(full_w + extra_w, pw, overlap)
+    ph = min(ph, rules.legal_at_least(height))
+    pw = min(pw, rules.legal_at_least(width))
+    extra_h, extra_w = max(0, ph - height), max(0, pw - width)
+    rows = axis_starts(height + extra_h, ph, overlap)
+    cols = axis_starts(width + extra_w, pw, overlap)
     tiles = tuple((top, left) for top in rows for left in cols)
-    return TilePlan(height, width, ph, pw, margin, extra_h, extra_w, tiles)
+    return TilePlan(height, width, ph, pw, extra_h, extra_w, tiles)

@@ -66,8 +66,7 @@ class Upscaler:
             planes = bicubic(planes, planes.shape[1] * self.scale, planes.shape[2] * self.scale)
         height, width = planes.shape[1:]
         plan = plan_tiles(height, width, self.patch, self.overlap, self.bundle.manifest.shape_rules)
-        m = plan.margin
-        padded = reflect_pad(planes, m, m + plan.extra_h, m, m + plan.extra_w)
+        padded = reflect_pad(planes, 0, plan.extra_h, 0, plan.extra_w)
         s = self.output_scale
         pad_h, pad_w = plan.padded_size
         blender = Blender(3, s * pad_h, s * pad_w, window_2d(self.window, s * plan.patch_h, s * plan.patch_w))
@@ -81,7 +80,7 @@ class Upscaler:
                 blender.add(out, s * top, s * left)
             if progress:
                 progress(min(first + self.batch, total), total)
-        return blender.result(s * m, s * m, s * height, s * width)
+        return blender.result(0, 0, s * height, s * width)
 
     def _noise_inputs(self, plan: TilePlan, tiles) -> dict[str, np.ndarray]:
         """Crops of the whole-image noise fields (image coordinates) for these tiles."""
@@ -94,8 +93,7 @@ class Upscaler:
             f, b = spec.factor, spec.border
             fields[spec.name] = np.stack([
                 np.stack([
-                    normal_field(self.seed, 16 * index + c, f * (top - plan.margin - b),
-                                 f * (left - plan.margin - b), shape[2], shape[3])
+                    normal_field(self.seed, 16 * index + c, f * (top - b), f * (left - b), shape[2], shape[3])
                     for c in range(spec.channels)
                 ])
                 for top, left in tiles
