@@ -1,7 +1,12 @@
-"""Reading images into float arrays and writing PNGs, atomically."""
+"""Reading images into float arrays and writing PNGs, atomically.
+
+Pillow reads PNG, JPEG, TIFF, BMP and WebP; 16-bit PNGs go through pypng because
+Pillow truncates 16-bit RGB to 8 bits.
+"""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +17,15 @@ from srexport.errors import ImageError
 from srexport.fsutil import atomic_path
 
 READABLE = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass
 class LoadedImage:
-    """RGB (or gray) pixels as float32 HxWxC in [0, 1], plus how to write them back."""
+    """Colour (or gray) pixels as float32 HxWxC in [0, 1] with C = 3 (or 1), an
+    optional alpha plane, and the bit depth to write back."""
 
     pixels: np.ndarray
     alpha: np.ndarray | None
@@ -25,17 +33,55 @@ class LoadedImage:
     gray: bool
 
 
+def _png_bit_depth(path: Path) -> int | None:
+    with open(path, "rb") as handle:
+        head = handle.read(33)
+    if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an HxW[xC] array."""
+    ops = {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, 1)[::-1], 8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
+
+
+def _read_png16(path: Path) -> LoadedImage:
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+    with Image.open(path) as img:
+        data = _orient(data, img.getexif().get(_EXIF_ORIENTATION, 1))
+    values = data.astype(np.float32) / 65535.0
+    has_alpha = info["alpha"]
+    color = values[..., : planes - 1] if has_alpha else values
+    alpha = values[..., -1] if has_alpha else None
+    return LoadedImage(color, alpha, 16, gray=color.shape[-1] == 1)
+
+
 def read_image(path: str | Path) -> LoadedImage:
+    """Read an image file; one clear `ImageError` for anything unreadable."""
     path = Path(path)
     try:
+        if _png_bit_depth(path) == 16:
+            return _read_png16(path)
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image sr-export can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, png.Error...
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
     return from_pil(img)
 
@@ -51,43 +97,49 @@ def from_pil(img: Image.Image) -> LoadedImage:
         return LoadedImage(np.clip(np.asarray(img, np.float32), 0, 1)[..., None], None, 16, gray=True)
     alpha = None
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA" if mode != "LA" else "LA")
+        img = img.convert("LA" if mode == "LA" else "RGBA")
         alpha = np.asarray(img.getchannel("A"), np.float32) / 255.0
-        img = img.convert("RGB" if img.mode == "RGBA" else "L")
+        img = img.convert("L" if img.mode == "LA" else "RGB")
     elif mode not in ("RGB", "L"):
-        img = img.convert("L" if mode in ("1",) else "RGB")
+        img = img.convert("L" if mode == "1" else "RGB")
     pixels = np.asarray(img, np.float32) / 255.0
     gray = img.mode == "L"
-    if gray:
-        pixels = pixels[..., None]
-    return LoadedImage(pixels, alpha, 8, gray)
+    return LoadedImage(pixels[..., None] if gray else pixels, alpha, 8, gray)
 
 
 def quantize(pixels: np.ndarray, bits: int) -> np.ndarray:
     """round(clamp(y, 0, 1) * max) as uint8 or uint16."""
-    peak = 255.0 if bits == 8 else 65535.0
-    dtype = np.uint8 if bits == 8 else np.uint16
+    peak, dtype = (255.0, np.uint8) if bits == 8 else (65535.0, np.uint16)
     return np.rint(np.clip(pixels, 0.0, 1.0) * peak).astype(dtype)
 
 
-def to_pil(pixels: np.ndarray, alpha: np.ndarray | None = None, bits: int = 8) -> Image.Image:
-    """Float HxWxC [0,1] (C = 1 or 3) plus optional alpha to a PIL image."""
-    if bits == 16:
-        if pixels.shape[-1] != 1 or alpha is not None:
-            raise ImageError("16-bit output is supported for grayscale images without alpha only")
-        return Image.fromarray(quantize(pixels[..., 0], 16))
-    channels = [quantize(pixels, 8)]
+def _interleave(pixels: np.ndarray, alpha: np.ndarray | None, bits: int) -> np.ndarray:
+    channels = [quantize(pixels, bits)]
     if alpha is not None:
-        channels.append(quantize(alpha, 8)[..., None])
-    data = np.concatenate(channels, axis=-1)
+        channels.append(quantize(alpha, bits)[..., None])
+    return np.concatenate(channels, axis=-1)
+
+
+def to_pil(pixels: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
+    """Float HxWxC [0,1] (C = 1 or 3) plus optional alpha to an 8-bit PIL image."""
+    data = _interleave(pixels, alpha, 8)
     return Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data)
 
 
 def write_png(path: str | Path, pixels: np.ndarray, alpha: np.ndarray | None = None, bits: int = 8) -> None:
+    """Write an 8- or 16-bit PNG atomically."""
     path = Path(path)
-    image = to_pil(pixels, alpha, bits)
     try:
         with atomic_path(path) as tmp:
-            image.save(tmp, format="PNG")
+            if bits == 16:
+                import png
+
+                data = _interleave(pixels, alpha, 16)
+                height, width, planes = data.shape
+                writer = png.Writer(width, height, greyscale=planes <= 2, alpha=planes in (2, 4), bitdepth=16)
+                with open(tmp, "wb") as handle:
+                    writer.write(handle, data.reshape(height, width * planes))
+            else:
+                to_pil(pixels, alpha).save(tmp, format="PNG")
     except OSError as exc:
         raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -12,7 +12,7 @@ from srexport.bundle import Bundle, load_bundle
 from srexport.errors import ImageError, SrExportError
 from srexport.runtime.backends import Session, open_session
 from srexport.runtime.blend import Blender, window_2d
-from srexport.runtime.imageio import LoadedImage, from_pil, read_image, write_png
+from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
 from srexport.runtime.padding import reflect_pad
 from srexport.runtime.resize import bicubic
@@ -117,10 +117,10 @@ class Upscaler:
         """Upscale a PIL image or an HxW / HxWxC (C = 1, 3, 4) uint8, uint16 or float32
         array; returns the same kind (float32 output is not clamped)."""
         if isinstance(image, Image.Image):
-            from srexport.runtime.imageio import to_pil
-
             result = self.upscale_loaded(from_pil(image), progress)
-            return to_pil(result.pixels, result.alpha, 8 if image.mode not in ("I;16", "I") else 16)
+            if result.bits == 16:
+                return Image.fromarray(quantize(result.pixels[..., 0], 16))
+            return to_pil(result.pixels, result.alpha)
         return self._upscale_array(np.asarray(image), progress)
 
     def _upscale_array(self, array: np.ndarray, progress: Progress | None) -> np.ndarray:

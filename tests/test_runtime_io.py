@@ -1,0 +1,120 @@
+"""Image files and arrays in and out of the runtime (issue: runtime, point 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import png
+import pytest
+import torch
+from PIL import Image
+
+from srexport.errors import ImageError
+from srexport.export.build import export_bundle
+from srexport.runtime.imageio import read_image
+from srexport.runtime.resize import bicubic
+from srexport.runtime.upscaler import load
+from toymodels import PixelModel
+
+
+@pytest.fixture(scope="module")
+def pixel(tmp_path_factory):
+    torch.manual_seed(1)
+    model = PixelModel()
+    root = tmp_path_factory.mktemp("io") / "bundle"
+    export_bundle(model, root, {"model": "pixel", "variant": "t", "scale": 2, "task": "sr"})
+    return model, load(root, patch=16, overlap=4)
+
+
+def _model_rgb(model, rgb: np.ndarray) -> np.ndarray:
+    """Reference: the PyTorch model on the whole HxWx3 float image."""
+    with torch.no_grad():
+        return model(torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None])[0].numpy().transpose(1, 2, 0)
+
+
+def _rgb8(h=13, w=17, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".bmp", ".webp"])
+def test_every_input_format_gives_the_model_output(pixel, tmp_path, suffix):
+    model, up = pixel
+    src = tmp_path / f"in{suffix}"
+    Image.fromarray(_rgb8()).save(src, quality=95) if suffix in (".jpg", ".webp") else Image.fromarray(_rgb8()).save(src)
+    decoded = np.asarray(Image.open(src).convert("RGB"), np.float32) / 255
+    up.upscale_file(src, tmp_path / "out.png")
+    got = np.asarray(Image.open(tmp_path / "out.png"))
+    expected = np.rint(np.clip(_model_rgb(model, decoded), 0, 1) * 255)
+    assert got.shape == (26, 34, 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_16bit_rgb_png_keeps_16_bits(pixel, tmp_path):
+    model, up = pixel
+    data = np.random.default_rng(2).integers(0, 65536, (11, 9, 3), dtype=np.uint16)
+    png.from_array(data.reshape(11, -1), "RGB;16").save(str(tmp_path / "in.png"))
+    up.upscale_file(tmp_path / "in.png", tmp_path / "out.png")
+    w, h, rows, info = png.Reader(filename=str(tmp_path / "out.png")).asDirect()
+    assert info["bitdepth"] == 16 and info["planes"] == 3 and (w, h) == (18, 22)
+    got = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(h, w, 3)
+    expected = np.rint(np.clip(_model_rgb(model, data.astype(np.float32) / 65535), 0, 1) * 65535)
+    assert np.abs(got.astype(np.int64) - expected).max() <= 2  # float32 rounding at 16 bits
+
+
+def test_grayscale_stays_grayscale(pixel, tmp_path):
+    model, up = pixel
+    gray = _rgb8()[..., 0]
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    up.upscale_file(tmp_path / "g.png", tmp_path / "out.png")
+    out = Image.open(tmp_path / "out.png")
+    assert out.mode == "L" and out.size == (34, 26)
+    rgb = np.repeat(gray[..., None].astype(np.float32) / 255, 3, axis=2)
+    luma = _model_rgb(model, rgb) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert np.abs(np.asarray(out).astype(int) - np.rint(np.clip(luma, 0, 1) * 255)).max() <= 1
+
+
+def test_alpha_is_upscaled_bicubic_and_reattached(pixel, tmp_path):
+    model, up = pixel
+    rgba = np.concatenate([_rgb8(), np.random.default_rng(3).integers(0, 256, (13, 17, 1), dtype=np.uint8)], 2)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    up.upscale_file(tmp_path / "a.png", tmp_path / "out.png")
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == (26, 34, 4)
+    alpha = bicubic(rgba[None, ..., 3].astype(np.float32) / 255, 26, 34)[0]
+    assert np.abs(out[..., 3].astype(int) - np.rint(np.clip(alpha, 0, 1) * 255)).max() <= 1
+    color = _model_rgb(model, rgba[..., :3].astype(np.float32) / 255)
+    assert np.abs(out[..., :3].astype(int) - np.rint(np.clip(color, 0, 1) * 255)).max() <= 1
+
+
+def test_exif_orientation_is_honoured(pixel, tmp_path):
+    _, up = pixel
+    image = Image.fromarray(_rgb8(10, 20))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    image.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    assert read_image(tmp_path / "r.jpg").pixels.shape[:2] == (20, 10)
+    up.upscale_file(tmp_path / "r.jpg", tmp_path / "out.png")
+    assert Image.open(tmp_path / "out.png").size == (20, 40)
+
+
+def test_arrays_and_pil_images_come_back_as_the_same_kind(pixel):
+    model, up = pixel
+    rgb = _rgb8()
+    out8 = up.upscale(rgb)
+    assert out8.dtype == np.uint8 and out8.shape == (26, 34, 3)
+    out16 = up.upscale(rgb.astype(np.uint16) * 257)
+    assert out16.dtype == np.uint16 and np.abs(out16.astype(int) // 257 - out8.astype(int)).max() <= 1
+    outf = up.upscale(rgb.astype(np.float32) / 255)
+    assert outf.dtype == np.float32
+    np.testing.assert_allclose(outf, _model_rgb(model, rgb.astype(np.float32) / 255), atol=1e-5)
+    assert up.upscale(rgb[..., 0]).shape == (26, 34)
+    assert up.upscale(np.dstack([rgb, rgb[..., :1]])).shape == (26, 34, 4)
+    pil = up.upscale(Image.fromarray(rgb))
+    assert isinstance(pil, Image.Image) and pil.size == (34, 26) and pil.mode == "RGB"
+
+
+def test_bad_arrays_are_refused(pixel):
+    _, up = pixel
+    with pytest.raises(ImageError):
+        up.upscale(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ImageError):
+        up.upscale(np.zeros((4, 4, 3), np.int64))
