@@ -59,14 +59,14 @@ def recommended_overlap(model: SRModel, patch: int) -> int:
 def _tool_versions() -> dict:
     import onnx
     import onnxruntime
-    import onnxslim
+    import onnxsim
 
     return {
         "sr-export": __version__,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "onnxslim": onnxslim.__version__,
+        "onnxsim": onnxsim.__version__,
         "python": platform.python_version(),
         "opset": OPSET,
     }
