@@ -16,3 +16,21 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared data folder beside the repository)")
     return path
+
+
+@pytest.fixture(scope="session")
+def bundle_factory(tmp_path_factory):
+    """Build registry bundles once per test session: factory(model, variant, scale, weights)."""
+    from srexport.export.build import BuildRequest, build_bundle
+
+    cache: dict = {}
+
+    def make(model: str, variant: str | None = None, scale: int | None = None, weights: Path | None = None):
+        key = (model, variant, scale, str(weights))
+        if key not in cache:
+            out = tmp_path_factory.mktemp("bundles") / f"{model}-{variant}-{scale}"
+            request = BuildRequest(model=model, variant=variant, scale=scale, weights=weights, out=out)
+            cache[key] = build_bundle(request, warn=lambda message: None)
+        return cache[key]
+
+    return make
