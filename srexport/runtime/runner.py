@@ -26,6 +26,17 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
     return [output / f"{stem}.png" for stem in stems]
 
 
+def describe(upscaler) -> str:
+    """One line: which backend, providers and tiling the run uses."""
+    session = upscaler.session
+    providers = getattr(session, "providers", None)
+    where = f" ({', '.join(providers)})" if providers else ""
+    note = getattr(session, "selection_note", "")
+    ph, pw = upscaler.patch
+    return (f"backend {session.name}{where}{f' - {note}' if note else ''}; patch {ph}x{pw}, "
+            f"overlap {upscaler.overlap}, window {upscaler.window}, batch {upscaler.batch}")
+
+
 def run_images(
     bundle: Path,
     inputs: list[Path],
@@ -43,6 +54,8 @@ def run_images(
         raise SrExportError("no input images found")
     targets = output_paths(inputs, output)
     upscaler = load(bundle, backend, precision, **options)
+    if not quiet and console is not None:
+        console.print(describe(upscaler), highlight=False)
     failures = 0
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
