@@ -170,3 +170,31 @@ def test_model_without_weights_warns_loudly(capsys, tmp_path):
     assert code == 0, err
     assert "MEANINGLESS" in err
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["checkpoint"] is None
+
+
+@pytest.mark.parametrize(
+    "options,fragment",
+    [
+        (("--window", "gaussian"), "unknown window"),
+        (("--patch", "12xab"), "--patch"),
+        (("--patch", "64", "--overlap", "64"), "overlap"),
+        (("--backend", "magic"), "unknown backend"),
+        (("--precision", "int8"), "no int8 graph"),
+        (("--batch", "0"), "batch"),
+    ],
+)
+def test_bad_run_options(pcarn_bundle, small_png, tmp_path, capsys, options, fragment):
+    code, _, err = run_cli(capsys, "run", pcarn_bundle, small_png, "-o", tmp_path / "o.png", "-q", *options)
+    assert_one_error_line(code, err, fragment)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_torch_backend_runs_the_same_tiling(pcarn_bundle, small_png, tmp_path, capsys):
+    outputs = {}
+    for backend in ("onnxruntime", "torch"):
+        dst = tmp_path / f"{backend}.png"
+        code, _, err = run_cli(capsys, "run", pcarn_bundle, small_png, "-o", dst, "-q", "--backend", backend,
+                               "--patch", "12", "--overlap", "4")
+        assert code == 0, err
+        outputs[backend] = np.asarray(Image.open(dst)).astype(int)
+    assert np.abs(outputs["onnxruntime"] - outputs["torch"]).max() <= 1

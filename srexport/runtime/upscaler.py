@@ -11,7 +11,7 @@ from PIL import Image
 from srexport.bundle import Bundle, load_bundle
 from srexport.errors import ImageError, SrExportError
 from srexport.runtime.backends import Session, open_session
-from srexport.runtime.blend import Blender, window_2d
+from srexport.runtime.blend import WINDOWS, Blender, window_2d
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
 from srexport.runtime.padding import reflect_pad
@@ -43,8 +43,11 @@ class Upscaler:
         self.session = session
         self.patch = patch or (manifest.patch, manifest.patch)
         self.overlap = manifest.overlap if overlap is None else overlap
+        # Validate patch and overlap now, not in the middle of a folder.
+        plan_tiles(max(self.patch), max(self.patch), self.patch, self.overlap, manifest.shape_rules)
         self.window = window
-        window_2d(window, 1, 1)  # reject an unknown window now, not mid-image
+        if window not in WINDOWS:
+            raise SrExportError(f"unknown window '{window}' (windows: {', '.join(WINDOWS)})")
         if batch < 1:
             raise SrExportError(f"batch must be >= 1, got {batch}")
         self.batch = batch
