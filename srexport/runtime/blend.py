@@ -43,8 +43,13 @@ class Blender:
         self.weight[top : top + h, left : left + w] += self.window
 
     def result(self, top: int = 0, left: int = 0, height: int | None = None, width: int | None = None) -> np.ndarray:
-        """canvas / weight over the requested region (CxHxW float32)."""
+        """canvas / weight over the requested region (CxHxW float32).
+
+        Divides in place (an 8K canvas is 400 MB): call it once, after the last `add`.
+        """
         height = self.weight.shape[0] - top if height is None else height
         width = self.weight.shape[1] - left if width is None else width
         region = (slice(top, top + height), slice(left, left + width))
-        return self.canvas[(slice(None), *region)] / self.weight[region]
+        canvas = self.canvas[(slice(None), *region)]
+        canvas /= self.weight[region]
+        return canvas

@@ -110,7 +110,10 @@ def from_pil(img: Image.Image) -> LoadedImage:
 def quantize(pixels: np.ndarray, bits: int) -> np.ndarray:
     """round(clamp(y, 0, 1) * max) as uint8 or uint16."""
     peak, dtype = (255.0, np.uint8) if bits == 8 else (65535.0, np.uint16)
-    return np.rint(np.clip(pixels, 0.0, 1.0) * peak).astype(dtype)
+    scaled = np.clip(pixels, 0.0, 1.0)  # one temporary, then in place: 8K frames are large
+    scaled *= peak
+    np.rint(scaled, out=scaled)
+    return scaled.astype(dtype)
 
 
 def _interleave(pixels: np.ndarray, alpha: np.ndarray | None, bits: int) -> np.ndarray:

@@ -142,8 +142,8 @@ class Upscaler:
         result = out.pixels if out.alpha is None else np.concatenate([out.pixels, out.alpha[..., None]], axis=2)
         result = result[..., 0] if array.ndim == 2 else result
         if array.dtype == np.float32:
-            return result.astype(np.float32)
-        return np.rint(np.clip(result, 0.0, 1.0) * peak).astype(array.dtype)
+            return result.astype(np.float32, copy=False)
+        return quantize(result, 8 if array.dtype == np.uint8 else 16)
 
     def upscale_file(self, src: str | Path, dst: str | Path, progress: Progress | None = None) -> Path:
         """Read `src`, upscale it, write a PNG to `dst` (16-bit when the input was)."""
