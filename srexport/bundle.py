@@ -54,6 +54,7 @@ class Manifest:
     checkpoint: dict | None = None
     tools: dict = field(default_factory=dict)
     verification: list[dict] = field(default_factory=list)
+    plugin_graph: dict | None = None
     value_range: tuple[float, float] = (0.0, 1.0)
     channel_order: str = "RGB"
     layout: str = "NCHW"

@@ -93,6 +93,7 @@ def build_cmd(
     calib_method: Annotated[str, typer.Option(help="entropy, percentile or minmax.")] = "percentile",
     seed: Annotated[int, typer.Option(help="Seed of the calibration patch sampling.")] = 0,
     eval_dir: Annotated[Optional[Path], typer.Option(help="HR images to measure PSNR-Y of each precision.")] = None,
+    plugins: Annotated[bool, typer.Option("--plugins", help="Also write a graph with VN+SC fused into the srexport::VNSC TensorRT plugin.")] = False,
 ) -> None:
     """Export a checkpoint to a verified bundle (manifest + ONNX graphs)."""
     from srexport.calib.options import CALIB_METHODS, PrecisionOptions
@@ -109,7 +110,7 @@ def build_cmd(
         fail("--calib-patches must be >= 1")
     options = PrecisionOptions(fp16, int8, calib_dir, calib_patches, calib_method, seed, eval_dir)
     request = BuildRequest(model=model, variant=variant, scale=scale, weights=weights, out=out_dir, patch=patch,
-                           precision=options)
+                           precision=options, plugins=plugins)
     with err.status(f"exporting {model}..."):
         bundle = build_bundle(request, warn=warn)
     m = bundle.manifest
@@ -122,6 +123,9 @@ def build_cmd(
             ("PSNR-Y", info.psnr_y_db, ".2f"),
         ) if value is not None]
         out.print(f"  {info.file}: {', '.join(figures)}", highlight=False)
+    if m.plugin_graph:
+        fused = ", ".join(f"{count} x {op}" for op, count in m.plugin_graph["plugins"].items())
+        out.print(f"  {m.plugin_graph['file']}: {fused} (TensorRT plugin graph)", highlight=False)
 
 
 def _collect_inputs(inputs: list[Path]) -> list[Path]:

@@ -42,6 +42,7 @@ class BuildRequest:
     out: Path | None = None
     patch: int | None = None
     precision: PrecisionOptions | None = None
+    plugins: bool = False
 
 
 def graph_parameters(model: SRModel) -> int:
@@ -81,6 +82,8 @@ def build_bundle(request: BuildRequest, warn: Callable[[str], None] = print) -> 
     entry = registry.get(request.model)
     variant, scale = entry.resolve(request.variant, request.scale)
     model = entry.factory(variant, scale).eval()
+    if request.plugins:
+        require_plugin_layers(model, entry.name)
     checkpoint = None
     if request.weights is not None:
         load_checkpoint(model, request.weights)
@@ -89,7 +92,7 @@ def build_bundle(request: BuildRequest, warn: Callable[[str], None] = print) -> 
         warn(NO_WEIGHTS_WARNING.format(name=entry.name))
     out = Path(request.out) if request.out else default_out_dir(entry.name, variant, scale)
     identity = {"model": entry.name, "variant": variant, "scale": scale, "task": entry.task}
-    return export_bundle(model, out, identity, checkpoint, request.patch, request.precision)
+    return export_bundle(model, out, identity, checkpoint, request.patch, request.precision, request.plugins)
 
 
 def export_bundle(
@@ -99,12 +102,17 @@ def export_bundle(
     checkpoint: dict | None = None,
     patch: int | None = None,
     precision: PrecisionOptions | None = None,
+    plugins: bool = False,
 ) -> Bundle:
     """Export `model` into a verified bundle at `out` (atomically replacing it).
 
-    `identity` holds the registry's model, variant, scale and task.
+    `identity` holds the registry's model, variant, scale and task. With `plugins`, a
+    second graph keeps layers that have a TensorRT plugin (VN+SC) fused as one node;
+    model.fp32.onnx keeps the standard-op decomposition every backend runs.
     """
     model = model.eval()
+    if plugins:
+        require_plugin_layers(model, identity["model"])
     rules = model.shape_rules()
     patch = rules.legal_at_least(patch) if patch else model.recommended_patch()
     out = Path(out)
@@ -122,6 +130,7 @@ def export_bundle(
                     f"exported graph differs from PyTorch by {worst:.3g} (> {TOLERANCE:g}); bundle not written"
                 )
             precisions = {"fp32": PrecisionInfo(file=graph_file, max_abs_error_vs_torch=worst)}
+            plugin_graph = _write_plugin_graph(tmp, graph_file, model) if plugins else None
             if precision is not None and precision.wanted():
                 from srexport.calib.build import build_precisions
 
@@ -140,11 +149,35 @@ def export_bundle(
                 checkpoint=checkpoint,
                 tools=_tool_versions(),
                 verification=[c.__dict__ for c in checks],
+                plugin_graph=plugin_graph,
             )
             write_manifest(tmp, manifest)
     except PermissionError as exc:
         raise BundleError(f"cannot write bundle to {out}: {exc.strerror}") from None
     return load_bundle(out)
+
+
+def require_plugin_layers(model: SRModel, name: str) -> None:
+    """Refuse --plugins for a network with no layer that has a TensorRT plugin."""
+    from srexport.models.discriminator import VNSC
+
+    if not any(isinstance(m, VNSC) for m in model.modules()):
+        raise ExportError(f"--plugins: {name} has no layer with a TensorRT plugin (only VN+SC has one)")
+
+
+def _write_plugin_graph(root: Path, graph_file: str, model: SRModel) -> dict:
+    """Fuse plugin-backed layers of the exported graph into model.fp32.plugins.onnx."""
+    import onnx
+
+    from srexport.export.onnx_export import save_onnx
+    from srexport.kernels.onnx_plugin import PLUGIN_ID, fuse_vnsc
+
+    fused, count = fuse_vnsc(onnx.load(str(root / graph_file)))
+    if count == 0:  # the layer exists but the exporter's pattern was not found
+        raise ExportError(f"--plugins: no VN+SC subgraph found in the exported {type(model).__name__} graph")
+    name = "model.fp32.plugins.onnx"
+    save_onnx(fused, root / name)
+    return {"file": name, "plugins": {PLUGIN_ID: count}}
 
 
 def model_from_bundle(bundle: Bundle) -> SRModel:
