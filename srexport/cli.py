@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from srexport.errors import SrExportError
@@ -26,13 +27,18 @@ err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 
 
+def error_line(message: str) -> None:
+    """One error line on stderr; the message is printed verbatim (no rich markup)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    error_line(message)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def parse_patch(text: str | None) -> tuple[int, int] | None:
@@ -94,10 +100,14 @@ def build_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the calibration patch sampling.")] = 0,
     eval_dir: Annotated[Optional[Path], typer.Option(help="HR images to measure PSNR-Y of each precision.")] = None,
     plugins: Annotated[bool, typer.Option("--plugins", help="Also write a graph with VN+SC fused into the srexport::VNSC TensorRT plugin.")] = False,
+    device: Annotated[str, typer.Option(help="Engines: auto (TensorRT where a GPU is), cpu (ONNX only) or cuda (require TensorRT).")] = "auto",
+    opt_level: Annotated[int, typer.Option(help="TensorRT builder optimization level (0-5).")] = 3,
+    max_patch: Annotated[Optional[int], typer.Option(help="Largest patch edge a TensorRT engine accepts.")] = None,
+    max_batch: Annotated[Optional[int], typer.Option(help="Largest batch a TensorRT engine accepts.")] = None,
 ) -> None:
     """Export a checkpoint to a verified bundle (manifest + ONNX graphs)."""
     from srexport.calib.options import CALIB_METHODS, PrecisionOptions
-    from srexport.export.build import BuildRequest, build_bundle
+    from srexport.export.build import BuildRequest, EngineOptions, build_bundle
 
     if int8 and calib_dir is None:
         fail("--int8 needs --calib-dir DIR (a folder of representative images)")
@@ -108,9 +118,14 @@ def build_cmd(
         fail(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got '{calib_method}'")
     if calib_patches < 1:
         fail("--calib-patches must be >= 1")
+    if device not in ("auto", "cpu", "cuda"):
+        fail(f"--device must be auto, cpu or cuda, got '{device}'")
+    if not 0 <= opt_level <= 5:
+        fail(f"--opt-level must be between 0 and 5, got {opt_level}")
     options = PrecisionOptions(fp16, int8, calib_dir, calib_patches, calib_method, seed, eval_dir)
+    engines = EngineOptions(opt_level=opt_level, max_patch=max_patch, max_batch=max_batch, device=device)
     request = BuildRequest(model=model, variant=variant, scale=scale, weights=weights, out=out_dir, patch=patch,
-                           precision=options, plugins=plugins)
+                           precision=options, plugins=plugins, engines=engines)
     with err.status(f"exporting {model}..."):
         bundle = build_bundle(request, warn=warn)
     m = bundle.manifest
@@ -123,6 +138,8 @@ def build_cmd(
             ("PSNR-Y", info.psnr_y_db, ".2f"),
         ) if value is not None]
         out.print(f"  {info.file}: {', '.join(figures)}", highlight=False)
+    for engine in m.tools.get("tensorrt_engines", []):
+        out.print(f"  {engine['line']}", highlight=False, markup=False, soft_wrap=True)
     if m.plugin_graph:
         fused = ", ".join(f"{count} x {op}" for op, count in m.plugin_graph["plugins"].items())
         out.print(f"  {m.plugin_graph['file']}: {fused} (TensorRT plugin graph)", highlight=False)
@@ -151,7 +168,7 @@ def run_cmd(
     overlap: Annotated[Optional[int], typer.Option(help="Overlap in input pixels (default: the bundle's).")] = None,
     window: Annotated[str, typer.Option(help="Blending window: hamming, bartlett or none.")] = "hamming",
     batch: Annotated[int, typer.Option(help="Patches per inference call.")] = 1,
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime or torch.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, tensorrt, onnxruntime or torch.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -161,7 +178,7 @@ def run_cmd(
     failures = run_images(
         bundle, _collect_inputs(inputs), output, noise=noise, seed=seed, patch=parse_patch(patch),
         overlap=overlap, window=window, batch=batch, backend=backend, precision=precision,
-        quiet=quiet, console=out, report_error=lambda msg: err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True),
+        quiet=quiet, console=out, report_error=error_line,
     )
     if failures:
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -181,12 +198,20 @@ def verify_cmd(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]
         raise typer.Exit(1)
 
 
+@app.command("doctor")
+def doctor_cmd() -> None:
+    """What this machine offers: GPU, driver, CUDA, TensorRT, ONNX Runtime providers, nvcc."""
+    from srexport.doctor import collect, render
+
+    out.print(render(collect()), highlight=False, markup=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `sr-export` console script."""
     try:
         app(args=argv, prog_name="sr-export")
     except SrExportError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        error_line(str(exc))
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -34,6 +34,16 @@ NO_WEIGHTS_WARNING = (
 
 
 @dataclass(frozen=True)
+class EngineOptions:
+    """TensorRT engine building (done only where TensorRT and a GPU exist)."""
+
+    opt_level: int = 3
+    max_patch: int | None = None
+    max_batch: int | None = None
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
 class BuildRequest:
     model: str
     variant: str | None = None
@@ -43,6 +53,7 @@ class BuildRequest:
     patch: int | None = None
     precision: PrecisionOptions | None = None
     plugins: bool = False
+    engines: EngineOptions = EngineOptions()
 
 
 def graph_parameters(model: SRModel) -> int:
@@ -92,7 +103,8 @@ def build_bundle(request: BuildRequest, warn: Callable[[str], None] = print) -> 
         warn(NO_WEIGHTS_WARNING.format(name=entry.name))
     out = Path(request.out) if request.out else default_out_dir(entry.name, variant, scale)
     identity = {"model": entry.name, "variant": variant, "scale": scale, "task": entry.task}
-    return export_bundle(model, out, identity, checkpoint, request.patch, request.precision, request.plugins)
+    return export_bundle(model, out, identity, checkpoint, request.patch, request.precision, request.plugins,
+                         request.engines, warn)
 
 
 def export_bundle(
@@ -103,6 +115,8 @@ def export_bundle(
     patch: int | None = None,
     precision: PrecisionOptions | None = None,
     plugins: bool = False,
+    engines: EngineOptions | None = None,
+    log: Callable[[str], None] = print,
 ) -> Bundle:
     """Export `model` into a verified bundle at `out` (atomically replacing it).
 
@@ -151,6 +165,12 @@ def export_bundle(
                 verification=[c.__dict__ for c in checks],
                 plugin_graph=plugin_graph,
             )
+            if engines is not None and engines.device != "cpu":
+                from srexport.tensorrt.builder import build_engines
+
+                results = build_engines(tmp, manifest, None, engines.opt_level, engines.max_patch, log=log,
+                                        max_batch=engines.max_batch, device=engines.device)
+                manifest.tools["tensorrt_engines"] = [r.to_dict() | {"line": r.line()} for r in results]
             write_manifest(tmp, manifest)
     except PermissionError as exc:
         raise BundleError(f"cannot write bundle to {out}: {exc.strerror}") from None

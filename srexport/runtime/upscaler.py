@@ -11,7 +11,7 @@ from PIL import Image
 from srexport.bundle import Bundle, load_bundle
 from srexport.errors import ImageError, SrExportError
 from srexport.runtime.backends import Session, open_session
-from srexport.runtime.blend import WINDOWS, Blender, window_2d
+from srexport.runtime.blend import WINDOWS, Blender, window_1d, window_2d
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
 from srexport.runtime.padding import reflect_pad
@@ -72,18 +72,32 @@ class Upscaler:
         padded = reflect_pad(planes, 0, plan.extra_h, 0, plan.extra_w)
         s = self.output_scale
         pad_h, pad_w = plan.padded_size
-        blender = Blender(3, s * pad_h, s * pad_w, window_2d(self.window, s * plan.patch_h, s * plan.patch_w))
+        out_h, out_w = s * plan.patch_h, s * plan.patch_w
+        gpu = self._device_blender(s * pad_h, s * pad_w, out_h, out_w)
+        blender = None if gpu else Blender(3, s * pad_h, s * pad_w, window_2d(self.window, out_h, out_w))
         total = len(plan.tiles)
         for first in range(0, total, self.batch):
             tiles = plan.tiles[first : first + self.batch]
             inputs = {"image": np.stack([padded[:, t : t + plan.patch_h, l : l + plan.patch_w] for t, l in tiles])}
             inputs.update(self._noise_inputs(plan, tiles))
-            outputs = self.session.run(inputs)
-            for (top, left), out in zip(tiles, outputs):
-                blender.add(out, s * top, s * left)
+            if gpu:
+                batch = self.session.run_to_device(inputs)
+                gpu.add_batch(batch.pointer, [(s * t, s * l) for t, l in tiles], dtype=batch.dtype)
+            else:
+                for (top, left), out in zip(tiles, self.session.run(inputs)):
+                    blender.add(out, s * top, s * left)
             if progress:
                 progress(min(first + self.batch, total), total)
+        if gpu:
+            return gpu.download(0, 0, s * height, s * width, dtype=np.float32).transpose(2, 0, 1)
         return blender.result(0, 0, s * height, s * width)
+
+    def _device_blender(self, height: int, width: int, patch_h: int, patch_w: int):
+        """The GPU blender when the session keeps outputs on a GPU (TensorRT), else None."""
+        make = getattr(self.session, "device_blender", None)
+        if make is None:
+            return None
+        return make(3, height, width, window_1d(self.window, patch_h), window_1d(self.window, patch_w))
 
     def _noise_inputs(self, plan: TilePlan, tiles) -> dict[str, np.ndarray]:
         """Crops of the whole-image noise fields (image coordinates) for these tiles."""
@@ -168,7 +182,7 @@ def load(
 ) -> Upscaler:
     """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`."""
     loaded = load_bundle(bundle)
-    session = open_session(loaded, backend, precision, threads)
     if isinstance(patch, int):
         patch = (patch, patch)
+    session = open_session(loaded, backend, precision, threads, patch=patch or loaded.manifest.patch, batch=batch)
     return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed)

@@ -5,14 +5,14 @@ The tiler and blender know nothing about backends; comparing backends is a loop.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from srexport.bundle import Bundle
 from srexport.errors import SrExportError
 
-BACKENDS = ("auto", "onnxruntime", "torch")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
 
 class Session(Protocol):
@@ -23,14 +23,54 @@ class Session(Protocol):
         """Inputs by graph input name (NCHW float32) -> the output batch (NCHW float32)."""
 
 
-def open_session(bundle: Bundle, backend: str = "auto", precision: str = "fp32", threads: int = 0) -> Session:
-    """Open `bundle`'s graph of `precision` on `backend` ("auto": the first that works)."""
+def open_session(
+    bundle: Bundle,
+    backend: str = "auto",
+    precision: str = "fp32",
+    threads: int = 0,
+    *,
+    patch: tuple[int, int] | int | None = None,
+    batch: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Session:
+    """Open `bundle`'s graph of `precision` on `backend`.
+
+    "auto": TensorRT when TensorRT, a GPU and a matching (or buildable) engine are there,
+    else ONNX Runtime. The returned session's `selection_note` says why this backend:
+    "requested", "auto: TensorRT not used: <reason>" or "auto: TensorRT and a GPU are
+    available; engine <file> ...". `patch`/`batch` (the tiler's, when known) let TensorRT
+    pick or build an engine whose profile covers them; `log` receives progress such as
+    engine builds (default: the "srexport.tensorrt" logger, warnings reach stderr).
+    """
     if backend not in BACKENDS:
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
     if backend == "torch":
         from srexport.runtime.backends.torch import TorchSession
 
-        return TorchSession(bundle, precision, threads)
+        return _noted(TorchSession(bundle, precision, threads), "requested")
+    note = "requested"
+    if backend in ("tensorrt", "auto"):
+        from srexport.runtime.backends.tensorrt import EngineUnavailable, TrtSession
+        from srexport.tensorrt.lazy import CudaError
+
+        try:
+            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, log=log)
+        except (EngineUnavailable, CudaError) as exc:
+            if backend == "tensorrt":
+                raise EngineUnavailable(
+                    f"the tensorrt backend cannot run here: {exc} (use --backend onnxruntime or auto)"
+                ) from None
+            note = f"auto: TensorRT not used: {exc}"
+        else:
+            why = "requested" if backend == "tensorrt" else "auto: TensorRT and a GPU are available"
+            return _noted(session, f"{why}; {session.engine_note}")
     from srexport.runtime.backends.onnxruntime import OrtSession
 
-    return OrtSession(bundle, precision, threads)
+    return _noted(OrtSession(bundle, precision, threads), note)
+
+
+def _noted(session, note: str):
+    """Record on the session why this backend was chosen (the CLI prints it after the
+    backend's name and providers)."""
+    session.selection_note = note
+    return session

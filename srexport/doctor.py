@@ -1,0 +1,173 @@
+"""`sr-export doctor`: what this machine offers sr-export, each item present or not, and why.
+
+Every probe is isolated: a missing or broken component is reported, never raised.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from srexport.tensorrt.device import cuda_version_text
+
+
+@dataclass(frozen=True)
+class DoctorCheck:
+    name: str
+    present: bool
+    detail: str  # what was found, or the reason it is absent
+
+    def line(self, width: int = 14) -> str:
+        mark = "ok" if self.present else "--"
+        return f"  [{mark}] {self.name:<{width}} {self.detail}"
+
+
+def _guard(name: str, probe: Callable[[], DoctorCheck]) -> DoctorCheck:
+    try:
+        return probe()
+    except Exception as exc:  # a probe must never take `doctor` down
+        return DoctorCheck(name, False, f"probe failed: {type(exc).__name__}: {exc}")
+
+
+def check_driver() -> DoctorCheck:
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError as exc:
+        return DoctorCheck("NVIDIA driver", False, f"libcuda.so.1 not found: no NVIDIA driver installed ({exc})")
+    version = ctypes.c_int(0)
+    api = ""
+    if libcuda.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value:
+        api = f"supports CUDA {cuda_version_text(version.value)}"
+    release = ""
+    proc = Path("/proc/driver/nvidia/version")
+    if proc.is_file():
+        match = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", proc.read_text(errors="replace"))
+        release = match.group(1) if match else ""
+    detail = ", ".join(x for x in (release and f"version {release}", api) if x) or "libcuda.so.1 loads"
+    return DoctorCheck("NVIDIA driver", True, detail)
+
+
+def check_gpu() -> DoctorCheck:
+    from srexport.tensorrt.device import gpu_status
+
+    gpu, text = gpu_status(0)
+    return DoctorCheck("GPU", gpu is not None, text)
+
+
+def check_cuda_runtime() -> DoctorCheck:
+    from srexport.tensorrt.lazy import CudaUnavailable, import_cudart
+
+    try:
+        cudart = import_cudart()
+    except CudaUnavailable as exc:
+        return DoctorCheck("CUDA runtime", False, str(exc))
+    err, version = cudart.cudaRuntimeGetVersion()
+    if int(err) != 0:
+        return DoctorCheck("CUDA runtime", False, f"cudaRuntimeGetVersion failed: {getattr(err, 'name', err)}")
+    return DoctorCheck("CUDA runtime", True, f"CUDA {cuda_version_text(int(version))} (cuda-python's cudart)")
+
+
+def check_cuda_python() -> DoctorCheck:
+    from srexport.tensorrt.lazy import CudaUnavailable, import_cudart
+
+    try:
+        import_cudart()
+    except CudaUnavailable as exc:
+        return DoctorCheck("cuda-python", False, str(exc))
+    found = []
+    for name in ("cuda.bindings", "cuda.core"):
+        try:
+            found.append(f"{name} {getattr(importlib.import_module(name), '__version__', '?')}")
+        except ImportError:
+            pass
+    return DoctorCheck("cuda-python", True, ", ".join(found) or "cuda.bindings.runtime imports")
+
+
+def check_tensorrt() -> DoctorCheck:
+    from srexport.tensorrt.lazy import TensorRTUnavailable, import_tensorrt
+
+    try:
+        trt = import_tensorrt()
+    except TensorRTUnavailable as exc:
+        return DoctorCheck("TensorRT", False, str(exc))
+    detail = f"{trt.__version__} (strongly typed engines)"
+    from srexport.tensorrt.device import gpu_status
+    from srexport.tensorrt.keys import short_trt_version
+
+    gpu, _ = gpu_status(0)
+    if gpu is not None:
+        detail += f"; engines for this GPU are named *_{gpu.sm}_trt{short_trt_version(trt.__version__)}_*"
+    return DoctorCheck("TensorRT", True, detail)
+
+
+def check_onnxruntime() -> DoctorCheck:
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError as exc:
+        return DoctorCheck("ONNX Runtime", False, f"not installed: {exc}")
+    providers = ort.get_available_providers()
+    gpu = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+    note = "" if gpu else " (CPU only: onnxruntime-gpu adds the CUDA and TensorRT providers)"
+    return DoctorCheck("ONNX Runtime", True, f"{ort.__version__}, providers: {', '.join(providers)}{note}")
+
+
+def _nvcc() -> tuple[str | None, str | None]:
+    try:
+        from srexport.kernels.build import nvcc_path, nvcc_version
+
+        path = nvcc_path()
+        return path, nvcc_version(path) if path else None
+    except ImportError:
+        path = shutil.which("nvcc")
+        if path is None:
+            return None, None
+        text = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+        match = re.search(r"release (\d+\.\d+)", text)
+        return path, match.group(1) if match else None
+
+
+def check_nvcc() -> DoctorCheck:
+    path, version = _nvcc()
+    if path is None:
+        return DoctorCheck("nvcc", False, "not found on PATH, $CUDA_HOME or /usr/local/cuda (the CUDA toolkit "
+                                          "compiles the custom kernels; NVRTC can stand in)")
+    return DoctorCheck("nvcc", True, f"CUDA {version or '?'} at {path}")
+
+
+PROBES: tuple[tuple[str, Callable[[], DoctorCheck]], ...] = (
+    ("NVIDIA driver", check_driver),
+    ("GPU", check_gpu),
+    ("CUDA runtime", check_cuda_runtime),
+    ("cuda-python", check_cuda_python),
+    ("TensorRT", check_tensorrt),
+    ("ONNX Runtime", check_onnxruntime),
+    ("nvcc", check_nvcc),
+)
+
+
+def collect() -> list[DoctorCheck]:
+    """Every check, in a fixed order."""
+    return [_guard(name, probe) for name, probe in PROBES]
+
+
+def auto_backend(checks: list[DoctorCheck]) -> str:
+    """What `--backend auto` would pick here (engine availability aside)."""
+    have = {c.name: c.present for c in checks}
+    if have.get("TensorRT") and have.get("GPU") and have.get("cuda-python"):
+        return "tensorrt (engines are found in the bundle or built on first use)"
+    missing = [n for n in ("GPU", "cuda-python", "TensorRT") if not have.get(n)]
+    return f"onnxruntime (no {', no '.join(missing)})"
+
+
+def render(checks: list[DoctorCheck]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = ["sr-export doctor"]
+    lines += [c.line(width) for c in checks]
+    lines.append(f"--backend auto here: {auto_backend(checks)}")
+    return "\n".join(lines)

@@ -1,0 +1,245 @@
+"""OpenVINO backend: the fastest CPU path (FP32, BF16 on AVX512-BF16/AMX, INT8 on VNNI/AMX).
+
+It reads the bundle's ONNX graphs directly (no conversion step, nothing written):
+
+- fp32: `model.fp32.onnx` computed in float32 (the inference precision is pinned to f32:
+  OpenVINO's own default on AMX CPUs is bf16);
+- bf16: the same `model.fp32.onnx` compiled with INFERENCE_PRECISION_HINT bf16, on CPUs
+  whose OPTIMIZATION_CAPABILITIES list BF16 (AVX512-BF16 or AMX); elsewhere a one-line
+  `SrExportError` (OpenVINO itself would silently fall back to f32);
+- int8: the bundle's QDQ graph `model.int8.onnx` (OpenVINO turns QDQ pairs into int8
+  kernels: VNNI / AMX-INT8 where present); the rest of the graph runs in f32;
+- fp16 is refused: on a CPU it brings no speed (use bf16 or int8), and the GPU backends
+  own it.
+
+Static shapes are much faster in OpenVINO than dynamic ones, so the graph is reshaped to
+each patch shape it meets and compiled once per (graph, precision, shapes, hint, threads).
+Compiled models live in a small in-process cache shared by every session, so reopening a
+bundle or upscaling many images with the same patch never recompiles.
+
+Threads and streams: a batch of one patch runs with PERFORMANCE_HINT LATENCY (one stream,
+every thread on the patch); a batch of several patches compiles the one-patch shape with
+PERFORMANCE_HINT THROUGHPUT (OpenVINO picks streams for the thread budget) and runs the
+patches as concurrent infer requests, one per stream. Pass `batch` to fix the mode for a
+session (what `Upscaler(batch=...)` will send); without it the mode follows each call.
+
+OpenVINO's on-disk model cache (CACHE_DIR) is off by default: measured on G-MGBP and BPP
+it saves only about a quarter of the compile time (hashing the model costs the rest) and
+stores the compiled weights again per shape (76 MB per BPP shape). Pass `cache_dir` to
+turn it on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from srexport.bundle import Bundle
+from srexport.errors import SrExportError
+from srexport.fsutil import sha256_file
+from srexport.runtime.backends.onnxruntime import physical_threads
+
+PRECISIONS = ("fp32", "bf16", "int8")
+INSTALL_HINT = "pip install 'sr-export[openvino]' (or: pip install openvino)"
+CACHE_SIZE = 8  # compiled models kept per process (each holds its weights)
+
+_OV_TYPE = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # inference precision per request
+_GRAPH = {"fp32": "fp32", "bf16": "fp32", "int8": "int8"}  # bundle graph per request
+
+_core = None
+_core_lock = threading.Lock()
+_compiled: OrderedDict[tuple, object] = OrderedDict()
+_compiled_lock = threading.Lock()
+
+
+def import_openvino():
+    """The `openvino` module, or a one-line SrExportError saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise SrExportError(f"the openvino backend needs the openvino package: {INSTALL_HINT}") from None
+    return openvino
+
+
+def core():
+    """The process's one `openvino.Core` (creating one costs about 0.1 s)."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            _core = import_openvino().Core()
+        return _core
+
+
+def cpu_capabilities() -> set[str]:
+    """OpenVINO's OPTIMIZATION_CAPABILITIES of this CPU, e.g. {"FP32", "INT8", "BF16"}."""
+    return set(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def cpu_name() -> str:
+    try:
+        return str(core().get_property("CPU", "FULL_DEVICE_NAME"))
+    except Exception:  # pragma: no cover - a plugin without the property
+        return "this CPU"
+
+
+def check_precision(precision: str, caps: set[str] | None = None) -> None:
+    """Refuse, in one line, a precision this backend or this CPU cannot run."""
+    if precision == "fp16":
+        raise SrExportError(
+            "the openvino backend runs fp32, bf16 and int8, not fp16: on a CPU fp16 brings no speed "
+            "(use --precision bf16 or int8; fp16 is for GPU backends)"
+        )
+    if precision not in PRECISIONS:
+        raise SrExportError(f"unknown precision '{precision}' for the openvino backend ({', '.join(PRECISIONS)})")
+    if precision == "bf16":
+        caps = cpu_capabilities() if caps is None else caps
+        if "BF16" not in caps:
+            offered = ", ".join(sorted(c for c in caps if c in ("FP32", "INT8", "FP16", "BF16"))) or "none"
+            raise SrExportError(
+                f"bf16 needs a CPU with AVX512-BF16 or AMX; {cpu_name()} offers {offered}: "
+                "use --precision fp32 or int8"
+            )
+
+
+def clear_cache() -> None:
+    """Drop every compiled model of this process (tests; freeing memory)."""
+    with _compiled_lock:
+        _compiled.clear()
+
+
+def cached_models() -> int:
+    with _compiled_lock:
+        return len(_compiled)
+
+
+class OvSession:
+    """A bundle graph on the OpenVINO CPU plugin; `run(inputs) -> output batch`."""
+
+    name = "openvino"
+    device = "cpu"
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        precision: str = "fp32",
+        threads: int = 0,
+        batch: int | None = None,
+        cache_dir: str | Path | None = None,
+    ):
+        check_precision(precision)
+        ov_core = core()
+        self.precision = precision
+        self.threads = threads or physical_threads()
+        self.batch = batch
+        self.inference_precision = _OV_TYPE[precision]
+        self.providers = [f"CPU ({self.inference_precision})"]
+        graph_precision = _GRAPH[precision]
+        self.graph = bundle.graph_path(graph_precision)
+        file = bundle.manifest.precisions[graph_precision].file
+        # the file's digest keys the cache: a rebuilt bundle at the same path recompiles
+        self._digest = bundle.manifest.files.get(file) or sha256_file(self.graph)
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            ov_core.set_property({"CACHE_DIR": str(cache_dir)})
+        try:
+            self._model = ov_core.read_model(str(self.graph))
+        except Exception as exc:
+            raise SrExportError(f"OpenVINO cannot read {self.graph}: {_first_line(exc)}") from None
+        self.input_names = [port.get_any_name() for port in self._model.inputs]
+        self._model_lock = threading.Lock()
+
+    # -- compiling -----------------------------------------------------------------------
+    def _config(self, hint: str) -> dict:
+        return {
+            "PERFORMANCE_HINT": hint,
+            "INFERENCE_NUM_THREADS": self.threads,
+            "INFERENCE_PRECISION_HINT": self.inference_precision,
+        }
+
+    def compiled(self, shapes: dict[str, tuple[int, ...]], hint: str) -> "_Compiled":
+        """The compiled model for these static input shapes and hint (cached)."""
+        key = (self._digest, self.precision, self.threads, hint, tuple(shapes[n] for n in self.input_names))
+        with _compiled_lock:
+            found = _compiled.get(key)
+            if found is not None:
+                _compiled.move_to_end(key)
+                return found
+        with self._model_lock:
+            try:
+                self._model.reshape({name: list(shapes[name]) for name in self.input_names})
+                model = core().compile_model(self._model, "CPU", self._config(hint))
+            except Exception as exc:
+                shown = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items())
+                raise SrExportError(f"OpenVINO cannot compile {self.graph.name} for {shown}: {_first_line(exc)}") from None
+        got = str(model.get_property("INFERENCE_PRECISION_HINT"))
+        if self.precision == "bf16" and "bf16" not in got:
+            raise SrExportError(f"OpenVINO compiled {self.graph.name} in {got}, not bf16, on {cpu_name()}")
+        entry = _Compiled(model)
+        with _compiled_lock:
+            _compiled[key] = entry
+            while len(_compiled) > CACHE_SIZE:
+                _compiled.popitem(last=False)
+        return entry
+
+    def mode(self, batch: int) -> str:
+        """THROUGHPUT (streams, one request per patch) for batches, LATENCY for one patch."""
+        return "THROUGHPUT" if (self.batch or batch) > 1 else "LATENCY"
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        arrays = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
+        batch = arrays[self.input_names[0]].shape[0]
+        hint = self.mode(batch)
+        if hint == "LATENCY":
+            entry = self.compiled({n: a.shape for n, a in arrays.items()}, hint)
+            with entry.lock:
+                request = entry.requests[0]
+                request.infer(arrays, share_inputs=True)
+                return np.array(request.get_output_tensor(0).data, copy=True)
+        entry = self.compiled({n: (1,) + a.shape[1:] for n, a in arrays.items()}, hint)
+        with entry.lock:
+            return _run_streams(entry.requests, arrays, batch)
+
+
+def _run_streams(requests: list, arrays: dict[str, np.ndarray], batch: int) -> np.ndarray:
+    """One patch per infer request, every request (stream) kept busy: patch i goes to
+    request i mod R as soon as that request has finished patch i - R."""
+    output: np.ndarray | None = None
+
+    def collect(index: int) -> None:
+        nonlocal output
+        request = requests[index % len(requests)]
+        request.wait()
+        result = request.get_output_tensor(0).data
+        if output is None:
+            output = np.empty((batch,) + result.shape[1:], np.float32)
+        output[index] = result[0]
+
+    for index in range(batch):
+        if index >= len(requests):
+            collect(index - len(requests))
+        feed = {n: a[index : index + 1] for n, a in arrays.items()}
+        requests[index % len(requests)].start_async(feed, share_inputs=True)
+    for index in range(max(0, batch - len(requests)), batch):
+        collect(index)
+    return output
+
+
+class _Compiled:
+    """A compiled model with its OPTIMAL_NUMBER_OF_INFER_REQUESTS infer requests (one per
+    stream), created once; the lock serialises callers that share it."""
+
+    def __init__(self, model):
+        self.model = model
+        count = max(1, int(model.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.requests = [model.create_infer_request() for _ in range(count)]
+        self.streams = int(model.get_property("NUM_STREAMS"))
+        self.lock = threading.Lock()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,138 @@
+"""`--backend auto`: which backend runs a precision fastest on this machine, and why.
+
+The rule (first match wins; `choose_backend` is the pure function, `available_backends`
+and `cpu_capabilities` the cheap probes of this machine):
+
+GPU first, when an NVIDIA GPU is present:
+1. tensorrt, for fp32, fp16 and int8, when TensorRT is installed (engines from the
+   bundle's graphs; fastest on NVIDIA GPUs).
+2. onnxruntime, for fp32, fp16 and int8, when ONNX Runtime's CUDA execution provider is
+   installed (onnxruntime-gpu).
+CPU otherwise (or for bf16, which only the OpenVINO CPU path runs):
+3. openvino, for fp32 and int8, when OpenVINO is installed and its CPU plugin offers the
+   precision (INT8: every x86 CPU with AVX2; fastest with VNNI / AMX-INT8); for bf16 when
+   the CPU offers BF16 (AVX512-BF16 or AMX).
+4. onnxruntime (CPU) for fp32, fp16 and int8: the guaranteed default that always works
+   (fp16 runs upcast to fp32 there: accuracy, not speed).
+bf16 with no OpenVINO or on a CPU without BF16 is refused with a one-line `SrExportError`
+that says what to do instead.
+
+Measured basis (FACTS.md, 2 threads, BPP 192x192): OpenVINO FP32 1.5x ONNX Runtime FP32,
+OpenVINO BF16 6.3x; `benchmarks/cpu_backends.py` re-measures every pair on the models.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+from pathlib import Path
+
+from srexport.errors import SrExportError
+
+GPU_PRECISIONS = ("fp32", "fp16", "int8")
+OPENVINO_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str]) -> tuple[str, str]:
+    """(backend, reason) for `precision` given what is installed and what the CPU offers.
+
+    `available` keys (missing = False): "tensorrt" (TensorRT installed and a GPU
+    present), "onnxruntime-cuda" (ONNX Runtime's CUDA provider installed and a GPU present),
+    "openvino" (the openvino package installed). `cpu_caps` is OpenVINO's
+    OPTIMIZATION_CAPABILITIES of the CPU ({"FP32", "INT8", "BF16", ...}; empty when unknown).
+    """
+    if precision not in PRECISIONS:
+        raise SrExportError(f"unknown precision '{precision}' (precisions: {', '.join(PRECISIONS)})")
+    has = lambda name: bool(available.get(name, False))  # noqa: E731
+    if precision in GPU_PRECISIONS:
+        if has("tensorrt"):
+            return "tensorrt", f"an NVIDIA GPU and TensorRT are present: TensorRT runs {precision} fastest"
+        if has("onnxruntime-cuda"):
+            return "onnxruntime", "an NVIDIA GPU and ONNX Runtime's CUDA provider are present (no TensorRT)"
+    if precision in OPENVINO_CAPABILITY and has("openvino"):
+        wanted = OPENVINO_CAPABILITY[precision]
+        if wanted in cpu_caps:
+            return "openvino", f"no GPU backend; OpenVINO is the fastest CPU backend for {precision} ({wanted} on this CPU)"
+        if precision == "bf16":
+            raise SrExportError(
+                "bf16 needs a CPU with AVX512-BF16 or AMX, and this one lacks both: use --precision fp32 or int8"
+            )
+    if precision == "bf16":
+        raise SrExportError(
+            "bf16 runs on the openvino backend only, which is not installed: "
+            "pip install 'sr-export[openvino]', or use --precision fp32 or int8"
+        )
+    if precision == "fp16":
+        return "onnxruntime", "no GPU backend: ONNX Runtime runs the fp16 graph on the CPU (upcast to fp32, no speed gain)"
+    if not has("openvino"):
+        return "onnxruntime", "no GPU backend and no OpenVINO: ONNX Runtime (CPU), the default that always works"
+    return "onnxruntime", f"no GPU backend and OpenVINO's CPU plugin lacks {OPENVINO_CAPABILITY[precision]}: ONNX Runtime (CPU)"
+
+
+# -- probes (cheap: no heavy module is imported unless it is installed and asked about) -----
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _distribution(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def nvidia_gpu_present() -> bool:
+    """An NVIDIA GPU visible to this process (driver device nodes or proc entries), without
+    loading CUDA; CUDA_VISIBLE_DEVICES="" or "-1" hides them, as it does for CUDA."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if gpus.is_dir() and any(gpus.iterdir()):
+        return True
+    return any(Path(f"/dev/nvidia{i}").exists() for i in range(16))
+
+
+def available_backends() -> dict[str, bool]:
+    """What this machine offers, by package presence (find_spec: nothing is imported)."""
+    gpu = nvidia_gpu_present()
+    return {
+        "tensorrt": gpu and _installed("tensorrt"),
+        "onnxruntime-cuda": gpu and (_distribution("onnxruntime-gpu") or _distribution("onnxruntime-gpu-cuda13")),
+        "openvino": _installed("openvino"),
+        "onnxruntime": _installed("onnxruntime"),
+        "torch": _installed("torch"),
+    }
+
+
+def cpu_capabilities(available: dict[str, bool] | None = None) -> set[str]:
+    """OpenVINO's view of the CPU when OpenVINO is installed (imports it: it is the backend
+    auto is about to open anyway), else an empty set."""
+    available = available_backends() if available is None else available
+    if not available.get("openvino"):
+        return set()
+    from srexport.runtime.backends.openvino import cpu_capabilities as ov_caps
+
+    try:
+        return ov_caps()
+    except SrExportError:
+        return set()
+
+
+def auto_backend(precision: str) -> tuple[str, str]:
+    """`choose_backend` on this machine's probes. OpenVINO is imported only when the
+    choice can fall to the CPU; an OpenVINO that does not load counts as absent."""
+    available = available_backends()
+    gpu = available["tensorrt"] or available["onnxruntime-cuda"]
+    caps: set[str] = set()
+    if available["openvino"] and not (gpu and precision in GPU_PRECISIONS):
+        caps = cpu_capabilities(available)
+        if not caps:
+            available["openvino"] = False
+    return choose_backend(precision, available, caps)
