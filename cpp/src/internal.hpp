@@ -1,0 +1,143 @@
+// Internal pieces of libsrexport, each the twin of one module of srexport/runtime/.
+#ifndef SREXPORT_INTERNAL_HPP
+#define SREXPORT_INTERNAL_HPP
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "srexport/srexport.hpp"
+
+namespace srexport {
+namespace detail {
+
+[[noreturn]] void fail(Status status, const std::string& message);
+
+// ---- fsutil.sha256_file ------------------------------------------------------------
+std::string sha256_hex(const void* data, std::size_t size);
+std::string sha256_file(const std::string& path);  // throws Error(Bundle) when unreadable
+
+// ---- bundle.py ---------------------------------------------------------------------
+Manifest parse_manifest(const std::string& text, const std::string& manifest_path);
+std::string graph_path(const std::string& root, const Manifest& manifest, const std::string& precision);
+
+// ---- noise.py ----------------------------------------------------------------------
+std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> counter, std::uint32_t k0, std::uint32_t k1,
+                                        int rounds = 10);
+
+// ---- tiler.py ----------------------------------------------------------------------
+struct TilePlan {
+    int height = 0, width = 0;
+    int patch_h = 0, patch_w = 0;
+    int extra_h = 0, extra_w = 0;
+    std::vector<std::pair<int, int>> tiles;  // (top, left), rows outer
+};
+std::vector<int> axis_starts(int length, int patch, int overlap);
+TilePlan plan_tiles(int height, int width, int patch_h, int patch_w, int overlap, const ShapeRules& rules);
+
+// ---- blend.py ----------------------------------------------------------------------
+bool known_window(const std::string& kind);
+std::vector<float> window_1d(const std::string& kind, int length);
+
+// Accumulates weighted NCHW output patches into float32 canvases (C x H x W) and a
+// weight plane; result() = canvas / weight over the top-left region.
+class Accumulator {
+public:
+    virtual ~Accumulator() = default;
+    // A batch of n patches (n x C x ph x pw, float32) at output offsets (top, left).
+    virtual void add(const float* patches, int n, const std::vector<std::pair<int, int>>& offsets) = 0;
+    virtual std::vector<float> result(int height, int width) = 0;  // C x height x width
+};
+
+class CpuBlender : public Accumulator {
+public:
+    CpuBlender(int channels, int height, int width, std::vector<float> wy, std::vector<float> wx);
+    void add(const float* patches, int n, const std::vector<std::pair<int, int>>& offsets) override;
+    std::vector<float> result(int height, int width) override;
+
+private:
+    int channels_, height_, width_;
+    std::vector<float> window_;  // ph x pw, outer(wy, wx) in float32
+    int ph_, pw_;
+    std::vector<float> canvas_, weight_;
+};
+
+// ---- padding.py --------------------------------------------------------------------
+// Reflect-pad the bottom/right of C planes of height x width (edge mode when the image
+// is one pixel thin), as numpy.pad(mode="reflect"), however large the pad.
+std::vector<float> reflect_pad(const float* planes, int channels, int height, int width, int bottom, int right);
+
+// ---- resize.py ---------------------------------------------------------------------
+void bicubic_plane(const float* in, int height, int width, float* out, int out_height, int out_width);
+
+// ---- backends ----------------------------------------------------------------------
+struct Tensor {
+    std::vector<std::int64_t> shape;  // NCHW
+    std::vector<float> data;
+    std::int64_t count() const {
+        std::int64_t n = 1;
+        for (auto d : shape) n *= d;
+        return n;
+    }
+};
+
+struct NamedInput {
+    std::string name;
+    const Tensor* tensor;
+};
+
+class Session {
+public:
+    virtual ~Session() = default;
+    virtual std::string name() const = 0;
+    // Graph inputs by name (image first, then noise inputs) -> the output batch.
+    virtual void run(const std::vector<NamedInput>& inputs, Tensor& output) = 0;
+    // Backends holding outputs in device memory may blend there: an accumulator that
+    // run_and_blend feeds without copying patches back, or nullptr (CPU blending).
+    virtual std::unique_ptr<Accumulator> device_accumulator(int /*channels*/, int /*height*/, int /*width*/,
+                                                            const std::vector<float>& /*wy*/,
+                                                            const std::vector<float>& /*wx*/) {
+        return nullptr;
+    }
+    virtual void run_and_blend(const std::vector<NamedInput>& inputs,
+                               const std::vector<std::pair<int, int>>& offsets, Accumulator& accumulator) {
+        Tensor out;
+        run(inputs, out);
+        accumulator.add(out.data.data(), static_cast<int>(out.shape[0]), offsets);
+    }
+};
+
+struct SessionRequest {
+    std::string root;  // bundle directory
+    const Manifest* manifest;
+    std::string precision;
+    std::string graph;  // path of the precision's ONNX graph
+    int threads = 0;
+    int batch = 1;
+    int patch_h = 0, patch_w = 0;
+    std::string cache_dir;
+    int device = 0;
+};
+
+int physical_threads();
+
+// Each backend's factory; those not compiled in throw Error(Unavailable).
+std::unique_ptr<Session> open_opencv(const SessionRequest& request);
+std::unique_ptr<Session> open_onnxruntime(const SessionRequest& request);
+std::unique_ptr<Session> open_tensorrt(const SessionRequest& request);
+// "auto": TensorRT, ONNX Runtime, OpenCV DNN, the first that opens; `note` says what was
+// skipped and why.
+std::unique_ptr<Session> open_session(const std::string& backend, const SessionRequest& request, std::string& note);
+
+// ONNX protobuf surgery for backends that need static shapes: the model bytes with the
+// named graph inputs' dims pinned to the given values.
+std::string pin_onnx_input_shapes(const std::string& model,
+                                  const std::vector<std::pair<std::string, std::vector<std::int64_t>>>& shapes);
+
+}  // namespace detail
+}  // namespace srexport
+
+#endif  // SREXPORT_INTERNAL_HPP
