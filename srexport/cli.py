@@ -198,6 +198,36 @@ def verify_cmd(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]
         raise typer.Exit(1)
 
 
+@app.command("profile")
+def profile_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    size: Annotated[Optional[str], typer.Option(help="Output WxH, or a preset: 720p, 1080p, 8k, pirm, 1000, or a workload key (default: the model's paper workload).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
+    backend: Annotated[str, typer.Option(help="auto, tensorrt, onnxruntime or torch.")] = "auto",
+    patch: Annotated[Optional[str], typer.Option(help="Patch HxW in graph input pixels (default: the bundle's).")] = None,
+    overlap: Annotated[Optional[int], typer.Option(help="Overlap in graph input pixels (default: the bundle's).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Patches per call (default: the best of 1, 2, 4, 8).")] = None,
+    repeats: Annotated[int, typer.Option(help="Timed calls per patch measurement.")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed calls first.")] = 2,
+    e2e_repeats: Annotated[int, typer.Option("--e2e-repeats", help="Timed whole-image runs.")] = 3,
+    threads: Annotated[int, typer.Option(help="Threads (0: the CPUs this process may use).")] = 0,
+    workload: Annotated[Optional[str], typer.Option(help="Titan X row to compare with (e.g. mgbpv2-1000-767).")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON profile here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: latency vs patch, throughput per precision (needs matplotlib).")] = None,
+) -> None:
+    """Throughput, latency, memory, FLOP/s and the ratio to the papers' Titan X figures."""
+    from srexport.profiling import run_profile, summary
+
+    result = run_profile(
+        bundle, json_path=json_path, plot_path=plot, size=size, precision=precision, backend=backend,
+        patch=parse_patch(patch), overlap=overlap, batch=batch, repeats=repeats, warmup=warmup,
+        e2e_repeats=e2e_repeats, threads=threads, workload=workload,
+        log=lambda m: err.print(m, highlight=False, soft_wrap=True, markup=False),
+    )
+    for line in summary(result):
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
 @app.command("doctor")
 def doctor_cmd() -> None:
     """What this machine offers: GPU, driver, CUDA, TensorRT, ONNX Runtime providers, nvcc."""
