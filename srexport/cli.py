@@ -171,15 +171,24 @@ def run_cmd(
     backend: Annotated[str, typer.Option(help="auto, tensorrt, onnxruntime or torch.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray: a private local cluster, or --ray-address.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDRESS",
+        help="Existing Ray cluster ('auto', 'ray://head:10001', 'head:6379'); implies --ray.")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1,
+        help="Ray actors holding the bundle (default: one per GPU, else per CPU); implies --ray.")] = None,
 ) -> None:
     """Upscale images or folders of images into PNGs."""
-    from srexport.runtime.runner import run_images
+    common = dict(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, window=window, batch=batch,
+                  backend=backend, precision=precision, quiet=quiet, console=out, report_error=error_line)
+    if ray or ray_address or ray_workers:
+        from srexport.distributed.ray_run import run_images_ray
 
-    failures = run_images(
-        bundle, _collect_inputs(inputs), output, noise=noise, seed=seed, patch=parse_patch(patch),
-        overlap=overlap, window=window, batch=batch, backend=backend, precision=precision,
-        quiet=quiet, console=out, report_error=error_line,
-    )
+        failures = run_images_ray(bundle, _collect_inputs(inputs), output, address=ray_address,
+                                  workers=ray_workers, **common)
+    else:
+        from srexport.runtime.runner import run_images
+
+        failures = run_images(bundle, _collect_inputs(inputs), output, **common)
     if failures:
         raise typer.Exit(EXIT_BAD_INPUT)
 
@@ -226,6 +235,34 @@ def profile_cmd(
     )
     for line in summary(result):
         out.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command("export-triton")
+def export_triton_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    repo: Annotated[Path, typer.Option("--repo", help="Triton model repository (created if absent).")],
+    name: Annotated[Optional[str], typer.Option(help="Model name (default: <model>-<variant>-x<scale>).")] = None,
+    max_batch: Annotated[int, typer.Option(min=1, help="Triton max_batch_size (patches per request).")] = 8,
+    instances: Annotated[int, typer.Option(min=1, help="Model instances per GPU (or on the CPU).")] = 1,
+    kind: Annotated[str, typer.Option(help="Instance kind: auto, gpu or cpu.")] = "auto",
+    gpus: Annotated[Optional[str], typer.Option(help="Pin instances to these GPU ids, e.g. 0,1.")] = None,
+    platform: Annotated[str, typer.Option(help="auto (TensorRT plans when the bundle has them), onnx or tensorrt.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 graph of the bundle.")] = "fp32",
+) -> None:
+    """Write a Triton Inference Server model repository entry for a bundle."""
+    from srexport.triton import export_triton
+
+    gpu_ids = None
+    if gpus:
+        try:
+            gpu_ids = [int(g) for g in gpus.split(",")]
+        except ValueError:
+            fail(f"--gpus takes comma-separated GPU ids, got '{gpus}'")
+    model_dir = export_triton(bundle, repo, name, max_batch, instances, kind, precision=precision,
+                              platform=platform, gpus=gpu_ids, warn=warn)
+    files = ", ".join(sorted(p.name for p in (model_dir / "1").iterdir()))
+    out.print(f"[green]wrote[/] {escape(str(model_dir))} (config.pbtxt + {files})", highlight=False)
+    out.print(f"serve: tritonserver --model-repository {escape(str(repo))}", highlight=False)
 
 
 @app.command("doctor")

@@ -1,5 +1,5 @@
 // The runtime: tile an image, run patches on a backend, blend them with a window.
-// The twin of srexport/runtime/upscaler.py (Upscaler.upscale_planes, _noise_inputs,
+// The twin of srexport/runtime/upscaler.py (Upscaler.upscale_planes, noise_batch,
 // upscale_loaded and _upscale_array), step for step.
 #include <algorithm>
 #include <atomic>

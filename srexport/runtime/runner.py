@@ -55,7 +55,7 @@ def run_images(
     targets = output_paths(inputs, output)
     upscaler = load(bundle, backend, precision, **options)
     if not quiet and console is not None:
-        console.print(describe(upscaler), highlight=False)
+        console.print(describe(upscaler), highlight=False, markup=False, soft_wrap=True)
     failures = 0
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -79,7 +79,7 @@ class Upscaler:
         for first in range(0, total, self.batch):
             tiles = plan.tiles[first : first + self.batch]
             inputs = {"image": np.stack([padded[:, t : t + plan.patch_h, l : l + plan.patch_w] for t, l in tiles])}
-            inputs.update(self._noise_inputs(plan, tiles))
+            inputs.update(self.noise_batch(plan, tiles))
             if gpu:
                 batch = self.session.run_to_device(inputs)
                 gpu.add_batch(batch.pointer, [(s * t, s * l) for t, l in tiles], dtype=batch.dtype)
@@ -99,7 +99,7 @@ class Upscaler:
             return None
         return make(3, height, width, window_1d(self.window, patch_h), window_1d(self.window, patch_w))
 
-    def _noise_inputs(self, plan: TilePlan, tiles) -> dict[str, np.ndarray]:
+    def noise_batch(self, plan: TilePlan, tiles) -> dict[str, np.ndarray]:
         """Crops of the whole-image noise fields (image coordinates) for these tiles."""
         fields = {}
         for index, spec in enumerate(self.bundle.manifest.noise_inputs):

@@ -54,7 +54,10 @@ def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str
     if precision in OPENVINO_CAPABILITY and has("openvino"):
         wanted = OPENVINO_CAPABILITY[precision]
         if wanted in cpu_caps:
-            return "openvino", f"no GPU backend; OpenVINO is the fastest CPU backend for {precision} ({wanted} on this CPU)"
+            if precision == "bf16":
+                return "openvino", "bf16 runs on the OpenVINO CPU backend (BF16 on this CPU: AVX512-BF16/AMX)"
+            why = f"no GPU backend; OpenVINO is the fastest CPU backend for {precision} ({wanted} on this CPU)"
+            return "openvino", why
         if precision == "bf16":
             raise SrExportError(
                 "bf16 needs a CPU with AVX512-BF16 or AMX, and this one lacks both: use --precision fp32 or int8"
@@ -65,10 +68,12 @@ def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str
             "pip install 'sr-export[openvino]', or use --precision fp32 or int8"
         )
     if precision == "fp16":
-        return "onnxruntime", "no GPU backend: ONNX Runtime runs the fp16 graph on the CPU (upcast to fp32, no speed gain)"
+        why = "no GPU backend: ONNX Runtime runs the fp16 graph on the CPU (upcast to fp32, no speed gain)"
+        return "onnxruntime", why
     if not has("openvino"):
         return "onnxruntime", "no GPU backend and no OpenVINO: ONNX Runtime (CPU), the default that always works"
-    return "onnxruntime", f"no GPU backend and OpenVINO's CPU plugin lacks {OPENVINO_CAPABILITY[precision]}: ONNX Runtime (CPU)"
+    lacking = OPENVINO_CAPABILITY[precision]
+    return "onnxruntime", f"no GPU backend and OpenVINO's CPU plugin lacks {lacking}: ONNX Runtime (CPU)"
 
 
 # -- probes (cheap: no heavy module is imported unless it is installed and asked about) -----
