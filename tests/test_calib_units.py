@@ -24,7 +24,6 @@ from srexport.calib.int8 import (
     conv_layers,
     exclusion_candidates,
     image_space_nodes,
-    input_noise,
     qdq_structure,
     quantize,
 )
@@ -350,16 +349,14 @@ def test_percentile_is_within_minmax(calibrated):
         assert value(p[name]["highest"]) <= value(m[name]["highest"]) + 1e-6
 
 
-def test_exclusion_candidates_grow_and_noise_is_measured(calibrated):
-    model, path, calib, cache, work = calibrated
+def test_exclusion_candidates_and_module_groups(tiny):
+    model, path = tiny
     fp32 = onnx.load(str(path))
-    graph = quantize(path, work / "noise.onnx", cache, "percentile", [])
-    noise = input_noise(fp32, graph, calib.inputs[:2])
-    assert set(noise) == {"/head/Conv", "/body/Conv", "/tail/Conv"}
-    assert all(0 < v < 1 for v in noise.values())
-    candidates = exclusion_candidates(fp32, noise)
-    sizes = [len(ex) for _, ex in candidates]
-    assert sizes[0] == 0 and sizes == sorted(sizes) and len(candidates) == 3
+    (none, image), groups = exclusion_candidates(fp32)
+    assert none == ("none", []) and image[0] == "image-space layers" and "/head/Conv" in image[1]
+    # the groups never repeat an image-space node and each holds a convolution
+    assert set(groups) == {"body", "tail"}
+    assert not set(image[1]) & {n for names in groups.values() for n in names}
 
 
 def test_pixel_shuffle_moves_to_the_uint8_side_exactly():

@@ -20,7 +20,7 @@ Two schemes from the same ranges:
   ONNX Runtime CPU runs it too, but slower than FP32 (it cannot fuse the ReLUs).
 
 Exclusions (`nodes_to_exclude`) are chosen by measurement (`choose_exclusions` in
-`srexport.calib.build`): candidates from `exclusion_candidates`, cheapest first.
+`srexport.calib.build`) among `exclusion_candidates` and `module_groups`.
 `qdq_structure` reports, for every Conv/ConvTranspose, whether its weight is quantized
 per channel, so the exclusions are recorded and checkable.
 """
@@ -370,95 +370,27 @@ def image_space_nodes(model: onnx.ModelProto, channels: int = 3) -> list[str]:
     return names
 
 
-def input_noise(fp32: onnx.ModelProto, qdq: onnx.ModelProto, samples: Sequence[dict[str, np.ndarray]],
-                threads: int = 0) -> dict[str, float]:
-    """Measured quantization noise of each quantized Conv/ConvTranspose of `qdq`: the
-    noise-to-signal power ratio of its quantized activation input (computed in the FP32
-    graph, on `samples`, with the QDQ graph's scales) plus that of its quantized weight."""
-    from srexport.calib.fp16 import instrumented_session, place_after_producers
-
-    inits = _initializers(qdq)
-    producer = {o: n for n in qdq.graph.node for o in n.output}
-    probes: dict[str, tuple[str, str, str]] = {}
-    weight_nsr: dict[str, float] = {}
-    conv_input: dict[str, str] = {}
-    for node, _, _ in conv_layers(qdq):
-        dq = producer.get(node.input[0])
-        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear":
-            continue
-        conv_input[node.name] = q.input[0]
-        probes[q.input[0]] = (q.input[0], q.input[1], q.input[2])
-        wdq = producer.get(node.input[1])
-        if wdq is not None and wdq.op_type == "DequantizeLinear":
-            wq = onnx.numpy_helper.to_array(inits[wdq.input[0]]).astype(np.float32)
-            scale = onnx.numpy_helper.to_array(inits[wdq.input[1]]).astype(np.float32)
-            axis = 0 if node.op_type == "Conv" else 1
-            shape = [1] * wq.ndim
-            shape[axis] = -1
-            deq = wq * scale.reshape(shape)
-            original = _original_weight(fp32, node.name)
-            if original is not None:
-                weight_nsr[node.name] = float(np.sum((original - deq) ** 2) / max(np.sum(original**2), 1e-30))
-    model = onnx.ModelProto()
-    model.CopyFrom(fp32)
-    graph = model.graph
-    tensors = list(probes)
-    after = {}
-    have = {x.name for x in graph.initializer}
-    for i, t in enumerate(tensors):
-        _, s, z = probes[t]
-        for name in (s, z):
-            if name not in have:
-                graph.initializer.append(inits[name])
-                have.add(name)
-        q, d, e, = f"__srx_q_{i}", f"__srx_d_{i}", f"__srx_e_{i}"
-        after[t] = [
-            helper.make_node("QuantizeLinear", [t, s, z], [q]),
-            helper.make_node("DequantizeLinear", [q, s, z], [d]),
-            helper.make_node("Sub", [t, d], [e]),
-            helper.make_node("ReduceSumSquare", [e], [f"__srx_n_{i}"], keepdims=0),
-            helper.make_node("ReduceSumSquare", [t], [f"__srx_p_{i}"], keepdims=0),
-        ]
-        graph.output.extend([helper.make_tensor_value_info(f"__srx_n_{i}", TensorProto.FLOAT, []),
-                             helper.make_tensor_value_info(f"__srx_p_{i}", TensorProto.FLOAT, [])])
-    place_after_producers(graph, after)
-    session = instrumented_session(model, threads)
-    names = [i.name for i in session.get_inputs()]
-    wanted = [f"__srx_{k}_{i}" for i in range(len(tensors)) for k in "np"]
-    noise = np.zeros(len(tensors))
-    power = np.zeros(len(tensors))
-    for sample in samples:
-        values = session.run(wanted, {n: sample[n] for n in names})
-        noise += np.array(values[0::2], dtype=np.float64)
-        power += np.array(values[1::2], dtype=np.float64)
-    act = {t: float(noise[i] / max(power[i], 1e-30)) for i, t in enumerate(tensors)}
-    return {name: act[t] + weight_nsr.get(name, 0.0) for name, t in conv_input.items()}
+def module_groups(model: onnx.ModelProto, skip: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Nodes by the top-level module that made them (the first component of the exporter's
+    node names, "/Analysis/block/..." -> "Analysis"), leaving out `skip`; only groups
+    holding a convolution. A module shared by several calls (G-MGBP's Analysis, Upscaling,
+    ...) is one group: its calls share weights, so they stand or fall together."""
+    skip = set(skip)
+    convs = {n.name for n, _, _ in conv_layers(model)}
+    groups: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        parts = node.name.split("/")
+        if len(parts) > 2 and node.name not in skip:
+            groups.setdefault(parts[1], []).append(node.name)
+    return {g: sorted(names) for g, names in groups.items() if convs & set(names)}
 
 
-def _original_weight(fp32: onnx.ModelProto, node_name: str) -> np.ndarray | None:
-    inits = _initializers(fp32)
-    for node in fp32.graph.node:
-        if node.name == node_name and len(node.input) > 1 and node.input[1] in inits:
-            return onnx.numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-    return None
-
-
-def exclusion_candidates(
-    fp32: onnx.ModelProto, noise: dict[str, float] | None = None, fraction: float = 0.1
-) -> list[tuple[str, list[str]]]:
-    """Exclusion sets to try, from all-INT8 (fastest) to the most FP32:
-    none; the image-space layers (first/last); those plus the `fraction` of the
-    remaining convolutions with the largest measured quantization noise (`noise`)."""
-    image = image_space_nodes(fp32)
-    candidates = [("none", []), ("image-space layers", sorted(image))]
-    if noise:
-        rest = sorted((n for n in noise if n not in image), key=lambda n: -noise[n])
-        count = max(1, int(round(fraction * len(rest)))) if rest else 0
-        if count:
-            label = f"image-space layers + {count} noisiest convolutions"
-            candidates.append((label, sorted(set(image) | set(rest[:count]))))
-    return candidates
+def exclusion_candidates(fp32: onnx.ModelProto) -> tuple[list[tuple[str, list[str]]], dict[str, list[str]]]:
+    """The first exclusion sets to try: none (all INT8) and the image-space layers
+    (`image_space_nodes`, the first/last layers of an SR graph); plus the module groups
+    (`module_groups`) the measurement may add to the latter."""
+    image = sorted(image_space_nodes(fp32))
+    return [("none", []), ("image-space layers", image)], module_groups(fp32, image)
 
 
 MOVEMENT_OPS = ("DepthToSpace", "SpaceToDepth")

@@ -278,9 +278,9 @@ def synthetic_image(height: int, width: int, seed: int) -> np.ndarray:
     for _ in range(6):
         colour = rng.random(3, dtype=np.float32)[:, None, None]
         if rng.random() < 0.5:
-            t, l = rng.integers(0, height), rng.integers(0, width)
+            top, left = rng.integers(0, height), rng.integers(0, width)
             h, w = rng.integers(height // 8 + 1, height // 2 + 2), rng.integers(width // 8 + 1, width // 2 + 2)
-            mask = (yy >= t) & (yy < t + h) & (xx >= l) & (xx < l + w)
+            mask = (yy >= top) & (yy < top + h) & (xx >= left) & (xx < left + w)
         else:
             cy, cx, r = rng.integers(0, height), rng.integers(0, width), rng.integers(3, max(4, min(height, width) // 3))
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
