@@ -12,7 +12,7 @@ import numpy as np
 from srexport.bundle import Bundle
 from srexport.errors import SrExportError
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKENDS = ("auto", "tensorrt", "openvino", "onnxruntime", "torch")
 
 
 class Session(Protocol):
@@ -48,6 +48,10 @@ def open_session(
         from srexport.runtime.backends.torch import TorchSession
 
         return _noted(TorchSession(bundle, precision, threads), "requested")
+    if backend == "openvino":
+        from srexport.runtime.backends.openvino import OvSession
+
+        return _noted(OvSession(bundle, precision, threads, batch=batch), "requested")
     note = "requested"
     if backend in ("tensorrt", "auto"):
         from srexport.runtime.backends.tensorrt import EngineUnavailable, TrtSession

@@ -1,0 +1,279 @@
+"""The OpenVINO backend against ONNX Runtime FP32 (the reference runtime), and BF16 accuracy.
+
+fp32 must match ONNX Runtime to 1e-4; bf16 and int8 must stay within 1 dB of the PSNR vs
+FP32 recorded for them (the figure a bundle's manifest holds); unsupported precisions are
+refused in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srexport.bundle import Bundle, PrecisionInfo
+from srexport.calib import accuracy as acc
+from srexport.calib.bf16 import GATE_DB, emulate_bf16, measure_bf16, round_bf16
+from srexport.errors import SrExportError
+from srexport.export.build import export_bundle
+from srexport.models.base import NoiseInput, ShapeRules, SRModel
+from srexport.runtime.backends.onnxruntime import OrtSession
+from srexport.runtime.backends.selection import available_backends
+from srexport.runtime.upscaler import Upscaler
+
+HAVE_OPENVINO = available_backends()["openvino"]
+needs_openvino = pytest.mark.skipif(
+    not HAVE_OPENVINO, reason="openvino is not installed (pip install 'sr-export[openvino]'); CI installs it"
+)
+ACCURACY_MARGIN_DB = 1.0
+
+
+class ConvNet(SRModel):
+    """A small x2 conv net with a noise input (the shape of G-MGBP's interface)."""
+
+    scale = 2
+    input_kind = "lr"
+    noise_inputs = (NoiseInput("noise0", 1, 1, 0),)
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(4, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.conv3 = nn.Conv2d(16, 12, 3, padding=1)
+
+    def shape_rules(self) -> ShapeRules:
+        return ShapeRules(min_size=4, output_scale=2, halo=3)
+
+    def recommended_patch(self) -> int:
+        return 32
+
+    def forward(self, image, noise):
+        x = F.relu(self.conv1(torch.cat([image, noise], 1)))
+        x = F.relu(self.conv2(x))
+        return F.pixel_shuffle(self.conv3(x), 2) + F.interpolate(image, scale_factor=2.0, mode="nearest")
+
+
+def _inputs(batch: int, size: int = 24, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "image": rng.random((batch, 3, size, size), dtype=np.float32),
+        "noise0": 0.1 * rng.standard_normal((batch, 1, size, size)).astype(np.float32),
+    }
+
+
+def _psnr_vs(reference: np.ndarray, test: np.ndarray) -> float:
+    return acc.psnr(np.clip(reference, 0, 1), np.clip(test, 0, 1))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Bundle:
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("ov") / "convnet"
+    return export_bundle(ConvNet(), root, {"model": "convnet", "variant": "t", "scale": 2, "task": "sr"})
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(bundle, tmp_path_factory) -> Bundle:
+    """The bundle plus a QDQ graph made by the precision code (calib/int8.py, CPU scheme),
+    with its PSNR vs FP32 measured on ONNX Runtime and recorded as the build records it."""
+    from srexport.calib.int8 import calibrate, quantize
+
+    work = tmp_path_factory.mktemp("int8")
+    samples = [{k: v[:1] for k, v in _inputs(1, 32, seed).items()} for seed in range(8)]
+    fp32 = bundle.graph_path("fp32")
+    cache = calibrate(fp32, samples, "minmax", work / "ranges.json", work)
+    quantize(fp32, bundle.root / "model.int8.onnx", cache, "minmax")
+    manifest = dataclasses.replace(
+        bundle.manifest,
+        precisions={**bundle.manifest.precisions, "int8": PrecisionInfo(file="model.int8.onnx")},
+    )
+    with_int8 = Bundle(bundle.root, manifest)
+    feed = _inputs(2, 32, seed=99)
+    recorded = _psnr_vs(OrtSession(with_int8, "fp32").run(feed), OrtSession(with_int8, "int8").run(feed))
+    manifest.precisions["int8"].psnr_vs_fp32_db = recorded
+    return with_int8
+
+
+@pytest.fixture
+def ov():
+    if not HAVE_OPENVINO:
+        pytest.skip("openvino is not installed (pip install 'sr-export[openvino]'); CI installs it")
+    from srexport.runtime.backends import openvino
+
+    return openvino
+
+
+# -- fp32 parity ---------------------------------------------------------------------------
+@needs_openvino
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fp32_matches_onnxruntime_to_1e4(ov, bundle, batch):
+    feed = _inputs(batch)
+    expected = OrtSession(bundle).run(feed)
+    got = ov.OvSession(bundle, "fp32", threads=2).run(feed)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.abs(got - expected).max() < 1e-4
+
+
+@needs_openvino
+def test_latency_and_throughput_modes_give_the_same_batch(ov, bundle):
+    feed = _inputs(5, seed=3)
+    latency = ov.OvSession(bundle, threads=2)
+    throughput = ov.OvSession(bundle, threads=2, batch=4)
+    assert latency.mode(1) == "LATENCY" and latency.mode(5) == "THROUGHPUT"
+    assert throughput.mode(1) == "THROUGHPUT"
+    one_by_one = np.concatenate([latency.run({k: v[i : i + 1] for k, v in feed.items()}) for i in range(5)])
+    assert np.abs(throughput.run(feed) - one_by_one).max() < 1e-5
+    assert np.abs(latency.run(feed) - one_by_one).max() < 1e-5
+
+
+@needs_openvino
+def test_tiled_upscale_matches_onnxruntime_end_to_end(ov, bundle):
+    planes = np.random.default_rng(5).random((3, 50, 70), dtype=np.float32)
+    reference = Upscaler(bundle, OrtSession(bundle), patch=(32, 32), overlap=8, batch=2, noise=0.1, seed=7)
+    tested = Upscaler(bundle, ov.OvSession(bundle, batch=2), patch=(32, 32), overlap=8, batch=2, noise=0.1, seed=7)
+    expected = reference.upscale_planes(planes)
+    got = tested.upscale_planes(planes)
+    assert got.shape == expected.shape == (3, 100, 140)
+    assert np.abs(got - expected).max() < 1e-4
+
+
+@needs_openvino
+def test_session_describes_itself(ov, bundle):
+    session = ov.OvSession(bundle)
+    assert (session.name, session.device) == ("openvino", "cpu")
+    assert session.providers == ["CPU (f32)"]
+    assert session.input_names == ["image", "noise0"]
+
+
+# -- compiled-model cache ------------------------------------------------------------------
+@needs_openvino
+def test_compiled_models_are_cached_per_bundle_precision_and_shape(ov, bundle):
+    ov.clear_cache()
+    first = ov.OvSession(bundle, threads=2)
+    first.run(_inputs(1, 24))
+    first.run(_inputs(1, 24, seed=1))
+    assert ov.cached_models() == 1
+    ov.OvSession(bundle, threads=2).run(_inputs(1, 24))  # reopened bundle: same compiled model
+    assert ov.cached_models() == 1
+    first.run(_inputs(1, 20))  # another patch shape: one more static compile
+    assert ov.cached_models() == 2
+
+
+# -- int8 ----------------------------------------------------------------------------------
+@needs_openvino
+def test_int8_stays_within_its_recorded_accuracy(ov, int8_bundle):
+    feed = _inputs(2, 32, seed=99)
+    reference = OrtSession(int8_bundle, "fp32").run(feed)
+    got = ov.OvSession(int8_bundle, "int8", threads=2).run(feed)
+    recorded = int8_bundle.manifest.precisions["int8"].psnr_vs_fp32_db
+    measured = _psnr_vs(reference, got)
+    assert np.isfinite(measured)
+    assert measured >= recorded - ACCURACY_MARGIN_DB, (measured, recorded)
+
+
+@needs_openvino
+def test_int8_without_an_int8_graph_names_what_the_bundle_has(ov, bundle):
+    with pytest.raises(SrExportError, match="has no int8 graph"):
+        ov.OvSession(bundle, "int8")
+
+
+# -- bf16 ----------------------------------------------------------------------------------
+@needs_openvino
+def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it(ov, bundle):
+    if "BF16" in ov.cpu_capabilities():
+        pytest.skip("this CPU computes bf16 (the refusal is for CPUs without AVX512-BF16/AMX)")
+    with pytest.raises(SrExportError) as info:
+        ov.OvSession(bundle, "bf16")
+    message = str(info.value)
+    assert "\n" not in message and "bf16" in message and "fp32 or int8" in message
+
+
+@needs_openvino
+def test_bf16_stays_within_its_recorded_accuracy(ov, bundle):
+    if "BF16" not in ov.cpu_capabilities():
+        pytest.skip(f"{ov.cpu_name()} has no BF16 (AVX512-BF16 or AMX): bf16 parity needs such a CPU")
+    feed = _inputs(2, 32, seed=11)
+    reference = OrtSession(bundle).run(feed)
+    emulated = OrtSession(_emulated_bundle(bundle)).run(feed)
+    recorded = _psnr_vs(reference, emulated)  # what measure_bf16 records where no BF16 CPU is at hand
+    got = ov.OvSession(bundle, "bf16", threads=2).run(feed)
+    assert _psnr_vs(reference, got) >= recorded - ACCURACY_MARGIN_DB
+
+
+def test_check_precision_follows_the_cpu_capabilities():
+    from srexport.runtime.backends.openvino import check_precision
+
+    check_precision("bf16", {"FP32", "INT8", "BF16"})
+    check_precision("int8", {"FP32", "INT8"})
+    with pytest.raises(SrExportError, match="AVX512-BF16 or AMX"):
+        check_precision("bf16", {"FP32", "INT8"})
+
+
+def test_fp16_and_unknown_precisions_are_refused_clearly():
+    from srexport.runtime.backends.openvino import check_precision
+
+    with pytest.raises(SrExportError, match="not fp16"):
+        check_precision("fp16")
+    with pytest.raises(SrExportError, match="unknown precision 'fp64'"):
+        check_precision("fp64")
+
+
+def test_missing_openvino_says_how_to_install_it(monkeypatch):
+    from srexport.runtime.backends import openvino
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    monkeypatch.setattr(openvino, "_core", None)
+    with pytest.raises(SrExportError, match=r"pip install 'sr-export\[openvino\]'"):
+        openvino.core()
+
+
+# -- BF16 accuracy measurement (works on every CPU: emulated where BF16 is missing) -----------
+def _emulated_bundle(bundle: Bundle) -> Bundle:
+    import onnx
+
+    path = bundle.root / "model.bf16-emulated.onnx"
+    if not path.exists():
+        onnx.save(emulate_bf16(onnx.load(str(bundle.graph_path("fp32")))), str(path))
+    return Bundle(bundle.root, dataclasses.replace(
+        bundle.manifest, precisions={"fp32": PrecisionInfo(file=path.name)}))
+
+
+def test_round_bf16_is_round_to_nearest_even_like_torch():
+    values = np.concatenate([
+        np.random.default_rng(0).standard_normal(10000).astype(np.float32),
+        np.float32([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 0.0, np.inf, -np.inf]),
+    ])
+    expected = torch.from_numpy(values).bfloat16().float().numpy()
+    assert np.array_equal(round_bf16(values), expected)
+
+
+def test_emulated_bf16_graph_stores_bfloat16_and_stays_close(bundle):
+    feed = _inputs(1, 24, seed=2)
+    reference = OrtSession(bundle).run(feed)
+    got = OrtSession(_emulated_bundle(bundle)).run(feed)
+    assert np.array_equal(round_bf16(got), got)  # the output is a bfloat16 value
+    assert 30.0 < _psnr_vs(reference, got) < 90.0  # rounded, and only by bfloat16's 8 bits
+
+
+def test_measure_bf16_gives_the_manifest_entry(bundle):
+    rng = np.random.default_rng(4)
+    images = []
+    for i in range(2):
+        hr = (rng.random((48, 56, 3)) * 255).astype(np.uint8)
+        lr, hr8 = acc.lr_from_hr(hr, 2)
+        images.append(acc.EvalImage(f"img{i}", lr, hr8))
+    info = measure_bf16(bundle, images, method="emulated", description="2 random pictures")
+    assert info.file == "model.fp32.onnx"
+    assert info.notes["backend"] == "openvino" and info.notes["inference_precision"] == "bf16"
+    assert info.notes["method"] == "emulated" and info.notes["accuracy_images"] == "2 random pictures"
+    assert 30.0 < info.psnr_vs_fp32_db < 90.0
+    loss = info.notes["psnr_y_loss_vs_fp32_db"]
+    assert info.notes["gate"] == {"psnr_y_loss_vs_fp32_db_max": GATE_DB, "met": loss <= GATE_DB}
+    assert abs(info.notes["psnr_y_fp32_db"] - loss - info.psnr_y_db) < 2e-3
+    json_ready = dataclasses.asdict(info)  # what write_manifest serialises
+    assert json_ready["notes"]["psnr_y_per_image_db"].keys() == {"img0", "img1"}
