@@ -262,10 +262,11 @@ def drop_cast_round_trips(model: onnx.ModelProto) -> None:
         for k, name in enumerate(node.input):
             if name in replace and name not in outputs:
                 node.input[k] = replace[name]
-    _remove_dead(model)
+    remove_dead_nodes(model)
 
 
-def _remove_dead(model: onnx.ModelProto) -> None:
+def remove_dead_nodes(model: onnx.ModelProto) -> None:
+    """Drop nodes and initializers that no graph output depends on."""
     graph = model.graph
     needed = {o.name for o in graph.output}
     keep = []

@@ -430,23 +430,8 @@ def commute_dequantize(model: onnx.ModelProto, ops: Sequence[str] = MOVEMENT_OPS
                                                  name=f"{node.name}_dequantize")]
         moved += 1
     if moved:
-        from srexport.calib.fp16 import place_after_producers
+        from srexport.calib.fp16 import place_after_producers, remove_dead_nodes
 
         place_after_producers(graph, additions)
-        _drop_unused(model)
+        remove_dead_nodes(model)
     return moved
-
-
-def _drop_unused(model: onnx.ModelProto) -> None:
-    graph = model.graph
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(node.input)
-    keep.reverse()
-    del graph.node[:]
-    graph.node.extend(keep)
-    for init in [i for i in graph.initializer if i.name not in needed]:
-        graph.initializer.remove(init)
