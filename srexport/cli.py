@@ -94,6 +94,7 @@ def build_cmd(
     patch: Annotated[Optional[int], typer.Option(help="Recommended patch edge in input pixels.")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also build an FP16 graph.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also build an INT8 (QDQ) graph; needs --calib-dir.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="Also measure and record BF16 (OpenVINO on AVX512-BF16/AMX CPUs runs the FP32 graph in bf16; emulated where this CPU lacks BF16).")] = False,
     calib_dir: Annotated[Optional[Path], typer.Option(help="Folder of representative images for calibration.")] = None,
     calib_patches: Annotated[int, typer.Option(help="Calibration patches to sample.")] = 64,
     calib_method: Annotated[str, typer.Option(help="entropy, percentile or minmax.")] = "percentile",
@@ -122,7 +123,7 @@ def build_cmd(
         fail(f"--device must be auto, cpu or cuda, got '{device}'")
     if not 0 <= opt_level <= 5:
         fail(f"--opt-level must be between 0 and 5, got {opt_level}")
-    options = PrecisionOptions(fp16, int8, calib_dir, calib_patches, calib_method, seed, eval_dir)
+    options = PrecisionOptions(fp16, int8, calib_dir, calib_patches, calib_method, seed, eval_dir, bf16)
     engines = EngineOptions(opt_level=opt_level, max_patch=max_patch, max_batch=max_batch, device=device)
     request = BuildRequest(model=model, variant=variant, scale=scale, weights=weights, out=out_dir, patch=patch,
                            precision=options, plugins=plugins, engines=engines)
@@ -137,7 +138,15 @@ def build_cmd(
             ("PSNR vs fp32", info.psnr_vs_fp32_db, ".2f"),
             ("PSNR-Y", info.psnr_y_db, ".2f"),
         ) if value is not None]
-        out.print(f"  {info.file}: {', '.join(figures)}", highlight=False)
+        runs_as = f" (bf16 on openvino, {(info.notes or {}).get('method', '')})" if name == "bf16" else ""
+        out.print(f"  {info.file}{runs_as}: {', '.join(figures)}", highlight=False)
+        notes = info.notes or {}
+        if "accuracy_images" in notes and info.psnr_vs_fp32_db is not None:
+            out.print(f"    PSNR measured on {notes['accuracy_images']}", highlight=False, markup=False)
+        check = notes.get("verify", {})
+        if check.get("psnr_vs_fp32_db") is not None and check.get("inputs") != notes.get("accuracy_images"):
+            out.print(f"    verify figure: PSNR vs fp32 {check['psnr_vs_fp32_db']:.2f} on {check['inputs']}",
+                      highlight=False, markup=False)
     for engine in m.tools.get("tensorrt_engines", []):
         out.print(f"  {engine['line']}", highlight=False, markup=False, soft_wrap=True)
     if m.plugin_graph:
@@ -211,8 +220,8 @@ def verify_cmd(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]
 def profile_cmd(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
     size: Annotated[Optional[str], typer.Option(help="Output WxH, or a preset: 720p, 1080p, 8k, pirm, 1000, or a workload key (default: the model's paper workload).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
-    backend: Annotated[str, typer.Option(help="auto, tensorrt, onnxruntime or torch.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, bf16 (openvino) or int8.")] = "fp32",
+    backend: Annotated[str, typer.Option(help="auto, tensorrt, openvino, onnxruntime or torch.")] = "auto",
     patch: Annotated[Optional[str], typer.Option(help="Patch HxW in graph input pixels (default: the bundle's).")] = None,
     overlap: Annotated[Optional[int], typer.Option(help="Overlap in graph input pixels (default: the bundle's).")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Patches per call (default: the best of 1, 2, 4, 8).")] = None,

@@ -117,6 +117,21 @@ def check_onnxruntime() -> DoctorCheck:
     return DoctorCheck("ONNX Runtime", True, f"{ort.__version__}, providers: {', '.join(providers)}{note}")
 
 
+def check_openvino() -> DoctorCheck:
+    from srexport.runtime.backends.selection import _installed
+
+    if not _installed("openvino"):
+        return DoctorCheck("OpenVINO", False, "not installed (pip install 'sr-export[openvino]': the fastest CPU "
+                                              "backend for fp32 and int8, and bf16 on AVX512-BF16/AMX CPUs)")
+    from srexport.runtime.backends.openvino import core, cpu_capabilities, cpu_name
+
+    import openvino
+
+    core()
+    caps = sorted(c for c in cpu_capabilities() if c in ("FP32", "BF16", "FP16", "INT8"))
+    return DoctorCheck("OpenVINO", True, f"{openvino.__version__.split('-')[0]}, CPU {cpu_name()}: {', '.join(caps)}")
+
+
 def _nvcc() -> tuple[str | None, str | None]:
     try:
         from srexport.kernels.build import nvcc_path, nvcc_version
@@ -147,6 +162,7 @@ PROBES: tuple[tuple[str, Callable[[], DoctorCheck]], ...] = (
     ("cuda-python", check_cuda_python),
     ("TensorRT", check_tensorrt),
     ("ONNX Runtime", check_onnxruntime),
+    ("OpenVINO", check_openvino),
     ("nvcc", check_nvcc),
 )
 
@@ -156,18 +172,38 @@ def collect() -> list[DoctorCheck]:
     return [_guard(name, probe) for name, probe in PROBES]
 
 
-def auto_backend(checks: list[DoctorCheck]) -> str:
-    """What `--backend auto` would pick here (engine availability aside)."""
+def auto_backends(checks: list[DoctorCheck]) -> dict[str, str]:
+    """What `--backend auto` picks here for each precision, with the reason (the rule of
+    `srexport.runtime.backends.selection`; engine availability aside)."""
+    from srexport.errors import SrExportError
+    from srexport.runtime.backends.selection import PRECISIONS, choose_backend, cpu_capabilities
+
     have = {c.name: c.present for c in checks}
-    if have.get("TensorRT") and have.get("GPU") and have.get("cuda-python"):
-        return "tensorrt (engines are found in the bundle or built on first use)"
-    missing = [n for n in ("GPU", "cuda-python", "TensorRT") if not have.get(n)]
-    return f"onnxruntime (no {', no '.join(missing)})"
+    detail = {c.name: c.detail for c in checks}
+    gpu = bool(have.get("GPU"))
+    available = {
+        "tensorrt": gpu and bool(have.get("TensorRT")) and bool(have.get("cuda-python")),
+        "onnxruntime-cuda": gpu and "CUDAExecutionProvider" in detail.get("ONNX Runtime", ""),
+        "openvino": bool(have.get("OpenVINO")),
+    }
+    try:
+        caps = cpu_capabilities(available) if available["openvino"] else set()
+    except Exception:  # a broken OpenVINO counts as absent, as in `auto_backend`
+        caps, available["openvino"] = set(), False
+    choices = {}
+    for precision in PRECISIONS:
+        try:
+            backend, why = choose_backend(precision, available, caps)
+            choices[precision] = f"{backend} ({why})"
+        except SrExportError as exc:
+            choices[precision] = f"refused: {exc}"
+    return choices
 
 
 def render(checks: list[DoctorCheck]) -> str:
     width = max(len(c.name) for c in checks)
     lines = ["sr-export doctor"]
     lines += [c.line(width) for c in checks]
-    lines.append(f"--backend auto here: {auto_backend(checks)}")
+    lines.append("--backend auto here:")
+    lines += [f"  {precision}: {choice}" for precision, choice in auto_backends(checks).items()]
     return "\n".join(lines)

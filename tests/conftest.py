@@ -34,3 +34,13 @@ def bundle_factory(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture
+def no_openvino(monkeypatch):
+    """This process sees no OpenVINO package (as on a machine without the extra), so that
+    `--backend auto` falls to ONNX Runtime on the CPU."""
+    from srexport.runtime.backends import selection
+
+    installed = selection._installed
+    monkeypatch.setattr(selection, "_installed", lambda module: module != "openvino" and installed(module))

@@ -277,3 +277,67 @@ def test_measure_bf16_gives_the_manifest_entry(bundle):
     assert abs(info.notes["psnr_y_fp32_db"] - loss - info.psnr_y_db) < 2e-3
     json_ready = dataclasses.asdict(info)  # what write_manifest serialises
     assert json_ready["notes"]["psnr_y_per_image_db"].keys() == {"img0", "img1"}
+
+
+# -- auto selection and profiling ------------------------------------------------------------
+@needs_openvino
+def test_auto_opens_openvino_for_fp32_and_int8_and_says_why(ov, int8_bundle):
+    from srexport.runtime.backends import open_session
+
+    for precision in ("fp32", "int8"):
+        session = open_session(int8_bundle, "auto", precision)
+        assert session.name == "openvino", session.selection_note
+        assert session.selection_note.startswith("auto: TensorRT not used: ")
+        assert f"OpenVINO is the fastest CPU backend for {precision}" in session.selection_note
+    feed = _inputs(1, 24)
+    auto = open_session(int8_bundle, "auto").run(feed)
+    assert np.abs(auto - OrtSession(int8_bundle, "fp32").run(feed)).max() < 1e-4
+
+
+def test_auto_without_openvino_is_onnxruntime(no_openvino, bundle):
+    from srexport.runtime.backends import open_session
+
+    session = open_session(bundle, "auto")
+    assert session.name == "onnxruntime"
+    assert session.selection_note.endswith("no GPU backend and no OpenVINO: ONNX Runtime (CPU), the default that always works")
+    with pytest.raises(SrExportError, match="bf16 runs on the openvino backend only"):
+        open_session(bundle, "auto", "bf16")
+
+
+@needs_openvino
+def test_auto_bf16_on_a_cpu_without_bf16_is_one_clear_error(ov, bundle):
+    from srexport.runtime.backends import open_session
+
+    if "BF16" in ov.cpu_capabilities():
+        assert open_session(bundle, "auto", "bf16").name == "openvino"
+        return
+    with pytest.raises(SrExportError) as info:
+        open_session(bundle, "auto", "bf16")
+    assert "\n" not in str(info.value) and "use --precision fp32 or int8" in str(info.value)
+
+
+@needs_openvino
+def test_per_operator_profile_names_the_convolutions(ov, bundle):
+    session = ov.OvSession(bundle, threads=1)
+    table = session.profile_ops(_inputs(1, 24), runs=2)
+    assert table and all(ms >= 0 for ms in table.values())
+    assert "Convolution" in table, sorted(table)
+    assert max(table, key=table.get) in ("Convolution", "Subgraph", "Eltwise", "Reorder"), table
+    # the session still runs other shapes afterwards
+    assert session.run(_inputs(1, 20)).shape == (1, 3, 40, 40)
+
+
+@needs_openvino
+def test_doctor_names_openvino_and_the_auto_choice_per_precision(ov):
+    from srexport import doctor
+
+    checks = doctor.collect()
+    (check,) = [c for c in checks if c.name == "OpenVINO"]
+    assert check.present and "FP32" in check.detail and ov.cpu_name() in check.detail
+    choices = doctor.auto_backends(checks)
+    assert list(choices) == ["fp32", "fp16", "bf16", "int8"]
+    if not any(c.present for c in checks if c.name == "GPU"):
+        assert choices["fp32"].startswith("openvino (") and choices["int8"].startswith("openvino (")
+        assert choices["fp16"].startswith("onnxruntime (")
+    expected_bf16 = "openvino (" if "BF16" in ov.cpu_capabilities() else "refused: bf16 needs a CPU"
+    assert choices["bf16"].startswith(expected_bf16)

@@ -194,3 +194,58 @@ def test_critic_graphs_are_measured_on_whole_inputs(tmp_path):
     assert info.psnr_vs_fp32_db is not None and info.psnr_vs_fp32_db > 40
     result = verify_precision(bundle, None, "fp16")
     assert result.ok and math.isfinite(result.value)
+
+
+# -- bf16: no graph of its own, measured (OpenVINO on a BF16 CPU, else emulated) -----------------
+@pytest.fixture(scope="module")
+def built_bf16(folders):
+    _, evaluation, root = folders
+    options = PrecisionOptions(bf16=True, eval_dir=evaluation)
+    return export_bundle(TinySR(), root / "bundle-bf16", IDENTITY, precision=options)
+
+
+def test_bf16_is_recorded_next_to_fp32_with_its_accuracy(built_bf16):
+    from srexport.calib.bf16 import GATE_DB, resolve_method
+
+    m = built_bf16.manifest
+    assert set(m.precisions) == {"fp32", "bf16"}
+    info = m.precisions["bf16"]
+    assert info.file == "model.fp32.onnx" and not (built_bf16.root / "model.bf16.onnx").exists()
+    notes = info.notes
+    assert notes["backend"] == "openvino" and notes["method"] == resolve_method("auto")
+    assert "eval" in notes["accuracy_images"] and len(notes["psnr_vs_fp32_per_image_db"]) == 2
+    # bfloat16 keeps 8 bits of mantissa: clearly below FP32, far above a broken graph
+    assert 30.0 < info.psnr_vs_fp32_db < 90.0
+    assert notes["psnr_y_loss_vs_fp32_db"] == pytest.approx(notes["psnr_y_fp32_db"] - info.psnr_y_db, abs=2e-3)
+    assert notes["gate"]["psnr_y_loss_vs_fp32_db_max"] == GATE_DB
+    assert notes["verify"]["psnr_vs_fp32_db"] is not None
+    assert load_bundle(built_bf16.root).manifest.precisions["bf16"].notes == notes
+
+
+def test_verify_recomputes_bf16_and_catches_a_forged_figure(built_bf16):
+    import dataclasses
+
+    from srexport.bundle import Bundle
+
+    result = verify_precision(built_bf16, None, "bf16")
+    recorded = built_bf16.manifest.precisions["bf16"].notes["verify"]["psnr_vs_fp32_db"]
+    assert result.ok and result.value == pytest.approx(recorded, abs=0.01), result.line()
+    assert "verification pictures" in result.metric
+    info = built_bf16.manifest.precisions["bf16"]
+    forged = dataclasses.replace(info, notes={**info.notes, "verify": {"psnr_vs_fp32_db": 95.0}})
+    bundle = Bundle(built_bf16.root, dataclasses.replace(built_bf16.manifest,
+                                                          precisions={"fp32": built_bf16.manifest.precisions["fp32"],
+                                                                      "bf16": forged}))
+    assert not verify_precision(bundle, None, "bf16").ok
+
+
+def test_bf16_is_refused_off_openvino_and_for_graphs_that_are_not_images(built_bf16, tmp_path):
+    from srexport.errors import SrExportError
+
+    for backend in ("onnxruntime", "torch"):
+        with pytest.raises(SrExportError, match=f"bf16 runs on the openvino backend only, not on {backend}"):
+            srexport.load(built_bf16.root, backend=backend, precision="bf16")
+    identity = {"model": "critic", "variant": "t", "scale": 1, "task": "critic"}
+    with pytest.raises(CalibrationError, match="--bf16 is measured through the tiled runtime"):
+        export_bundle(TinyCritic(), tmp_path / "critic", identity, precision=PrecisionOptions(bf16=True))
+    assert not (tmp_path / "critic").exists()

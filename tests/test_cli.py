@@ -181,6 +181,7 @@ def test_model_without_weights_warns_loudly(capsys, tmp_path):
         (("--backend", "magic"), "unknown backend"),
         (("--precision", "int8"), "no int8 graph"),
         (("--batch", "0"), "batch"),
+        (("--precision", "bf16", "--backend", "onnxruntime"), "bf16 runs on the openvino backend only"),
     ],
 )
 def test_bad_run_options(pcarn_bundle, small_png, tmp_path, capsys, options, fragment):

@@ -109,14 +109,15 @@ def test_backend_tensorrt_fails_with_one_clear_line(no_tensorrt, bundle):
     assert "\n" not in message
 
 
-def test_auto_falls_back_to_onnxruntime_and_says_why(no_tensorrt, bundle):
+def test_auto_falls_back_to_onnxruntime_and_says_why(no_tensorrt, no_openvino, bundle):
     session = open_session(bundle, "auto")
     assert session.name == "onnxruntime"
-    assert session.selection_note == f"auto: TensorRT not used: {NO_TRT}"
+    assert session.selection_note == (f"auto: TensorRT not used: {NO_TRT}; no GPU backend and no OpenVINO: "
+                                      "ONNX Runtime (CPU), the default that always works")
     assert open_session(bundle, "onnxruntime").selection_note == "requested"
 
 
-def test_auto_without_a_driver_falls_back(monkeypatch, bundle):
+def test_auto_without_a_driver_falls_back(monkeypatch, no_openvino, bundle):
     FakeMachine(output_scale=2, driver_error=35).install(monkeypatch)
     session = open_session(bundle, "auto")
     assert session.name == "onnxruntime"
@@ -171,13 +172,13 @@ def test_qdq_check_names_what_tensorrt_rejects(tmp_path):
 
 
 # -- doctor ------------------------------------------------------------------------------
-def test_doctor_reports_each_component_with_a_reason(no_tensorrt, monkeypatch):
+def test_doctor_reports_each_component_with_a_reason(no_tensorrt, no_openvino, monkeypatch):
     from srexport import doctor
 
     monkeypatch.setattr(doctor.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(f"{name}: not found")))
     checks = doctor.collect()
     assert [c.name for c in checks] == ["NVIDIA driver", "GPU", "CUDA runtime", "cuda-python", "TensorRT",
-                                        "ONNX Runtime", "nvcc"]
+                                        "ONNX Runtime", "OpenVINO", "nvcc"]
     by_name = {c.name: c for c in checks}
     assert not by_name["NVIDIA driver"].present
     assert by_name["NVIDIA driver"].detail.startswith("libcuda.so.1 not found: no NVIDIA driver installed")
@@ -188,7 +189,15 @@ def test_doctor_reports_each_component_with_a_reason(no_tensorrt, monkeypatch):
     text = doctor.render(checks)
     assert text.splitlines()[0] == "sr-export doctor"
     assert "  [--] TensorRT" in text and "  [ok] ONNX Runtime" in text
-    assert text.splitlines()[-1] == "--backend auto here: onnxruntime (no GPU, no cuda-python, no TensorRT)"
+    assert not by_name["OpenVINO"].present and "pip install 'sr-export[openvino]'" in by_name["OpenVINO"].detail
+    assert text.splitlines()[-5:] == [
+        "--backend auto here:",
+        "  fp32: onnxruntime (no GPU backend and no OpenVINO: ONNX Runtime (CPU), the default that always works)",
+        "  fp16: onnxruntime (no GPU backend: ONNX Runtime runs the fp16 graph on the CPU (upcast to fp32, no speed gain))",
+        "  bf16: refused: bf16 runs on the openvino backend only, which is not installed: pip install "
+        "'sr-export[openvino]', or use --precision fp32 or int8",
+        "  int8: onnxruntime (no GPU backend and no OpenVINO: ONNX Runtime (CPU), the default that always works)",
+    ]
 
 
 def test_doctor_with_a_gpu_names_the_engine_key(monkeypatch):

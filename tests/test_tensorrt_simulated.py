@@ -213,7 +213,7 @@ def test_an_engine_for_another_gpu_is_rebuilt_with_a_message(monkeypatch, bundle
     assert machine.violations == []
 
 
-def test_auto_falls_back_when_no_engine_may_be_built(monkeypatch, bundle, tmp_path):
+def test_auto_falls_back_when_no_engine_may_be_built(monkeypatch, no_openvino, bundle, tmp_path):
     monkeypatch.setenv("SREXPORT_CACHE", str(tmp_path / "cache"))
     _engine_from(bundle, monkeypatch, (7, 5))
     FakeMachine(output_scale=2).install(monkeypatch)
@@ -292,7 +292,7 @@ def test_without_the_cuda_kernels_blending_stays_on_the_cpu(machine, bundle):
     assert logs[-1].startswith("blending on the CPU: ")
 
 
-def test_an_exception_inside_tensorrt_is_a_failed_build(machine, bundle, monkeypatch):
+def test_an_exception_inside_tensorrt_is_a_failed_build(machine, bundle, monkeypatch, no_openvino):
     def broken(self, network, config):
         raise RuntimeError("out of memory during tactic selection")
 

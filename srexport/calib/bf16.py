@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -134,6 +135,32 @@ def _ort_upscaler(bundle: Bundle, threads: int):
     return Upscaler(bundle, OrtSession(bundle, "fp32", threads))
 
 
+EMULATED = ("emulated on ONNX Runtime: activations and conv weights rounded to bfloat16 (RNE), "
+            "float32 accumulation (no BF16 CPU at hand; errs towards a larger loss)")
+
+
+@contextmanager
+def bf16_upscaler(bundle: Bundle, method: str = "auto", threads: int = 0) -> Iterator[tuple[object, str, str]]:
+    """(upscaler, method, how) computing `bundle` in BF16 by `method` (see the module
+    docstring); the emulation graph lives in a temporary folder for the `with` block."""
+    from srexport.runtime.upscaler import Upscaler
+
+    method = resolve_method(method)
+    fp32_file = bundle.manifest.precisions["fp32"].file
+    if method == "openvino":
+        from srexport.runtime.backends.openvino import OvSession, cpu_name
+
+        yield Upscaler(bundle, OvSession(bundle, "bf16", threads)), method, f"openvino {_ov_version()} bf16 on {cpu_name()}"
+        return
+    with tempfile.TemporaryDirectory(prefix="srexport-bf16-") as tmp:
+        emulated = emulate_bf16(onnx.load(str(bundle.root / fp32_file)))
+        onnx.save(emulated, str(Path(tmp) / "model.bf16-emulated.onnx"))
+        manifest = dataclasses.replace(
+            bundle.manifest, precisions={"fp32": PrecisionInfo(file="model.bf16-emulated.onnx")}
+        )
+        yield _ort_upscaler(Bundle(Path(tmp), manifest), threads), method, EMULATED
+
+
 def measure_bf16(
     bundle: Bundle,
     images: Sequence[acc.EvalImage],
@@ -143,36 +170,27 @@ def measure_bf16(
     reference_measurement: acc.Measurement | None = None,
     description: str = "",
     threads: int = 0,
+    verify: Sequence[acc.EvalImage] = (),
+    verify_outputs: list[np.ndarray] | None = None,
+    verify_description: str = "",
 ) -> PrecisionInfo:
     """The manifest entry of BF16 for `bundle` (a loaded bundle, or the in-memory one of
     the build), measured on `images` against the FP32 graph on ONNX Runtime.
 
     Pass the FP32 reference outputs (and their Measurement, for the PSNR-Y of FP32) when the
     caller already has them (`srexport.calib.build.Reference`) to skip the FP32 pass.
+    `verify` pictures (with their FP32 outputs) give the figure `sr-export verify`
+    recomputes, recorded in notes["verify"].
     """
-    method = resolve_method(method)
     images = list(images)
     if reference_outputs is None:
         reference_measurement, reference_outputs = acc.compare(_ort_upscaler(bundle, threads), images)
     fp32_file = bundle.manifest.precisions["fp32"].file
-    if method == "openvino":
-        from srexport.runtime.backends.openvino import OvSession, cpu_name
-        from srexport.runtime.upscaler import Upscaler
-
-        upscaler = Upscaler(bundle, OvSession(bundle, "bf16", threads))
-        how = f"openvino {_ov_version()} bf16 on {cpu_name()}"
+    with bf16_upscaler(bundle, method, threads) as (upscaler, method, how):
         m, _ = acc.compare(upscaler, images, reference_outputs=reference_outputs)
-    else:
-        with tempfile.TemporaryDirectory(prefix="srexport-bf16-") as tmp:
-            emulated = emulate_bf16(onnx.load(str(bundle.root / fp32_file)))
-            onnx.save(emulated, str(Path(tmp) / "model.bf16-emulated.onnx"))
-            manifest = dataclasses.replace(
-                bundle.manifest, precisions={"fp32": PrecisionInfo(file="model.bf16-emulated.onnx")}
-            )
-            m, _ = acc.compare(_ort_upscaler(Bundle(Path(tmp), manifest), threads), images,
-                               reference_outputs=reference_outputs)
-        how = ("emulated on ONNX Runtime: activations and conv weights rounded to bfloat16 (RNE), "
-               "float32 accumulation (no BF16 CPU at hand; errs towards a larger loss)")
+        checked = None
+        if verify:
+            checked, _ = acc.compare(upscaler, list(verify), reference_outputs=verify_outputs)
     notes = {
         "backend": "openvino",
         "inference_precision": "bf16",
@@ -182,6 +200,12 @@ def measure_bf16(
         "accuracy_images": description or f"{len(images)} images",
         "psnr_vs_fp32_per_image_db": {n: acc.round_db(x) for n, x in zip(m.names, m.psnr_vs_reference)},
     }
+    if checked is not None:
+        from srexport.calib.build import VERIFY_TOLERANCE_DB
+
+        notes["verify"] = {"inputs": verify_description or f"{len(verify)} pictures",
+                           "psnr_vs_fp32_db": acc.round_db(checked.mean_psnr_vs_reference),
+                           "tolerance_db": VERIFY_TOLERANCE_DB, "method": method}
     psnr_y = None
     if m.psnr_y:
         ref_y = reference_measurement.mean_psnr_y if reference_measurement else None
@@ -193,23 +217,6 @@ def measure_bf16(
         notes["gate"] = {"psnr_y_loss_vs_fp32_db_max": GATE_DB, "met": loss is not None and loss <= GATE_DB}
     return PrecisionInfo(file=fp32_file, psnr_vs_fp32_db=acc.round_db(m.mean_psnr_vs_reference), psnr_y_db=psnr_y,
                          notes=notes)
-
-
-def build_bf16(model, root: Path, fp32_file: str, options, warn: Callable[[str], None] | None = None,
-               method: str = "auto") -> PrecisionInfo:
-    """The build's BF16 entry (no file is written): `export_bundle` calls it inside the
-    bundle's temporary directory after `build_precisions`, with the same PrecisionOptions
-    (the accuracy images are `--eval-dir`, else the calibration folder, else synthetic)."""
-    from srexport.calib.build import accuracy_set, runtime_bundle
-
-    warn = warn or (lambda message: None)
-    accuracy = accuracy_set(model, options, warn)
-    bundle = runtime_bundle(model, Path(root), {"fp32": fp32_file})
-    info = measure_bf16(bundle, accuracy.images, method=method, description=accuracy.description)
-    gate = info.notes.get("gate")
-    if gate and not gate["met"]:
-        warn(f"bf16: PSNR-Y loss {info.notes['psnr_y_loss_vs_fp32_db']} dB vs FP32 exceeds {GATE_DB} dB")
-    return info
 
 
 def _ov_version() -> str:

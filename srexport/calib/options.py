@@ -17,6 +17,7 @@ class PrecisionOptions:
     calib_method: str = "percentile"
     seed: int = 0
     eval_dir: Path | None = None
+    bf16: bool = False  # record BF16 accuracy (no graph: OpenVINO runs model.fp32.onnx in bf16)
 
     def wanted(self) -> bool:
-        return self.fp16 or self.int8
+        return self.fp16 or self.int8 or self.bf16

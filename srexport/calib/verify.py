@@ -23,19 +23,27 @@ from srexport.bundle import Bundle
 from srexport.calib import accuracy as acc
 from srexport.export.verify_bundle import VerifyResult
 
-FALLBACK_FLOOR_DB = {"fp16": 45.0, "int8": 30.0}
+FALLBACK_FLOOR_DB = {"fp16": 45.0, "bf16": 40.0, "int8": 30.0}
 
 
-def recompute(bundle: Bundle, precision: str) -> float:
-    """Mean PSNR (dB) of `precision`'s output vs the FP32 graph's on the verification pictures."""
+def recompute(bundle: Bundle, precision: str) -> tuple[float, str]:
+    """Mean PSNR (dB) of `precision`'s output vs the FP32 graph's on the verification
+    pictures, and how it was computed ("" for a graph of the bundle run on ONNX Runtime;
+    for bf16 OpenVINO where the CPU has BF16, else the emulation `srexport.calib.bf16`)."""
     from srexport.calib.build import upscaler_for, verify_inputs
 
     images = verify_inputs(bundle.manifest.scale)
     reference = upscaler_for(bundle, "fp32")
-    test = upscaler_for(bundle, precision)
     ref_out = [acc.upscale_rgb(reference, i.lr) for i in images]
-    measured, _ = acc.compare(test, images, reference_outputs=ref_out)
-    return measured.mean_psnr_vs_reference
+    if precision == "bf16":
+        from srexport.calib.bf16 import bf16_upscaler
+
+        with bf16_upscaler(bundle) as (test, method, _):
+            measured, _ = acc.compare(test, images, reference_outputs=ref_out)
+        how = "openvino bf16" if method == "openvino" else "emulated: no BF16 CPU with OpenVINO here"
+        return measured.mean_psnr_vs_reference, how
+    measured, _ = acc.compare(upscaler_for(bundle, precision), images, reference_outputs=ref_out)
+    return measured.mean_psnr_vs_reference, ""
 
 
 def verify_precision(bundle: Bundle, model, precision: str) -> VerifyResult:
@@ -43,7 +51,8 @@ def verify_precision(bundle: Bundle, model, precision: str) -> VerifyResult:
     from srexport.calib.build import VERIFY_TOLERANCE_DB
 
     info = bundle.manifest.precisions[precision]
-    metric = "PSNR vs fp32 (dB)"
+    metric = "PSNR vs fp32 on the verification pictures (dB)"
+    how = ""
     if bundle.manifest.task != "sr":
         from srexport.calib.build import direct_inputs, direct_psnr
 
@@ -51,7 +60,9 @@ def verify_precision(bundle: Bundle, model, precision: str) -> VerifyResult:
         value = direct_psnr(bundle.graph_path("fp32"), bundle.graph_path(precision),
                             direct_inputs(m.shape_rules, m.noise_inputs))
     else:
-        value = recompute(bundle, precision)
+        value, how = recompute(bundle, precision)
+        if how:
+            metric = f"PSNR vs fp32 on the verification pictures, {how} (dB)"
     shown = min(value, acc.PSNR_CAP_DB) if not math.isnan(value) else value
     recorded = (info.notes or {}).get("verify", {}).get("psnr_vs_fp32_db")
     if recorded is None:

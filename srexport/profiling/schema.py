@@ -122,7 +122,7 @@ PROFILE_SCHEMA: dict = {
         "variant": _STR,
         "scale": {"type": "integer", "minimum": 1},
         "params": _INT,
-        "precision": {"type": "string", "enum": ["fp32", "fp16", "int8"]},
+        "precision": {"type": "string", "enum": ["fp32", "fp16", "bf16", "int8"]},
         "backend": _STR,
         "providers": {"type": "array", "items": _STR},
         "device": {

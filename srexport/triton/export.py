@@ -199,6 +199,9 @@ def export_triton(
         raise SrExportError(f"model name '{name}' must use only letters, digits, '-', '_' and '.'")
     if platform not in ("auto", *PLATFORMS):
         raise SrExportError(f"unknown platform '{platform}' (platforms: auto, {', '.join(PLATFORMS)})")
+    if precision == "bf16":
+        raise SrExportError("bf16 has no graph of its own (OpenVINO runs the fp32 graph in bf16): "
+                            "export fp32, fp16 or int8")
     onnx_path = loaded.graph_path(precision)
     engines = _pick_engines(loaded, precision, max_batch, warn) if platform in ("auto", "tensorrt") else {}
     if platform == "tensorrt" and not engines:

@@ -35,15 +35,23 @@ def open_session(
 ) -> Session:
     """Open `bundle`'s graph of `precision` on `backend`.
 
-    "auto": TensorRT when TensorRT, a GPU and a matching (or buildable) engine are there,
-    else ONNX Runtime. The returned session's `selection_note` says why this backend:
-    "requested", "auto: TensorRT not used: <reason>" or "auto: TensorRT and a GPU are
-    available; engine <file> ...". `patch`/`batch` (the tiler's, when known) let TensorRT
-    pick or build an engine whose profile covers them; `log` receives progress such as
-    engine builds (default: the "srexport.tensorrt" logger, warnings reach stderr).
+    "auto" follows `srexport.runtime.backends.selection` (the rule is stated there):
+    TensorRT when TensorRT, a GPU and a matching (or buildable) engine are there, else
+    OpenVINO on the CPU for fp32/int8 (bf16 too, where the CPU has it) when OpenVINO is
+    installed, else ONNX Runtime, the default that always works. The returned session's
+    `selection_note` says why this backend: "requested", or "auto: ..." with the reason
+    (and why TensorRT was passed over, when it was tried). `patch`/`batch` (the tiler's,
+    when known) let TensorRT pick or build an engine whose profile covers them and
+    OpenVINO pick its streams; `log` receives progress such as engine builds (default:
+    the "srexport.tensorrt" logger, warnings reach stderr).
     """
     if backend not in BACKENDS:
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
+    if backend == "auto":
+        return _auto_session(bundle, precision, threads, patch, batch, log)
+    if precision == "bf16" and backend != "openvino":
+        raise SrExportError(f"bf16 runs on the openvino backend only, not on {backend} "
+                            "(use --backend openvino or auto, or --precision fp32 or int8)")
     if backend == "torch":
         from srexport.runtime.backends.torch import TorchSession
 
@@ -52,22 +60,45 @@ def open_session(
         from srexport.runtime.backends.openvino import OvSession
 
         return _noted(OvSession(bundle, precision, threads, batch=batch), "requested")
-    note = "requested"
-    if backend in ("tensorrt", "auto"):
+    if backend == "tensorrt":
         from srexport.runtime.backends.tensorrt import EngineUnavailable, TrtSession
         from srexport.tensorrt.lazy import CudaError
 
         try:
             session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, log=log)
         except (EngineUnavailable, CudaError) as exc:
-            if backend == "tensorrt":
-                raise EngineUnavailable(
-                    f"the tensorrt backend cannot run here: {exc} (use --backend onnxruntime or auto)"
-                ) from None
-            note = f"auto: TensorRT not used: {exc}"
+            raise EngineUnavailable(
+                f"the tensorrt backend cannot run here: {exc} (use --backend onnxruntime or auto)"
+            ) from None
+        return _noted(session, f"requested; {session.engine_note}")
+    from srexport.runtime.backends.onnxruntime import OrtSession
+
+    return _noted(OrtSession(bundle, precision, threads), "requested")
+
+
+def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, log) -> Session:
+    """`--backend auto`: TensorRT is tried first for the GPU precisions (opening it is the
+    only way to know whether an engine fits this GPU); the CPU choice follows
+    `selection.auto_backend` with TensorRT ruled out."""
+    from srexport.runtime.backends.selection import GPU_PRECISIONS, auto_backend
+
+    passed_over = ""
+    if precision in GPU_PRECISIONS:
+        from srexport.runtime.backends.tensorrt import EngineUnavailable, TrtSession
+        from srexport.tensorrt.lazy import CudaError
+
+        try:
+            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, log=log)
+        except (EngineUnavailable, CudaError) as exc:
+            passed_over = f"TensorRT not used: {exc}"
         else:
-            why = "requested" if backend == "tensorrt" else "auto: TensorRT and a GPU are available"
-            return _noted(session, f"{why}; {session.engine_note}")
+            return _noted(session, f"auto: TensorRT and a GPU are available; {session.engine_note}")
+    choice, why = auto_backend(precision, tensorrt=False)
+    note = f"auto: {passed_over}; {why}" if passed_over else f"auto: {why}"
+    if choice == "openvino":
+        from srexport.runtime.backends.openvino import OvSession
+
+        return _noted(OvSession(bundle, precision, threads, batch=batch), note)
     from srexport.runtime.backends.onnxruntime import OrtSession
 
     return _noted(OrtSession(bundle, precision, threads), note)

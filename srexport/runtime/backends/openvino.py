@@ -210,6 +210,24 @@ class OvSession:
         """THROUGHPUT (streams, one request per patch) for batches, LATENCY for one patch."""
         return "THROUGHPUT" if (self.batch or batch) > 1 else "LATENCY"
 
+    def profile_ops(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+        """Milliseconds per run by OpenVINO node type (PERF_COUNT on a separate LATENCY
+        compile of these shapes; `sr-export profile`'s per-operator table)."""
+        arrays = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
+        with self._model_lock:
+            self._model.reshape({name: list(a.shape) for name, a in arrays.items()})
+            config = dict(self._config("LATENCY", None), PERF_COUNT=True)
+            request = core().compile_model(self._model, "CPU", config).create_infer_request()
+        request.infer(arrays)  # warm-up, not counted
+        totals: dict[str, float] = {}
+        for _ in range(max(1, runs)):
+            request.infer(arrays)
+            for info in request.get_profiling_info():
+                ms = info.real_time.total_seconds() * 1e3
+                if ms > 0:
+                    totals[info.node_type] = totals.get(info.node_type, 0.0) + ms
+        return {op: ms / max(1, runs) for op, ms in totals.items()}
+
     # -- running -------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         arrays = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}

@@ -130,10 +130,12 @@ def cpu_capabilities(available: dict[str, bool] | None = None) -> set[str]:
         return set()
 
 
-def auto_backend(precision: str) -> tuple[str, str]:
+def auto_backend(precision: str, tensorrt: bool = True) -> tuple[str, str]:
     """`choose_backend` on this machine's probes. OpenVINO is imported only when the
-    choice can fall to the CPU; an OpenVINO that does not load counts as absent."""
+    choice can fall to the CPU; an OpenVINO that does not load counts as absent.
+    `tensorrt=False`: TensorRT was tried and could not run (see `open_session`)."""
     available = available_backends()
+    available["tensorrt"] = available["tensorrt"] and tensorrt
     gpu = available["tensorrt"] or available["onnxruntime-cuda"]
     caps: set[str] = set()
     if available["openvino"] and not (gpu and precision in GPU_PRECISIONS):
