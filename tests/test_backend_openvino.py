@@ -280,6 +280,11 @@ def test_measure_bf16_gives_the_manifest_entry(bundle):
 
 
 # -- auto selection and profiling ------------------------------------------------------------
+_GPU_BACKEND = available_backends()["tensorrt"] or available_backends()["onnxruntime-cuda"]
+cpu_machine = pytest.mark.skipif(_GPU_BACKEND, reason="a GPU backend is present: auto picks it, not a CPU backend")
+
+
+@cpu_machine
 @needs_openvino
 def test_auto_opens_openvino_for_fp32_and_int8_and_says_why(ov, int8_bundle):
     from srexport.runtime.backends import open_session
@@ -294,6 +299,7 @@ def test_auto_opens_openvino_for_fp32_and_int8_and_says_why(ov, int8_bundle):
     assert np.abs(auto - OrtSession(int8_bundle, "fp32").run(feed)).max() < 1e-4
 
 
+@cpu_machine
 def test_auto_without_openvino_is_onnxruntime(no_openvino, bundle):
     from srexport.runtime.backends import open_session
 
