@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import warnings
-
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +16,8 @@ from srexport.models.bpp import (
     expected_parameters,
     keys_cubic,
 )
+
+from onnx_helpers import assert_dynamic_onnx_matches_torch
 
 
 @pytest.fixture(scope="module")
@@ -153,20 +151,4 @@ def test_macs_per_output_pixel():
 
 
 def test_onnx_export_is_dynamic_and_matches_torch(tiny):
-    import onnxruntime as ort
-
-    buffer = io.BytesIO()
-    axes = {"image": {0: "N", 2: "h", 3: "w"}, "output": {0: "N", 2: "oh", 3: "ow"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(tiny, tiny.example_inputs(1, 16, 16), buffer, dynamo=False,
-                          opset_version=17, input_names=["image"], output_names=["output"],
-                          dynamic_axes=axes)
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    for batch, height, width in [(1, 16, 16), (1, 24, 40), (2, 32, 32)]:
-        (image,) = tiny.example_inputs(batch, height, width)
-        with torch.no_grad():
-            expected = tiny(image).numpy()
-        got = session.run(None, {"image": image.numpy()})[0]
-        assert got.shape == (batch, 3, height, width)
-        assert np.abs(got - expected).max() <= 1e-4
+    assert_dynamic_onnx_matches_torch(tiny, [(1, 16, 16), (1, 24, 40), (2, 32, 32)], channels=3)

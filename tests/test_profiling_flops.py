@@ -116,23 +116,26 @@ class _TinyNet(nn.Module):
         return self.body(x)
 
 
-def _hook_macs(model: nn.Module, x: torch.Tensor) -> int:
-    """The models.md method: forward hooks on the conv and transposed-conv modules."""
+def _hook_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """The models.md method: forward hooks on the conv and transposed-conv modules (works
+    on the meta device too: no memory, no arithmetic)."""
     total = 0
 
-    def hook(module, inputs, output):
+    def hook(module, args, output):
         nonlocal total
         k = int(np.prod(module.kernel_size))
         if isinstance(module, nn.ConvTranspose2d):
-            total += inputs[0].numel() * module.out_channels // module.groups * k
+            total += args[0].numel() * module.out_channels // module.groups * k
         else:
             total += output.numel() * module.in_channels // module.groups * k
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
     return total
 
 
@@ -173,26 +176,6 @@ def test_pcarn_m_x4_720p_matches_the_paper_multadds():
     assert abs(count.macs / (1280 * 720) - 35_300) <= 50
     assert set(count.by_op_type) >= {"Conv", "DepthToSpace"}
     assert count.by_op_type.get("ConvTranspose") is None
-
-
-def _conv_hooks_on_meta(model: nn.Module, *inputs) -> int:
-    """Hook MACs of a zoo model on the meta device (no memory, no arithmetic)."""
-    total = 0
-
-    def hook(module, args, output):
-        nonlocal total
-        k = int(np.prod(module.kernel_size))
-        if isinstance(module, nn.ConvTranspose2d):
-            total += args[0].numel() * module.out_channels // module.groups * k
-        else:
-            total += output.numel() * module.in_channels // module.groups * k
-
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            m.register_forward_hook(hook)
-    with torch.no_grad():
-        model(*inputs)
-    return total
 
 
 def _export(model) -> onnx.ModelProto:
@@ -236,7 +219,7 @@ def test_gmgbp_macs_per_output_pixel_match_models_md():
     assert abs(per_px - 432_921) <= 0.5
     with torch.device("meta"):
         meta = build_model("gmgbp", None, 4).eval()
-        hooks = _conv_hooks_on_meta(meta, *(torch.empty(s) for s in _zoo_inputs(meta, 64, 64).values()))
+        hooks = _hook_macs(meta, *(torch.empty(s) for s in _zoo_inputs(meta, 64, 64).values()))
     assert count.macs - classic == hooks
 
 
@@ -263,5 +246,5 @@ def test_bpp_hook_count_matches_models_md_formula():
     assert flux == 774_144
     with torch.device("meta"):
         model = build_model("bpp", "x4", 4).eval()
-        hooks = _conv_hooks_on_meta(model, torch.empty(1, 3, 192, 192))
+        hooks = _hook_macs(model, torch.empty(1, 3, 192, 192))
     assert hooks / 192**2 == 777_492
