@@ -104,7 +104,6 @@ def openvino_matmul_peak(precision: str, threads: int, n: int = 2048, seconds: f
     """Best and median GFLOP/s of one n x n MatMul compiled by OpenVINO's CPU plugin
     (oneDNN's JIT kernels for this CPU's ISA: on CPUs where torch's BLAS takes a generic
     path, the higher and truer peak), in `precision` ("f32" or "bf16")."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from srexport.runtime.backends.openvino import core

@@ -138,9 +138,9 @@ def build_cmd(
             ("PSNR vs fp32", info.psnr_vs_fp32_db, ".2f"),
             ("PSNR-Y", info.psnr_y_db, ".2f"),
         ) if value is not None]
-        runs_as = f" (bf16 on openvino, {(info.notes or {}).get('method', '')})" if name == "bf16" else ""
-        out.print(f"  {info.file}{runs_as}: {', '.join(figures)}", highlight=False)
         notes = info.notes or {}
+        runs_as = f" (bf16 on openvino, {notes.get('method', '')})" if name == "bf16" else ""
+        out.print(f"  {info.file}{runs_as}: {', '.join(figures)}", highlight=False)
         if "accuracy_images" in notes and info.psnr_vs_fp32_db is not None:
             out.print(f"    PSNR measured on {notes['accuracy_images']}", highlight=False, markup=False)
         check = notes.get("verify", {})

@@ -118,9 +118,9 @@ def check_onnxruntime() -> DoctorCheck:
 
 
 def check_openvino() -> DoctorCheck:
-    from srexport.runtime.backends.selection import _installed
+    from srexport.runtime.backends.selection import available_backends
 
-    if not _installed("openvino"):
+    if not available_backends()["openvino"]:
         return DoctorCheck("OpenVINO", False, "not installed (pip install 'sr-export[openvino]': the fastest CPU "
                                               "backend for fp32 and int8, and bf16 on AVX512-BF16/AMX CPUs)")
     from srexport.runtime.backends.openvino import core, cpu_capabilities, cpu_name
@@ -172,28 +172,16 @@ def collect() -> list[DoctorCheck]:
     return [_guard(name, probe) for name, probe in PROBES]
 
 
-def auto_backends(checks: list[DoctorCheck]) -> dict[str, str]:
-    """What `--backend auto` picks here for each precision, with the reason (the rule of
-    `srexport.runtime.backends.selection`; engine availability aside)."""
+def auto_backends() -> dict[str, str]:
+    """What `--backend auto` picks here for each precision, with the reason
+    (`srexport.runtime.backends.selection.auto_backend`; engine availability aside)."""
     from srexport.errors import SrExportError
-    from srexport.runtime.backends.selection import PRECISIONS, choose_backend, cpu_capabilities
+    from srexport.runtime.backends.selection import PRECISIONS, auto_backend
 
-    have = {c.name: c.present for c in checks}
-    detail = {c.name: c.detail for c in checks}
-    gpu = bool(have.get("GPU"))
-    available = {
-        "tensorrt": gpu and bool(have.get("TensorRT")) and bool(have.get("cuda-python")),
-        "onnxruntime-cuda": gpu and "CUDAExecutionProvider" in detail.get("ONNX Runtime", ""),
-        "openvino": bool(have.get("OpenVINO")),
-    }
-    try:
-        caps = cpu_capabilities(available) if available["openvino"] else set()
-    except Exception:  # a broken OpenVINO counts as absent, as in `auto_backend`
-        caps, available["openvino"] = set(), False
     choices = {}
     for precision in PRECISIONS:
         try:
-            backend, why = choose_backend(precision, available, caps)
+            backend, why = auto_backend(precision)
             choices[precision] = f"{backend} ({why})"
         except SrExportError as exc:
             choices[precision] = f"refused: {exc}"
@@ -205,5 +193,5 @@ def render(checks: list[DoctorCheck]) -> str:
     lines = ["sr-export doctor"]
     lines += [c.line(width) for c in checks]
     lines.append("--backend auto here:")
-    lines += [f"  {precision}: {choice}" for precision, choice in auto_backends(checks).items()]
+    lines += [f"  {precision}: {choice}" for precision, choice in auto_backends().items()]
     return "\n".join(lines)

@@ -340,7 +340,7 @@ def test_doctor_names_openvino_and_the_auto_choice_per_precision(ov):
     checks = doctor.collect()
     (check,) = [c for c in checks if c.name == "OpenVINO"]
     assert check.present and "FP32" in check.detail and ov.cpu_name() in check.detail
-    choices = doctor.auto_backends(checks)
+    choices = doctor.auto_backends()
     assert list(choices) == ["fp32", "fp16", "bf16", "int8"]
     if not any(c.present for c in checks if c.name == "GPU"):
         assert choices["fp32"].startswith("openvino (") and choices["int8"].startswith("openvino (")

@@ -172,15 +172,15 @@ def measure_bf16(
     threads: int = 0,
     verify: Sequence[acc.EvalImage] = (),
     verify_outputs: list[np.ndarray] | None = None,
-    verify_description: str = "",
 ) -> PrecisionInfo:
     """The manifest entry of BF16 for `bundle` (a loaded bundle, or the in-memory one of
     the build), measured on `images` against the FP32 graph on ONNX Runtime.
 
     Pass the FP32 reference outputs (and their Measurement, for the PSNR-Y of FP32) when the
     caller already has them (`srexport.calib.build.Reference`) to skip the FP32 pass.
-    `verify` pictures (with their FP32 outputs) give the figure `sr-export verify`
-    recomputes, recorded in notes["verify"].
+    `verify`: the build's verification pictures (`srexport.calib.build.verify_inputs`,
+    with their FP32 outputs), whose figure `sr-export verify` recomputes, recorded in
+    notes["verify"].
     """
     images = list(images)
     if reference_outputs is None:
@@ -200,20 +200,14 @@ def measure_bf16(
         "accuracy_images": description or f"{len(images)} images",
         "psnr_vs_fp32_per_image_db": {n: acc.round_db(x) for n, x in zip(m.names, m.psnr_vs_reference)},
     }
-    if checked is not None:
-        from srexport.calib.build import VERIFY_TOLERANCE_DB
+    from srexport.calib.build import psnr_y_notes, verify_note
 
-        notes["verify"] = {"inputs": verify_description or f"{len(verify)} pictures",
-                           "psnr_vs_fp32_db": acc.round_db(checked.mean_psnr_vs_reference),
-                           "tolerance_db": VERIFY_TOLERANCE_DB, "method": method}
+    if checked is not None:
+        notes["verify"] = {**verify_note(checked), "method": method}
     psnr_y = None
     if m.psnr_y:
-        ref_y = reference_measurement.mean_psnr_y if reference_measurement else None
-        psnr_y = acc.round_db(m.mean_psnr_y)
-        loss = ref_y - m.mean_psnr_y if ref_y is not None else None
-        notes["psnr_y_fp32_db"] = acc.round_db(ref_y)
-        notes["psnr_y_loss_vs_fp32_db"] = acc.round_db(loss, 4)
-        notes["psnr_y_per_image_db"] = {n: acc.round_db(x) for n, x in zip(m.names, m.psnr_y)}
+        psnr_y, loss, y_notes = psnr_y_notes(m, reference_measurement, loss_digits=4)
+        notes.update(y_notes)
         notes["gate"] = {"psnr_y_loss_vs_fp32_db_max": GATE_DB, "met": loss is not None and loss <= GATE_DB}
     return PrecisionInfo(file=fp32_file, psnr_vs_fp32_db=acc.round_db(m.mean_psnr_vs_reference), psnr_y_db=psnr_y,
                          notes=notes)

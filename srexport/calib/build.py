@@ -56,6 +56,7 @@ FP16_PROBES = 16
 VERIFY_IMAGES = 2
 VERIFY_LR = (40, 48)  # LR height, width of each verification picture
 VERIFY_TOLERANCE_DB = 1.0
+VERIFY_DESCRIPTION = f"{VERIFY_IMAGES} synthetic {VERIFY_LR[0]}x{VERIFY_LR[1]} LR pictures (seeds 1000..)"
 SYNTHETIC_IMAGES = 3
 SYNTHETIC_LR = (64, 72)
 
@@ -185,6 +186,27 @@ class Reference:
         return self._verify_outputs
 
 
+def verify_note(measured: acc.Measurement) -> dict:
+    """notes["verify"] of a precision: its PSNR vs FP32 on `verify_inputs`, which
+    `sr-export verify` recomputes."""
+    return {"inputs": VERIFY_DESCRIPTION, "psnr_vs_fp32_db": acc.round_db(measured.mean_psnr_vs_reference),
+            "tolerance_db": VERIFY_TOLERANCE_DB}
+
+
+def psnr_y_notes(measured: acc.Measurement, fp32: acc.Measurement | None, loss_digits: int = 3
+                 ) -> tuple[float | None, float | None, dict]:
+    """(PSNR-Y, its loss vs FP32, notes) of a graph measured on images with ground truth:
+    the notes hold FP32's PSNR-Y (from `fp32`), the rounded loss and the per-image figures."""
+    ref_y = fp32.mean_psnr_y if fp32 else None
+    loss = ref_y - measured.mean_psnr_y if ref_y is not None and measured.mean_psnr_y is not None else None
+    notes = {
+        "psnr_y_fp32_db": acc.round_db(ref_y),
+        "psnr_y_loss_vs_fp32_db": acc.round_db(loss, loss_digits),
+        "psnr_y_per_image_db": {n: acc.round_db(x) for n, x in zip(measured.names, measured.psnr_y)},
+    }
+    return acc.round_db(measured.mean_psnr_y), loss, notes
+
+
 def measure(reference: Reference, precision: str, accuracy: AccuracySet) -> tuple[PrecisionInfo, dict]:
     """Accuracy figures of one graph of the (in-memory) bundle against FP32."""
     up = upscaler_for(reference.bundle, precision)
@@ -194,21 +216,12 @@ def measure(reference: Reference, precision: str, accuracy: AccuracySet) -> tupl
     notes = {
         "accuracy_images": accuracy.description,
         "psnr_vs_fp32_per_image_db": {n: acc.round_db(x) for n, x in zip(m.names, m.psnr_vs_reference)},
-        "verify": {
-            "inputs": f"{VERIFY_IMAGES} synthetic {VERIFY_LR[0]}x{VERIFY_LR[1]} LR pictures (seeds 1000..)",
-            "psnr_vs_fp32_db": acc.round_db(v.mean_psnr_vs_reference),
-            "tolerance_db": VERIFY_TOLERANCE_DB,
-        },
+        "verify": verify_note(v),
     }
     psnr_y = None
     if accuracy.has_truth:
-        ref_y = reference.measurement.mean_psnr_y if reference.measurement else None
-        psnr_y = acc.round_db(m.mean_psnr_y)
-        notes["psnr_y_fp32_db"] = acc.round_db(ref_y)
-        notes["psnr_y_loss_vs_fp32_db"] = (
-            acc.round_db(ref_y - m.mean_psnr_y) if ref_y is not None and m.mean_psnr_y is not None else None
-        )
-        notes["psnr_y_per_image_db"] = {n: acc.round_db(x) for n, x in zip(m.names, m.psnr_y)}
+        psnr_y, _, y_notes = psnr_y_notes(m, reference.measurement)
+        notes.update(y_notes)
     info = PrecisionInfo(file="", psnr_vs_fp32_db=psnr, psnr_y_db=psnr_y, notes=notes)
     return info, notes
 
@@ -537,7 +550,6 @@ def _bf16_entry(reference: Reference, accuracy: AccuracySet, warn: Warn) -> Prec
         reference.bundle, reference.images, reference_outputs=reference.outputs(),
         reference_measurement=reference.measurement, description=accuracy.description,
         verify=reference.verify, verify_outputs=reference.verify_outputs(),
-        verify_description=f"{VERIFY_IMAGES} synthetic {VERIFY_LR[0]}x{VERIFY_LR[1]} LR pictures (seeds 1000..)",
     )
     gate = info.notes.get("gate")
     if gate and not gate["met"]:

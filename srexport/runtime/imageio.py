@@ -6,7 +6,6 @@ Pillow truncates 16-bit RGB to 8 bits.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
