@@ -53,6 +53,10 @@ class ShapeRules:
     output_scale * w) output. `halo` is the receptive-field radius in input pixels
     (None when the output depends on the whole patch, as with instance norm), and
     `pad_rule` describes how an arbitrary input is brought to a legal size.
+    `pad_align` says where that padding goes: "end" (all of it after the image, at the
+    bottom/right) or "split" (ceil(d/2) before and floor(d/2) after in each dimension,
+    as the MGBPv2 authors' `init_border` does; with valid convolutions the choice changes
+    every output pixel).
     """
 
     multiple_of: int = 1
@@ -61,6 +65,7 @@ class ShapeRules:
     output_scale: int = 1
     halo: int | None = None
     pad_rule: str = "reflect-pad to the next legal size, crop the output"
+    pad_align: Literal["end", "split"] = "end"
 
     def is_legal(self, size: int) -> bool:
         return size >= self.min_size and (size - self.offset) % self.multiple_of == 0
