@@ -205,6 +205,36 @@ def test_bf16_stays_within_its_recorded_accuracy(ov, bundle):
     assert _psnr_vs(reference, got) >= recorded - ACCURACY_MARGIN_DB
 
 
+@needs_openvino
+def test_bf16_compile_check_compares_openvino_types_not_their_printed_form(ov):
+    """The compiled model's INFERENCE_PRECISION_HINT is an openvino.Type whose str() changed
+    between releases (2026.4 prints <Type: 'bfloat16'>): the library's own Type objects stand
+    in for the property here, so this runs on every CPU, BF16 or not."""
+    import openvino
+
+    ov.require_bf16_compile(openvino.Type.bf16, "model.fp32.onnx")
+    assert "bf16" not in str(openvino.Type.bf16)  # the printed form that broke a string check
+    for other in (openvino.Type.f32, openvino.Type.f16, openvino.Type.i8):
+        with pytest.raises(SrExportError) as info:
+            ov.require_bf16_compile(other, "model.fp32.onnx")
+        assert f"in {other.get_type_name()}, not bf16" in str(info.value)
+    with pytest.raises(SrExportError, match="not a type"):
+        ov.require_bf16_compile("bf16", "model.fp32.onnx")
+
+
+@needs_openvino
+def test_bf16_compile_on_a_cpu_without_bf16_is_refused_after_compiling(ov, bundle, monkeypatch):
+    """Past the capability check (told the CPU has BF16), OpenVINO compiles in f32 on a CPU
+    without it, and the compiled model's own property refuses the session in one line."""
+    if "BF16" in ov.cpu_capabilities():
+        pytest.skip("this CPU computes bf16: the compile is accepted (test_bf16_stays_within_its_recorded_accuracy)")
+    monkeypatch.setattr(ov, "cpu_capabilities", lambda: {"FP32", "INT8", "BF16"})
+    with pytest.raises(SrExportError) as info:
+        ov.OvSession(bundle, "bf16", threads=1).run(_inputs(1, 16))
+    message = str(info.value)
+    assert "\n" not in message and "not bf16" in message and "in f32" in message
+
+
 def test_check_precision_follows_the_cpu_capabilities():
     from srexport.runtime.backends.openvino import check_precision
 

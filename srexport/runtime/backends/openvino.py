@@ -108,6 +108,18 @@ def check_precision(precision: str, caps: set[str] | None = None) -> None:
             )
 
 
+def require_bf16_compile(got, graph_name: str) -> None:
+    """Refuse a compiled model whose INFERENCE_PRECISION_HINT is not bfloat16.
+
+    The property is an `openvino.Type`; its printed form changed between releases
+    (`bf16`, then `<Type: 'bfloat16'>`), so it is compared as a Type, never as text."""
+    ov = import_openvino()
+    if not isinstance(got, ov.Type):
+        raise SrExportError(f"OpenVINO reported INFERENCE_PRECISION_HINT {got!r} for {graph_name}, not a type")
+    if got != ov.Type.bf16:
+        raise SrExportError(f"OpenVINO compiled {graph_name} in {got.get_type_name()}, not bf16, on {cpu_name()}")
+
+
 def int8_remainder() -> str:
     """What the layers an INT8 graph keeps in float (excluded, elementwise) compute in:
     bf16 where the CPU has it (AMX: otherwise those layers, in f32, would make int8 slower
@@ -196,9 +208,8 @@ class OvSession:
                 raise SrExportError(
                     f"OpenVINO cannot compile {self.graph.name} for {shown}: {_first_line(exc)}"
                 ) from None
-        got = str(model.get_property("INFERENCE_PRECISION_HINT"))
-        if self.precision == "bf16" and "bf16" not in got:
-            raise SrExportError(f"OpenVINO compiled {self.graph.name} in {got}, not bf16, on {cpu_name()}")
+        if self.precision == "bf16":
+            require_bf16_compile(model.get_property("INFERENCE_PRECISION_HINT"), self.graph.name)
         entry = _Compiled(model)
         with _compiled_lock:
             _compiled[key] = entry
