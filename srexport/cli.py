@@ -61,6 +61,7 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print a JSO
 
     from srexport.export.build import graph_parameters
     from srexport.models import registry
+    from srexport.models.published import shipped_for
 
     rows = []
     for entry in registry.entries().values():
@@ -72,23 +73,35 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print a JSO
                     "name": entry.name, "variant": variant, "scale": scale, "params": params,
                     "task": entry.task, "needs_weights": entry.needs_weights,
                     "weights": entry.weights_hint, "description": entry.description,
+                    "shipped_weights": [
+                        {"name": c.name, "default": c.default, "licence": c.licence, "source": c.source,
+                         "description": c.description}
+                        for c in shipped_for(entry.name)
+                    ],
                 })
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table("model", "variant", "scale", "params", "trained weights", title="sr-export models")
+    table = Table(title="sr-export models")
+    for column in ("model", "variant", "scale", "params"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("trained weights (--weights)")
     for r in rows:
-        weights = "published (--weights)" if r["needs_weights"] else "none published"
+        if r["shipped_weights"]:
+            weights = ", ".join(c["name"] + (" (default)" if c["default"] else "") for c in r["shipped_weights"])
+        else:
+            weights = "published, not shipped: a PATH" if r["needs_weights"] else "none published"
         table.add_row(r["name"], r["variant"], f"x{r['scale']}", f"{r['params']:,}", weights)
     out.print(table)
-    out.print("`sr-export models --json` lists where each family's checkpoints come from.", highlight=False)
+    out.print("`--weights NAME` takes a shipped name; `sr-export models --json` lists where each family's "
+              "checkpoints come from.", highlight=False)
 
 
 @app.command("build")
 def build_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `sr-export models`).")],
     variant: Annotated[Optional[str], typer.Option(help="Model variant.")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Trained checkpoint (.pth/.model).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="A shipped checkpoint name (see `sr-export models`), a checkpoint path (.pth/.model), or 'init' for the model's initialisation. Default: the model's shipped checkpoint, where it has one.")] = None,
     scale: Annotated[Optional[int], typer.Option(help="Upscaling factor (default: the variant's largest).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Bundle directory.")] = None,
     patch: Annotated[Optional[int], typer.Option(help="Recommended patch edge in input pixels.")] = None,
@@ -132,6 +145,10 @@ def build_cmd(
     m = bundle.manifest
     out.print(f"[green]built[/] {bundle.root}  ({m.model} {m.variant} x{m.scale}, {m.params:,} parameters)",
               highlight=False)
+    if m.checkpoint is not None:
+        source = (f"the shipped checkpoint {m.checkpoint['shipped']} ({m.checkpoint['licence']})"
+                  if m.checkpoint.get("shipped") else m.checkpoint["file"])
+        out.print(f"  weights: {source}, sha256 {m.checkpoint['sha256'][:12]}", highlight=False, markup=False)
     for name, info in m.precisions.items():
         figures = [f"{label} {value:{fmt}}" for label, value, fmt in (
             ("max error vs PyTorch", info.max_abs_error_vs_torch, ".2e"),

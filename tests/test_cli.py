@@ -166,7 +166,8 @@ def test_reduced_precision_flags_validate_their_input(capsys, tmp_path):
 
 
 def test_model_without_weights_warns_loudly(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "build", "--model", "pcarn-m", "--scale", "2", "--out", tmp_path / "b")
+    code, out, err = run_cli(capsys, "build", "--model", "pcarn-m", "--scale", "2", "--weights", "init",
+                             "--out", tmp_path / "b")
     assert code == 0, err
     assert "MEANINGLESS" in err
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["checkpoint"] is None

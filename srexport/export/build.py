@@ -26,9 +26,10 @@ from srexport.export.verify import TOLERANCE, check_parity
 from srexport.fsutil import atomic_directory, sha256_file
 from srexport.calib.options import PrecisionOptions
 from srexport.models import SRModel, load_checkpoint, registry
+from srexport.models.published import resolve_weights
 
 NO_WEIGHTS_WARNING = (
-    "no --weights given: the bundle holds a randomly initialised {name}; "
+    "no trained weights: the bundle holds a randomly initialised {name}; "
     "its output is MEANINGLESS until you build it from trained weights"
 )
 
@@ -48,7 +49,7 @@ class BuildRequest:
     model: str
     variant: str | None = None
     scale: int | None = None
-    weights: Path | None = None
+    weights: str | Path | None = None  # None: the shipped default; "init"; a shipped name; a path
     out: Path | None = None
     patch: int | None = None
     precision: PrecisionOptions | None = None
@@ -96,9 +97,13 @@ def build_bundle(request: BuildRequest, warn: Callable[[str], None] = print) -> 
     if request.plugins:
         require_plugin_layers(model, entry.name)
     checkpoint = None
-    if request.weights is not None:
-        load_checkpoint(model, request.weights)
-        checkpoint = {"file": Path(request.weights).name, "sha256": sha256_file(request.weights)}
+    weights = resolve_weights(entry.name, request.weights)
+    if weights.path is not None:
+        load_checkpoint(model, weights.path)
+        checkpoint = {"file": weights.path.name, "sha256": sha256_file(weights.path)}
+        if weights.shipped is not None:
+            checkpoint |= {"shipped": weights.shipped.name, "licence": weights.shipped.licence,
+                           "source": weights.shipped.source}
     else:
         warn(NO_WEIGHTS_WARNING.format(name=entry.name))
     out = Path(request.out) if request.out else default_out_dir(entry.name, variant, scale)
