@@ -23,7 +23,11 @@ are quantized from one calibration and scored on held-out patches of the calibra
 folder (seed + 1) against their ground truth. The target is the issue's budget, PSNR-Y
 loss vs FP32 <= SELECT_LOSS_DB = 0.2 dB (PSNR vs FP32 >= SELECT_PSNR_DB where the folder
 gives no ground truth); among candidates meeting it the fastest (measured CPU time) wins,
-the more accurate one when their times are within SPEED_TIE (5%).
+the more accurate one when their costs are within SPEED_TIE (5%) of the graph's MACs. The
+cost is deterministic: the multiply-accumulates a candidate leaves in floating point, counted
+on the FP32 graph at the patch size the runtime tiles with (an INT8 convolution is cheaper
+than a float one on every CPU and GPU backend, so fewer float MACs is faster). A measured
+time would make two builds with the same inputs and seed choose differently.
 The evaluation folder never takes part in the choice.
 """
 
@@ -43,6 +47,7 @@ import onnx
 from srexport.bundle import Bundle, Manifest, PrecisionInfo
 from srexport.calib import accuracy as acc
 from srexport.calib.options import CALIB_METHODS, PrecisionOptions
+from srexport.profiling.flops import node_macs
 from srexport.calib.patches import CalibrationError, CalibrationSet, sample_patches, synthetic_image, synthetic_set
 
 FP16_FILE = "model.fp16.onnx"
@@ -51,7 +56,7 @@ INT8_TRT_FILE = "model.int8.tensorrt.onnx"
 SELECT_PATCHES = 16
 SELECT_LOSS_DB = 0.2  # the issue's budget for INT8, here on held-out calibration patches
 SELECT_PSNR_DB = 40.0
-SPEED_TIE = 0.05  # candidates within 5% of the fastest CPU time count as equally fast
+SPEED_TIE = 0.05  # candidates whose float MACs differ by < 5% of all MACs count as equally fast
 FP16_PROBES = 16
 VERIFY_IMAGES = 2
 VERIFY_LR = (40, 48)  # LR height, width of each verification picture
@@ -278,7 +283,7 @@ class Candidate:
     psnr_vs_fp32_db: float
     psnr_y_loss_db: float | None
     meets: bool
-    cpu_seconds: float
+    float_macs: int
     path: Path
 
     def record(self) -> dict:
@@ -288,33 +293,11 @@ class Candidate:
             "psnr_vs_fp32_db": acc.round_db(self.psnr_vs_fp32_db),
             "psnr_y_loss_vs_fp32_db": acc.round_db(self.psnr_y_loss_db),
             "meets_target": self.meets,
-            "cpu_seconds_per_patch": round(self.cpu_seconds, 4),
+            "float_macs_per_patch": self.float_macs,
         }
 
     def goodness(self) -> float:
         return -self.psnr_y_loss_db if self.psnr_y_loss_db is not None else self.psnr_vs_fp32_db
-
-
-def cpu_seconds(graph_path: Path, sample: dict[str, np.ndarray], repeats: int = 2) -> float:
-    """Best-of-`repeats` CPU time of one patch on one thread (process time, so that other
-    work on the machine disturbs it less than wall time)."""
-    import time
-
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(graph_path), options, providers=["CPUExecutionProvider"])
-    feed = {i.name: sample[i.name] for i in session.get_inputs()}
-    session.run(None, feed)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.process_time()
-        session.run(None, feed)
-        best = min(best, time.process_time() - start)
-    return best
 
 
 class PatchScorer:
@@ -352,7 +335,7 @@ class PatchScorer:
 
 
 def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchScorer, work: Path,
-                      timing_input: dict[str, np.ndarray]) -> tuple[Candidate, list[Candidate]]:
+                      macs: dict[str, int]) -> tuple[Candidate, list[Candidate]]:
     """Pick the INT8 exclusion set by measurement (see the module docstring):
 
     1. all INT8, and the image-space (first/last) layers in FP32: the faster of those
@@ -362,8 +345,8 @@ def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchSc
     3. else the groups are added in the order of their measured benefit until the target
        is met;
     4. if nothing meets it, the most accurate candidate is kept.
-    Speed is the measured CPU time of `timing_input` (one patch of the size the runtime
-    tiles with: small patches hide the cost of the high-resolution layers) on one thread.
+    Speed is the deterministic cost: the MACs (`macs`, per FP32 node at the runtime's patch
+    size: small patches would hide the cost of the high-resolution layers) left in float.
     """
     from srexport.calib.int8 import exclusion_candidates, quantize
 
@@ -376,18 +359,21 @@ def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchSc
         vs, loss = scorer.score(path)
         meets = (loss <= SELECT_LOSS_DB) if loss is not None else (vs >= SELECT_PSNR_DB)
         cand = Candidate(label, sorted(excluded), vs, loss, bool(meets and math.isfinite(vs)),
-                         cpu_seconds(path, timing_input), path)
+                         sum(macs.get(name, 0) for name in set(excluded)), path)
         tried.append(cand)
         return cand
 
+    tie = SPEED_TIE * sum(macs.values())
+
     def fastest(cands: list[Candidate]) -> Candidate | None:
-        """The fastest candidate meeting the target; times within SPEED_TIE of the fastest
-        count as equal (measurement noise), and then accuracy decides."""
+        """The cheapest candidate meeting the target; costs within `tie` of the cheapest
+        count as equal, and then accuracy decides (the earlier candidate on equal accuracy)."""
         good = [c for c in cands if c.meets]
         if not good:
             return None
-        quickest = min(c.cpu_seconds for c in good)
-        return max((c for c in good if c.cpu_seconds <= quickest * (1 + SPEED_TIE)), key=lambda c: c.goodness())
+        cheapest = min(c.float_macs for c in good)
+        near = [c for c in good if c.float_macs <= cheapest + tie]
+        return max(near, key=lambda c: c.goodness())
 
     base, groups = exclusion_candidates(fp32)
     first = [attempt(label, excluded) for label, excluded in base]
@@ -415,8 +401,9 @@ def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, option
         held_out = sample_patches(options.calib_dir, model, min(SELECT_PATCHES, max(4, options.calib_patches)),
                                   options.seed + 1, patch=calib.patch[0])
         scorer = PatchScorer(fp32_path, held_out, int(model.scale))
-        timing_input = synthetic_set(model, 1, options.seed, patch=model.recommended_patch()).inputs[0]
-        chosen, tried = choose_exclusions(fp32_path, cache, options.calib_method, scorer, work, timing_input)
+        patch = model.recommended_patch()
+        macs = node_macs(fp32_path, {n: v.shape for n, v in synthetic_set(model, 1, options.seed, patch=patch).inputs[0].items()})
+        chosen, tried = choose_exclusions(fp32_path, cache, options.calib_method, scorer, work, macs)
         shutil.copyfile(chosen.path, root / INT8_FILE)
         trt_path = root / INT8_TRT_FILE
         quantize(fp32_path, trt_path, cache, options.calib_method, chosen.excluded, scheme="tensorrt")
@@ -447,8 +434,8 @@ def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, option
             "target": (f"PSNR-Y loss vs FP32 <= {SELECT_LOSS_DB} dB" if scorer.truth
                        else f"PSNR vs FP32 >= {SELECT_PSNR_DB} dB"),
             "met": chosen.meets,
-            "speed": f"CPU seconds of one {timing_input['image'].shape[-1]} px patch, one thread "
-                     f"(ties within {SPEED_TIE:.0%}: the more accurate)",
+            "speed": f"MACs left in float on one {patch} px patch of the FP32 graph ({sum(macs.values())} "
+                     f"MACs in all; costs within {SPEED_TIE:.0%} of that: the more accurate)",
         },
         "convolutions": len(structure),
         "convolutions_int8_per_channel": sum(c.weight_quantized and c.per_channel for c in structure),

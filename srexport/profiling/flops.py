@@ -284,6 +284,26 @@ def count_flops(
     return result
 
 
+def node_macs(model: onnx.ModelProto | str | Path, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
+    """MACs of each named node (convolutions, transposed convolutions, matrix products) of one
+    run of `model` on inputs of `input_shapes`; nodes without MACs are left out."""
+    proto = _load(model)
+    _fix_inputs(proto, input_shapes)
+    table = _resolve(proto)
+
+    def shape(name: str) -> tuple[int, ...]:
+        resolved = table.get(name)
+        if not resolved:
+            raise FlopCountError(f"cannot resolve the shape of tensor '{name}' at inputs {dict(input_shapes)}")
+        return resolved
+
+    counted = {}
+    for node in proto.graph.node:
+        if node.op_type in CONV_OPS or node.op_type in CONV_TRANSPOSE_OPS or node.op_type in MATMUL_OPS:
+            counted[node.name] = _count_node(node, shape)[0]
+    return counted
+
+
 def bundle_input_shapes(manifest, batch: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
     """Graph input shapes of a bundle (image and noise maps) for one patch size."""
     shapes: dict[str, tuple[int, ...]] = {manifest.inputs[0]: (batch, 3, height, width)}
