@@ -195,7 +195,7 @@ def run_cmd(
     window: Annotated[str, typer.Option(help="Blending window: hamming, bartlett or none.")] = "hamming",
     batch: Annotated[int, typer.Option(help="Patches per inference call.")] = 1,
     backend: Annotated[str, typer.Option(help="auto, tensorrt, openvino, onnxruntime or torch.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16, bf16 (openvino) or int8.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="auto (the fastest precision the bundle holds that this machine runs within its recorded accuracy gate), fp32, fp16, bf16 (openvino) or int8.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ray: Annotated[bool, typer.Option("--ray", help="Run on Ray: a private local cluster, or --ray-address.")] = False,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDRESS",

@@ -170,7 +170,7 @@ class Upscaler:
 def load(
     bundle: str | Path,
     backend: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     *,
     patch: int | tuple[int, int] | None = None,
     overlap: int | None = None,

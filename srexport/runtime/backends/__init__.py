@@ -33,7 +33,8 @@ def open_session(
     batch: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Session:
-    """Open `bundle`'s graph of `precision` on `backend`.
+    """Open `bundle`'s graph of `precision` on `backend`; precision "auto" picks one by
+    `srexport.runtime.backends.precision_auto` (the session's `precision` says which).
 
     "auto" follows `srexport.runtime.backends.selection` (the rule is stated there):
     TensorRT when TensorRT, a GPU and a matching (or buildable) engine are there, else
@@ -47,6 +48,14 @@ def open_session(
     """
     if backend not in BACKENDS:
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
+    if precision == "auto":
+        from srexport.runtime.backends.precision_auto import choose_precision, this_machine
+
+        choice = choose_precision(bundle.manifest.precisions, this_machine(backend))
+        session = open_session(bundle, backend, choice.precision, threads, patch=patch, batch=batch, log=log)
+        session.selection_note = f"{session.selection_note}; {choice.reason}"
+        session.precision = choice.precision
+        return session
     if backend == "auto":
         return _auto_session(bundle, precision, threads, patch, batch, log)
     if precision == "bf16" and backend != "openvino":

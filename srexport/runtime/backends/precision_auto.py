@@ -1,0 +1,122 @@
+"""`--precision auto`: the fastest precision a bundle was built and verified with that this
+machine runs, within the accuracy gate the bundle recorded for it.
+
+The order of preference (`machine_order`), fastest first:
+- on an NVIDIA GPU (TensorRT or ONNX Runtime's CUDA provider): int8, fp16, fp32;
+- on a CPU through OpenVINO with BF16 (AVX512-BF16 or AMX): int8, bf16, fp32;
+- on a CPU through OpenVINO with VNNI (AVX512-VNNI or AVX-VNNI) but no BF16: int8, fp32;
+- anywhere else (ONNX Runtime or PyTorch on the CPU, a CPU without those units): fp32.
+The first precision of that order whose graph the bundle holds and whose recorded accuracy
+passes its gate (`passes_gate`) wins; fp32, the reference, always passes. A bundle built with
+fp32 only therefore runs fp32, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from srexport.bundle import PrecisionInfo
+
+# Gates, from the precision work's targets: FP16 >= 50 dB PSNR vs FP32; INT8 <= 0.2 dB PSNR-Y
+# loss (its build-time selection target); BF16 <= 0.05 dB PSNR-Y loss (the bf16 gate).
+FP16_MIN_PSNR_DB = 50.0
+INT8_MAX_LOSS_DB = 0.2
+BF16_MAX_LOSS_DB = 0.05
+BF16_MIN_PSNR_DB = 50.0  # where no ground truth was given at build time
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the precision choice needs to know about this machine and the chosen backend."""
+
+    backend: str  # auto | tensorrt | onnxruntime | openvino | torch
+    gpu: bool  # TensorRT or ONNX Runtime's CUDA provider with a GPU
+    openvino: bool  # the openvino package loads
+    cpu_caps: frozenset[str]  # OpenVINO's OPTIMIZATION_CAPABILITIES
+    cpu_flags: frozenset[str]  # /proc/cpuinfo flags
+
+
+def machine_order(machine: Machine) -> tuple[tuple[str, ...], str]:
+    """Precisions fastest first on this machine and backend, with the reason."""
+    gpu_backend = machine.backend in ("auto", "tensorrt", "onnxruntime") and machine.gpu
+    if gpu_backend:
+        return ("int8", "fp16", "fp32"), "an NVIDIA GPU runs int8, then fp16, fastest"
+    if machine.backend in ("auto", "openvino") and machine.openvino:
+        if "BF16" in machine.cpu_caps:
+            return ("int8", "bf16", "fp32"), "this CPU has BF16 (AVX512-BF16/AMX): OpenVINO runs int8, then bf16, fastest"
+        if machine.cpu_flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+            return ("int8", "fp32"), "this CPU has VNNI: OpenVINO runs int8 fastest"
+        return ("fp32",), "this CPU has no BF16 or VNNI, where reduced precision pays on OpenVINO"
+    where = "ONNX Runtime" if machine.backend == "auto" else machine.backend
+    return ("fp32",), f"on the CPU through {where}, reduced precision brings no speed"
+
+
+def passes_gate(precision: str, info: PrecisionInfo) -> tuple[bool, str]:
+    """Whether the accuracy recorded for `precision` at build time is within its gate."""
+    notes = info.notes or {}
+    loss = notes.get("psnr_y_loss_vs_fp32_db")
+    psnr = info.psnr_vs_fp32_db
+    if precision == "fp32":
+        return True, "the reference"
+    if precision == "fp16":
+        ok = psnr is not None and psnr >= FP16_MIN_PSNR_DB
+        return ok, f"PSNR vs fp32 {psnr} dB (gate >= {FP16_MIN_PSNR_DB:g})"
+    if precision == "int8":
+        selection = notes.get("selection", {})
+        met = bool(selection.get("met")) and (loss is None or loss <= INT8_MAX_LOSS_DB)
+        shown = f"PSNR-Y loss {loss} dB" if loss is not None else "the build's held-out target"
+        return met, f"{shown} (gate <= {INT8_MAX_LOSS_DB:g} dB)"
+    if precision == "bf16":
+        if loss is not None:
+            return loss <= BF16_MAX_LOSS_DB, f"PSNR-Y loss {loss} dB (gate <= {BF16_MAX_LOSS_DB:g} dB)"
+        ok = psnr is not None and psnr >= BF16_MIN_PSNR_DB
+        return ok, f"PSNR vs fp32 {psnr} dB (gate >= {BF16_MIN_PSNR_DB:g})"
+    return False, f"unknown precision {precision}"
+
+
+def choose_precision(recorded: Mapping[str, PrecisionInfo], machine: Machine) -> PrecisionChoice:
+    """The pure rule of the module docstring."""
+    order, why = machine_order(machine)
+    passed: list[str] = []
+    for precision in order:
+        info = recorded.get(precision)
+        if info is None:
+            passed.append(f"{precision}: not in the bundle")
+            continue
+        ok, figure = passes_gate(precision, info)
+        if ok:
+            skipped = f"; {', '.join(passed)}" if passed else ""
+            return PrecisionChoice(precision, f"precision auto: {precision} ({why}; {figure}{skipped})")
+        passed.append(f"{precision}: outside its gate, {figure}")
+    return PrecisionChoice("fp32", f"precision auto: fp32 ({'; '.join(passed)})")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def this_machine(backend: str) -> Machine:
+    """Probe this machine for `choose_precision` (imports OpenVINO only when it may be used)."""
+    from srexport.runtime.backends.selection import available_backends, cpu_capabilities
+
+    available = available_backends()
+    gpu = bool(available["tensorrt"] or available["onnxruntime-cuda"])
+    caps: set[str] = set()
+    if available["openvino"] and backend in ("auto", "openvino") and not (gpu and backend == "auto"):
+        caps = cpu_capabilities(available)
+    return Machine(backend, gpu, bool(available["openvino"]) and (bool(caps) or gpu),
+                   frozenset(caps), cpu_flags())

@@ -1,0 +1,101 @@
+"""`--precision auto`: the fastest precision the bundle holds that the machine runs, within
+the accuracy gate recorded at build time; fp32 where nothing faster pays or passes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from srexport.bundle import PrecisionInfo
+from srexport.calib.options import PrecisionOptions
+from srexport.export.build import export_bundle
+from srexport.runtime.backends import open_session
+from srexport.runtime.backends import precision_auto as pa
+from srexport.runtime.backends.selection import available_backends
+from test_calib_units import TinySR, write_images
+
+FP32 = PrecisionInfo("model.fp32.onnx", max_abs_error_vs_torch=1e-6)
+FP16 = PrecisionInfo("model.fp16.onnx", psnr_vs_fp32_db=74.5)
+INT8 = PrecisionInfo("model.int8.onnx", psnr_vs_fp32_db=38.0,
+                     notes={"selection": {"met": True}, "psnr_y_loss_vs_fp32_db": 0.087})
+BF16 = PrecisionInfo("model.fp32.onnx", psnr_vs_fp32_db=53.1, notes={"psnr_y_loss_vs_fp32_db": 0.0035})
+ALL = {"fp32": FP32, "fp16": FP16, "bf16": BF16, "int8": INT8}
+
+
+def machine(backend="auto", gpu=False, openvino=True, caps=("FP32", "INT8"), flags=("avx2", "fma")):
+    return pa.Machine(backend, gpu, openvino, frozenset(caps), frozenset(flags))
+
+
+AMX = dict(caps=("FP32", "INT8", "BF16"), flags=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8"))
+
+
+def test_an_amx_cpu_runs_int8_then_bf16():
+    assert pa.choose_precision(ALL, machine(**AMX)).precision == "int8"
+    assert pa.choose_precision({"fp32": FP32, "bf16": BF16}, machine(**AMX)).precision == "bf16"
+    assert pa.choose_precision({"fp32": FP32, "fp16": FP16}, machine(**AMX)).precision == "fp32"
+
+
+def test_an_avx2_cpu_without_vnni_or_bf16_runs_fp32():
+    choice = pa.choose_precision(ALL, machine())
+    assert choice.precision == "fp32" and "no BF16 or VNNI" in choice.reason
+
+
+def test_vnni_without_bf16_runs_int8():
+    assert pa.choose_precision(ALL, machine(flags=("avx2", "avx_vnni"))).precision == "int8"
+
+
+def test_a_gpu_runs_int8_then_fp16():
+    assert pa.choose_precision(ALL, machine(gpu=True)).precision == "int8"
+    assert pa.choose_precision({"fp32": FP32, "fp16": FP16}, machine(gpu=True)).precision == "fp16"
+
+
+def test_cpu_backends_without_openvino_run_fp32():
+    for m in (machine(backend="onnxruntime", **AMX), machine(backend="torch", **AMX), machine(openvino=False, **AMX)):
+        assert pa.choose_precision(ALL, m).precision == "fp32"
+
+
+def test_a_precision_outside_its_gate_is_passed_over_and_said_so():
+    lossy_int8 = PrecisionInfo("model.int8.onnx", notes={"selection": {"met": False}, "psnr_y_loss_vs_fp32_db": 1.065})
+    lossy_bf16 = PrecisionInfo("model.fp32.onnx", notes={"psnr_y_loss_vs_fp32_db": 0.06})
+    choice = pa.choose_precision({"fp32": FP32, "int8": lossy_int8, "bf16": BF16}, machine(**AMX))
+    assert choice.precision == "bf16" and "int8: outside its gate, PSNR-Y loss 1.065 dB" in choice.reason
+    choice = pa.choose_precision({"fp32": FP32, "int8": lossy_int8, "bf16": lossy_bf16}, machine(**AMX))
+    assert choice.precision == "fp32"
+    noisy_fp16 = PrecisionInfo("model.fp16.onnx", psnr_vs_fp32_db=42.0)
+    assert pa.choose_precision({"fp32": FP32, "fp16": noisy_fp16}, machine(gpu=True)).precision == "fp32"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_int8 avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert pa.cpu_flags(info) == {"fpu", "avx2", "amx_int8", "avx512_vnni"}
+    assert pa.cpu_flags(tmp_path / "absent") == frozenset()
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("auto")
+    options = PrecisionOptions(int8=True, calib_dir=write_images(root / "calib", 3, seed=0), calib_patches=4, seed=1)
+    return export_bundle(TinySR(), root / "bundle", {"model": "tiny", "variant": "t", "scale": 2, "task": "sr"},
+                         precision=options)
+
+
+def test_auto_opens_the_chosen_precision_and_says_why(int8_bundle, monkeypatch):
+    monkeypatch.setattr(pa, "this_machine", lambda backend: machine(backend, openvino=False))
+    session = open_session(int8_bundle, "onnxruntime", "auto")
+    assert session.precision == "fp32" and "precision auto: fp32" in session.selection_note
+    monkeypatch.setattr(pa, "this_machine", lambda backend: machine(backend, gpu=True, openvino=False))
+    session = open_session(int8_bundle, "onnxruntime", "auto")  # as on a GPU: the int8 graph
+    assert session.precision == "int8" and "precision auto: int8" in session.selection_note
+    feed = {"image": np.random.default_rng(0).random((1, 3, 24, 24), dtype=np.float32)}
+    from srexport.runtime.backends.onnxruntime import OrtSession
+
+    assert np.array_equal(session.run(feed), OrtSession(int8_bundle, "int8").run(feed))
+    assert not np.array_equal(session.run(feed), OrtSession(int8_bundle, "fp32").run(feed))
+
+
+@pytest.mark.skipif(not available_backends()["openvino"], reason="openvino is not installed; CI installs it")
+def test_auto_on_a_vnni_cpu_runs_int8_on_openvino(int8_bundle, monkeypatch):
+    monkeypatch.setattr(pa, "cpu_flags", lambda: frozenset({"avx2", "avx_vnni"}))
+    session = open_session(int8_bundle, "auto", "auto")
+    assert session.name == "openvino" and session.precision == "int8"
