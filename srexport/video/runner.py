@@ -41,8 +41,7 @@ def run_video(bundle: Path, src: Path, dst: Path, video: VideoOptions, *, quiet:
         try:
             result = upscale_video(upscaler, src, dst, video, on_frame, warn)
         except VideoInterrupted as stopped:
-            if console is not None:
-                console.print(f"{stopped}; the file is closed and playable", highlight=False, markup=False)
+            warn(f"{stopped}; the file is closed and playable")
             raise
     if not quiet and console is not None:
         console.print(f"wrote {result.path}: {result.frames} frames, {result.size[0]}x{result.size[1]} "
