@@ -4,7 +4,7 @@ Decoding converts each frame with FFmpeg's swscale straight to planar float32 RG
 [0, 1] (`gbrpf32le`), so 10- and 12-bit video reaches the network without an 8-bit step.
 Encoding clips the network's output to [0, 1] and converts it back to the output's
 pixel format with the same matrix and range. Chroma is upsampled and downsampled by
-swscale (bicubic, accurate rounding). Streams that do not say which matrix or range they
+swscale (bicubic, accurate rounding). Conversion uses one thread: the cores belong to inference. Streams that do not say which matrix or range they
 use are read the way players read them: BT.709 from 720 lines up, BT.601 below, limited
 range (full for the `yuvj` formats); the output is tagged with what was used, so that a
 player does not guess again (differently) on the larger picture.
@@ -66,10 +66,10 @@ class Colour:
 def to_rgb(frame, colour: Colour) -> np.ndarray:
     """A decoded frame -> HxWx3 float32 RGB in [0, 1]."""
     if colour.rgb:
-        converted = frame.reformat(format=_FLOAT_RGB, interpolation=_interpolation())
+        converted = frame.reformat(format=_FLOAT_RGB, interpolation=_interpolation(), threads=1)
     else:
         converted = frame.reformat(format=_FLOAT_RGB, src_colorspace=_SWS_MATRIX[colour.matrix],
-                                   src_color_range=colour.range, interpolation=_interpolation())
+                                   src_color_range=colour.range, interpolation=_interpolation(), threads=1)
     return np.ascontiguousarray(converted.to_ndarray(), dtype=np.float32)
 
 
@@ -78,9 +78,9 @@ def from_rgb(rgb: np.ndarray, pix_fmt: str, colour: Colour):
     pixels = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32)
     frame = av.VideoFrame.from_ndarray(pixels, format=_FLOAT_RGB)
     if colour.rgb:
-        out = frame.reformat(format=pix_fmt, interpolation=_interpolation())
+        out = frame.reformat(format=pix_fmt, interpolation=_interpolation(), threads=1)
     else:
         out = frame.reformat(format=pix_fmt, dst_colorspace=_SWS_MATRIX[colour.matrix],
-                             dst_color_range=colour.range, interpolation=_interpolation())
+                             dst_color_range=colour.range, interpolation=_interpolation(), threads=1)
     colour.tag(out)
     return out
