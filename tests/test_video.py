@@ -201,3 +201,36 @@ def test_module_function_matches_method(up, tmp_path):
     for fa, fb in zip(video_frames(a), video_frames(b), strict=True):
         for pa, pb in zip(planes(fa), planes(fb)):
             np.testing.assert_array_equal(pa, pb)
+
+
+def test_subtitles_are_copied_and_a_container_that_cannot_hold_them_is_refused(up, tmp_path):
+    from srexport.video import VideoError
+
+    src = make_clip(tmp_path / "subs.mkv", frames=7, codec="ffv1", subtitles=True)
+    dst = tmp_path / "subs_x2.mkv"
+    result = up.upscale_video(src, dst, codec="ffv1")
+    assert result.copied_streams == 2
+    cues = packets(src, "subtitles")
+    assert [b for _, b in cues] == [b"cue 0", b"cue 3", b"cue 6"]
+    assert packets(dst, "subtitles") == cues
+    assert packets(dst, "audio") == packets(src, "audio")
+    with pytest.raises(VideoError, match="cannot hold the input's subrip subtitle"):
+        up.upscale_video(src, tmp_path / "subs_x2.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["subs.mkv", "subs_x2.mkv"]
+
+
+def test_odd_sizes_stay_exact(up, tmp_path):
+    src = make_clip(tmp_path / "odd.mkv", frames=3, width=31, height=23, pix_fmt="yuv444p", codec="ffv1",
+                    audio=False)
+    dst = tmp_path / "odd_x2.mkv"
+    up.upscale_video(src, dst)  # FFV1 in, FFV1 out by default
+    assert stream_facts(dst)["size"] == (62, 46) and stream_facts(dst)["codec"] == "ffv1"
+    assert_frames_equal_image_runtime(up, src, dst, "yuv444p", BT601, LIMITED)
+
+
+def test_codec_the_container_cannot_hold_falls_back_to_its_usual_one(up, tmp_path):
+    src = make_clip(tmp_path / "in.mp4", frames=3, audio=False)
+    dst = tmp_path / "out.webm"
+    result = up.upscale_video(src, dst)
+    assert result.codec == "libvpx-vp9"
+    assert stream_facts(dst)["codec"] == "vp9" and len(video_frames(dst)) == 3

@@ -26,8 +26,8 @@ def pattern(index: int, height: int, width: int) -> np.ndarray:
 def make_clip(path: Path, frames: int = 10, width: int = 32, height: int = 24, *, codec: str = "libx264",
               pix_fmt: str = "yuv420p", audio: bool = True, pts: list[int] | None = None,
               time_base: Fraction | None = None, rate: int = 24, colorspace: int = 6, color_range: int = 1,
-              options: dict | None = None) -> Path:
-    """Encode `frames` pattern frames (and a 440 Hz tone) into `path`."""
+              options: dict | None = None, subtitles: bool = False) -> Path:
+    """Encode `frames` pattern frames (a 440 Hz tone, and SubRip cues) into `path`."""
     out = av.open(str(path), "w")
     video = out.add_stream(codec, rate=rate)
     video.width, video.height, video.pix_fmt = width, height, pix_fmt
@@ -40,7 +40,16 @@ def make_clip(path: Path, frames: int = 10, width: int = 32, height: int = 24, *
     if audio:
         sound = out.add_stream("aac", rate=48000)
         sound.layout = "mono"
+    cues = out.add_mux_stream("subrip") if subtitles else None
+    if cues is not None:
+        cues.time_base = Fraction(1, 1000)
     for i in range(frames):
+        if cues is not None and i % 3 == 0:
+            cue = av.Packet(f"cue {i}".encode())
+            cue.stream, cue.time_base = cues, cues.time_base
+            cue.pts = cue.dts = round(i / rate * 1000)
+            cue.duration = 60
+            out.mux(cue)
         rgb = av.VideoFrame.from_ndarray(pattern(i, height, width), format="gbrpf32le")
         frame = rgb.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range,
                              interpolation=FLAGS)

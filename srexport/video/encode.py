@@ -31,8 +31,10 @@ def _bits(pix_fmt: str) -> int:
     return max(c.bits for c in av.VideoFormat(pix_fmt).components)
 
 
-def choose_encoder(options: VideoOptions, probe: Probe, supported: set[str], scale: int) -> EncoderChoice:
-    """The codec (the input's where it can be encoded into this container, else libx264),
+def choose_encoder(options: VideoOptions, probe: Probe, supported: set[str], scale: int,
+                   container_default: str | None = None) -> EncoderChoice:
+    """The codec (the input's where it can be encoded into this container, else the
+    container's usual one: H.264 for MP4/MOV/Matroska, VP9 for WebM, else libx264),
     the pixel format (the input's where the codec takes it, else the closest bit depth) and
     the rate control (--crf, --bitrate, or a constant-quality default)."""
     if options.codec:
@@ -47,6 +49,11 @@ def choose_encoder(options: VideoOptions, probe: Probe, supported: set[str], sca
             codec = None
         if codec is None or probe.codec not in supported:
             codec = av.codec.Codec(FALLBACK_CODEC, "w")
+            if container_default and container_default != "none":
+                try:
+                    codec = av.codec.Codec(container_default, "w")
+                except Exception:
+                    pass
     if codec.type != "video":
         raise VideoError(f"--codec {options.codec}: not a video encoder")
     if codec.name not in supported and codec.canonical_name not in supported:
@@ -104,7 +111,7 @@ class Encoder:
 
     def _setup(self, source, probe: Probe, options: VideoOptions, size: tuple[int, int], scale: int, warn) -> None:
         supported = set(self.container.supported_codecs)
-        self.choice = choose_encoder(options, probe, supported, scale)
+        self.choice = choose_encoder(options, probe, supported, scale, self.container.default_video_codec)
         self.colour: Colour = probe.colour
         stream = self.container.add_stream(self.choice.codec, rate=probe.rate)
         stream.width, stream.height = size
@@ -126,8 +133,12 @@ class Encoder:
         for template in source.streams:
             if template.index == probe.index:
                 continue
-            name = template.codec_context.name if template.type in ("audio", "subtitle") else None
-            if name is not None and name not in supported:
+            names = set()
+            if template.type in ("audio", "subtitle"):
+                context = template.codec_context
+                names = {context.name, context.codec.canonical_name}
+            if names and not names & supported:
+                name = context.codec.canonical_name
                 raise VideoError(f"{self.container.name}: this container cannot hold the input's {name} "
                                  f"{template.type} stream (copied, not re-encoded); use .mkv")
             try:
