@@ -196,7 +196,11 @@ def run_cmd(
     """Upscale images or folders of images into PNGs, or a video into a video."""
     from srexport.video.options import is_video
 
-    if len(inputs) == 1 and is_video(inputs[0]) and not (ray or ray_address or ray_workers):
+    if any(is_video(i) for i in inputs) and (ray or ray_address or ray_workers):
+        fail("video inputs run in one process: drop --ray")
+    if len(inputs) > 1 and any(is_video(i) for i in inputs):
+        fail("give one video per run (with -o OUT.mp4), not several inputs")
+    if len(inputs) == 1 and is_video(inputs[0]):
         from srexport.video.options import FrameRange, VideoOptions
         from srexport.video.runner import run_video
 

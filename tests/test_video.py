@@ -57,6 +57,7 @@ def test_timestamps_time_base_rate_and_audio_bytes_survive_mp4(up, tmp_path):
     assert facts_out["time_base"] == facts_in["time_base"] and facts_out["rate"] == facts_in["rate"]
     assert facts_out["kinds"] == ["video", "audio"]
     assert [f.pts for f in video_frames(dst)] == [f.pts for f in video_frames(src)]
+    assert [f.duration for f in video_frames(dst)] == [f.duration for f in video_frames(src)]
     audio_in, audio_out = packets(src, "audio"), packets(dst, "audio")
     assert len(audio_in) > 10
     assert audio_out == audio_in  # same timestamps, byte-identical payloads

@@ -41,6 +41,7 @@ class VideoItem:
     index: int
     pts: int
     rgb: np.ndarray
+    duration: int | None = None
 
 
 @dataclass
@@ -143,7 +144,7 @@ def demux(container, probe: Probe, frames: FrameRange, copied: set[int]) -> Iter
                     start = at
                 yield from release(at, keep=True)
                 out_pts = pts - round(start / video.time_base) if shift else pts
-                yield VideoItem(current, out_pts, to_rgb(frame, probe.colour))
+                yield VideoItem(current, out_pts, to_rgb(frame, probe.colour), frame.duration or None)
         elif sid in copied:
             if packet.size == 0 or (packet.pts is None and packet.dts is None):
                 continue

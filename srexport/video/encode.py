@@ -151,9 +151,11 @@ class Encoder:
         self.container.metadata.update(source.metadata)
         self.frames = 0
 
-    def write(self, rgb: np.ndarray, pts: int) -> None:
+    def write(self, rgb: np.ndarray, pts: int, duration: int | None = None) -> None:
         frame = from_rgb(rgb, self.choice.pix_fmt, self.colour)
         frame.pts = pts
+        if duration:
+            frame.duration = duration
         frame.time_base = self.video.codec_context.time_base
         self.container.mux(self.video.encode(frame))
         self.frames += 1

@@ -133,7 +133,7 @@ def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOpti
                 if isinstance(item, PacketItem):
                     encoder.copy(item.packet)
                     continue
-                encoder.write(item.rgb, item.pts)
+                encoder.write(item.rgb, item.pts, item.duration)
                 if progress:
                     progress(encoder.frames, total)
                 if stop.is_set():
