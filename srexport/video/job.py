@@ -125,33 +125,38 @@ def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOpti
     total = probe.frames
     if total is not None:
         total = max(0, min(total, options.frames.stop or total) - options.frames.start)
-    items = demux(source, probe, options.frames, set(encoder.copies))
-    interrupted = False
-    try:
-        with _stop_on_signals() as stop, closing(pipelined(items, work, options.depth)) as results:
-            for item in results:
-                if isinstance(item, PacketItem):
-                    encoder.copy(item.packet)
-                    continue
-                encoder.write(item.rgb, item.pts, item.duration)
-                if progress:
-                    progress(encoder.frames, total)
-                if stop.is_set():
-                    interrupted = True
-                    break
-    except (av.FFmpegError, ValueError) as exc:
-        encoder.abandon()
-        raise VideoError(f"{probe.path}: {exc}") from None
-    except BaseException:
-        encoder.abandon()
-        raise
-    if encoder.frames == 0:
-        encoder.abandon()
-        raise VideoError(f"{probe.path}: no frames decoded" + (" in the --frames range" if options.frames.start else ""))
-    try:
-        encoder.close()
-    except (av.FFmpegError, ValueError) as exc:
-        raise VideoError(f"{dst}: cannot finish the file ({exc})") from None
-    os.replace(tmp, dst)
+    with _stop_on_signals() as stop:
+        items = demux(source, probe, options.frames, set(encoder.copies))
+        try:
+            with closing(pipelined(items, work, options.depth)) as results:
+                for item in results:
+                    if isinstance(item, PacketItem):
+                        encoder.copy(item.packet)
+                        continue
+                    encoder.write(item.rgb, item.pts, item.duration)
+                    if progress:
+                        progress(encoder.frames, total)
+                    if stop.is_set():
+                        break
+        except (av.FFmpegError, ValueError) as exc:
+            encoder.abandon()
+            raise VideoError(f"{probe.path}: {exc}") from None
+        except BaseException:
+            encoder.abandon()
+            raise
+        finally:
+            items.close()  # on this thread, before the input container closes
+        if encoder.frames == 0:
+            encoder.abandon()
+            if stop.is_set():
+                raise KeyboardInterrupt
+            raise VideoError(f"{probe.path}: no frames decoded" + (" in the --frames range" if options.frames.start else ""))
+        # A first signal from here on still lets the file be finished.
+        try:
+            encoder.close()
+        except (av.FFmpegError, ValueError) as exc:
+            raise VideoError(f"{dst}: cannot finish the file ({exc})") from None
+        os.replace(tmp, dst)
+        interrupted = stop.is_set()
     return VideoResult(dst, encoder.frames, encoder.choice.codec, encoder.choice.pix_fmt,
                        output_size(upscaler, probe), len(encoder.copies), interrupted)
