@@ -37,20 +37,33 @@ def test_run_writes_the_video_with_its_audio(bundle, tmp_path, capsys, no_openvi
     assert stream_facts(dst)["size"] == (64, 48)
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (b"\x00\x01garbage" * 300, "not a readable video"),
-    (None, "not a readable video"),  # an MP4 cut before its index
+def _damaged(tmp_path, kind: str) -> bytes:
+    if kind == "garbage":
+        return b"\x00\x01garbage" * 300
+    suffix = "mp4" if kind == "mp4-cut" else "mkv"
+    whole = bytearray(make_clip(tmp_path / f"whole.{suffix}", frames=10, codec="libx264" if suffix == "mp4" else "ffv1")
+                      .read_bytes())
+    if kind == "mkv-flipped":  # bytes in the middle overwritten
+        third = len(whole) // 3
+        whole[third:third + 400] = bytes(b ^ 0x5A for b in whole[third:third + 400])
+        return bytes(whole)
+    return bytes(whole[: len(whole) // 2])  # cut in half: an MP4 loses its index, a Matroska its end
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("garbage", "not a readable video"),
+    ("mp4-cut", "not a readable video"),
+    ("mkv-cut", "damaged or truncated"),
+    ("mkv-flipped", "bad.mkv"),
 ])
-def test_corrupt_or_truncated_input_is_one_line_and_nothing_written(bundle, tmp_path, capsys, content, fragment):
-    bad = tmp_path / "bad.mp4"
-    if content is None:
-        whole = make_clip(tmp_path / "whole.mp4", frames=6).read_bytes()
-        content = whole[: len(whole) // 2]
-    bad.write_bytes(content)
+def test_corrupt_or_truncated_input_is_one_line_and_nothing_written(bundle, tmp_path, capsys, kind, fragment):
+    bad = tmp_path / ("bad.mp4" if kind.startswith(("garbage", "mp4")) else "bad.mkv")
+    bad.write_bytes(_damaged(tmp_path, kind))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    code, _, err = run_cli(capsys, "run", bundle, bad, "-o", out_dir / "bad_x2.mp4", "-q")
-    assert_one_error_line(code, err, "bad.mp4", fragment)
+    code, _, err = run_cli(capsys, "run", bundle, bad, "-o", out_dir / f"bad_x2{bad.suffix}", "-q",
+                           "--backend", "onnxruntime")
+    assert_one_error_line(code, err, bad.name, fragment)
     assert list(out_dir.iterdir()) == []
 
 

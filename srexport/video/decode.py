@@ -32,6 +32,8 @@ class Probe:
     bit_rate: int | None
     sample_aspect_ratio: Fraction | None
     video_metadata: dict = field(default_factory=dict)
+    declared_frames: int | None = None  # the container's index says so (MP4, MOV)
+    declared_end: Fraction | None = None  # seconds: where the video stream says it ends
 
 
 @dataclass
@@ -68,7 +70,6 @@ def open_input(path: str | Path):
         context = stream.codec_context
         if not context.format or not stream.width or not stream.height:
             raise VideoError(f"{path}: video stream {stream.index} has no decodable frames (damaged or truncated)")
-        stream.thread_type = "AUTO"
         pix_fmt = context.format.name
         rate = stream.average_rate or stream.guessed_rate or None
         frames = stream.frames or None
@@ -81,11 +82,34 @@ def open_input(path: str | Path):
             pix_fmt=pix_fmt, time_base=stream.time_base, rate=Fraction(rate) if rate else None, frames=frames,
             colour=Colour.of(context, pix_fmt, stream.height), bit_rate=context.bit_rate or container.bit_rate or None,
             sample_aspect_ratio=context.sample_aspect_ratio or None, video_metadata=dict(stream.metadata),
+            declared_frames=stream.frames or None, declared_end=_declared_end(stream),
         )
     except BaseException:
         container.close()
         raise
     return container, probe
+
+
+def _declared_end(stream) -> Fraction | None:
+    if stream.duration:
+        return (stream.start_time or 0) * stream.time_base + stream.duration * stream.time_base
+    text = stream.metadata.get("DURATION")  # Matroska as FFmpeg writes it: HH:MM:SS.nnnnnnnnn
+    try:
+        hours, minutes, seconds = text.split(":")
+        return Fraction(int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
+    except (AttributeError, ValueError):
+        return None
+
+
+def _check_complete(probe: Probe, decoded: int, last_end: Fraction | None) -> None:
+    """A file whose frames stop short of what its index or header declares is damaged or
+    truncated (FFmpeg conceals both: the demuxer resynchronises, the decoder skips)."""
+    if probe.declared_frames and decoded < probe.declared_frames:
+        raise VideoError(f"{probe.path}: damaged or truncated: {decoded} of {probe.declared_frames} frames decode")
+    slack = 2 / probe.rate if probe.rate else Fraction(1, 10)
+    if probe.declared_end is not None and last_end is not None and last_end + slack < probe.declared_end:
+        raise VideoError(f"{probe.path}: damaged or truncated: the video stops at {float(last_end):.3f} s "
+                         f"of {float(probe.declared_end):.3f} s")
 
 
 def _seconds(value: int | None, time_base) -> Fraction | None:
@@ -107,6 +131,7 @@ def demux(container, probe: Probe, frames: FrameRange, copied: set[int]) -> Iter
     index = 0
     step = round(1 / (probe.rate * probe.time_base)) if probe.rate else 1
     last_pts: int | None = None
+    last_end: Fraction | None = None
 
     def shifted(packet):
         if shift:
@@ -133,6 +158,7 @@ def demux(container, probe: Probe, frames: FrameRange, copied: set[int]) -> Iter
                 pts = frame.pts if frame.pts is not None else (0 if last_pts is None else last_pts + step)
                 last_pts = pts
                 at = _seconds(pts, video.time_base)
+                last_end = at + _seconds(frame.duration or step, video.time_base)
                 current, index = index, index + 1
                 if current < frames.start:
                     yield from release(at, keep=False)
@@ -151,5 +177,6 @@ def demux(container, probe: Probe, frames: FrameRange, copied: set[int]) -> Iter
             if packet.pts is None:
                 packet.pts = packet.dts
             held.append(packet)
+    _check_complete(probe, index, last_end)
     if start is not None:
         yield from release(None, keep=True)
