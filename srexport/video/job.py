@@ -140,7 +140,7 @@ def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOpti
                         break
         except (av.FFmpegError, ValueError) as exc:
             encoder.abandon()
-            raise VideoError(f"{probe.path}: {exc}") from None
+            raise VideoError(f"{probe.path}: damaged or undecodable video ({exc})") from None
         except BaseException:
             encoder.abandon()
             raise
