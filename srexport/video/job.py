@@ -81,7 +81,11 @@ def _temporary_beside(dst: Path) -> Path:
 
 
 def output_size(upscaler, probe: Probe) -> tuple[int, int]:
-    s = upscaler.scale
+    """What `upscale_planes` returns for a frame: the graph's output scale, after the
+    bicubic pre-upscale for networks that take upscaled input (BPP, MGBPv2)."""
+    s = upscaler.output_scale
+    if upscaler.bundle.manifest.input_kind == "upscaled":
+        s *= upscaler.scale
     return probe.width * s, probe.height * s
 
 
@@ -102,7 +106,8 @@ def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOpti
         if on_probe:
             on_probe(probe)
         tmp = _temporary_beside(dst)
-        encoder = Encoder(tmp, source, probe, options, output_size(upscaler, probe), upscaler.scale, warn)
+        size = output_size(upscaler, probe)
+        encoder = Encoder(tmp, source, probe, options, size, size[0] // probe.width, warn)
         result = _stream(upscaler, source, probe, encoder, options, progress, tmp, dst)
         tmp = None
         if result.interrupted:
