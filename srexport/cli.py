@@ -202,8 +202,31 @@ def run_cmd(
         help="Existing Ray cluster ('auto', 'ray://head:10001', 'head:6379'); implies --ray.")] = None,
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1,
         help="Ray actors holding the bundle (default: one per GPU, else per CPU); implies --ray.")] = None,
+    codec: Annotated[Optional[str], typer.Option(help="Video: encoder (default: the input's, else libx264; ffv1 is lossless).")] = None,
+    crf: Annotated[Optional[int], typer.Option(help="Video: constant quality (default 18 for libx264).")] = None,
+    bitrate: Annotated[Optional[str], typer.Option(help="Video: bits per second, e.g. 8M (instead of --crf).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Video: encoder preset, e.g. slow.")] = None,
+    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Video: output pixel format (default: the input's).")] = None,
+    frames: Annotated[Optional[str], typer.Option(help="Video: frames A:B (presentation order, B excluded).")] = None,
+    static_noise: Annotated[bool, typer.Option("--static-noise", help="Video: one noise field for all frames (default: per-frame seeds).")] = False,
 ) -> None:
-    """Upscale images or folders of images into PNGs."""
+    """Upscale images or folders of images into PNGs, or a video into a video."""
+    from srexport.video.options import is_video
+
+    if any(is_video(i) for i in inputs) and (ray or ray_address or ray_workers):
+        fail("video inputs run in one process: drop --ray")
+    if len(inputs) > 1 and any(is_video(i) for i in inputs):
+        fail("give one video per run (with -o OUT.mp4), not several inputs")
+    if len(inputs) == 1 and is_video(inputs[0]):
+        from srexport.video.options import FrameRange, VideoOptions
+        from srexport.video.runner import run_video
+
+        video = VideoOptions(codec=codec, crf=crf, bitrate=bitrate, preset=preset, pix_fmt=pix_fmt,
+                             frames=FrameRange.parse(frames), static_noise=static_noise)
+        run_video(bundle, inputs[0], output, video, noise=noise, seed=seed, patch=parse_patch(patch),
+                  overlap=overlap, window=window, batch=batch, backend=backend, precision=precision,
+                  quiet=quiet, console=out, warn=warn)
+        return
     common = dict(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, window=window, batch=batch,
                   backend=backend, precision=precision, quiet=quiet, console=out, report_error=error_line)
     if ray or ray_address or ray_workers:

@@ -166,6 +166,21 @@ class Upscaler:
         write_png(dst, out.pixels, out.alpha, out.bits)
         return Path(dst)
 
+    def upscale_frames(self, frames, *, static_noise: bool = False, depth: int = 2):
+        """Iterator of upscaled frames, in order, several in flight (see srexport.video.frames)."""
+        from srexport.video.frames import upscale_frames
+
+        return upscale_frames(self, frames, static_noise=static_noise, depth=depth)
+
+    def upscale_video(self, src: str | Path, dst: str | Path, progress=None, **options):
+        """Upscale a video file into `dst`, other streams copied (options: srexport.video.VideoOptions)."""
+        from srexport.video.job import upscale_video
+        from srexport.video.options import FrameRange, VideoOptions
+
+        if isinstance(options.get("frames"), str):
+            options["frames"] = FrameRange.parse(options["frames"])
+        return upscale_video(self, src, dst, VideoOptions(**options), progress)
+
 
 def load(
     bundle: str | Path,
