@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from srexport.errors import SrExportError
+from srexport.errors import Interrupted, SrExportError
+from srexport.validation import check_options
 
 app = typer.Typer(
     name="sr-export",
@@ -110,6 +113,7 @@ def build_cmd(
     from srexport.calib.options import CALIB_METHODS, PrecisionOptions
     from srexport.export.build import BuildRequest, EngineOptions, build_bundle
 
+    check_options(patch=patch, calib_patches=calib_patches, seed=seed, max_patch=max_patch, max_batch=max_batch)
     if int8 and calib_dir is None:
         fail("--int8 needs --calib-dir DIR (a folder of representative images)")
     for folder, flag in ((calib_dir, "--calib-dir"), (eval_dir, "--eval-dir")):
@@ -187,6 +191,7 @@ def run_cmd(
         help="Ray actors holding the bundle (default: one per GPU, else per CPU); implies --ray.")] = None,
 ) -> None:
     """Upscale images or folders of images into PNGs."""
+    check_options(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, batch=batch)
     common = dict(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, window=window, batch=batch,
                   backend=backend, precision=precision, quiet=quiet, console=out, report_error=error_line)
     if ray or ray_address or ray_workers:
@@ -282,16 +287,40 @@ def doctor_cmd() -> None:
     out.print(render(collect()), highlight=False, markup=False, soft_wrap=True)
 
 
+def _usage_line(exc: click.UsageError) -> str:
+    """A click/typer usage error as one line (typer would draw a box)."""
+    message = " ".join(exc.format_message().split())
+    command = exc.ctx.command_path if exc.ctx is not None else "sr-export"
+    return f"{message} (see '{command} --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `sr-export` console script."""
+    """Entry point of the `sr-export` console script: bad input is one line and exit 2."""
     try:
-        app(args=argv, prog_name="sr-export")
-    except SrExportError as exc:
-        error_line(str(exc))
+        with warnings.catch_warnings():
+            # Warnings that signal bad input are turned into SrExportErrors where they
+            # arise (image pixel limit); the rest are noise to a user.
+            warnings.simplefilter("ignore")
+            code = app(args=argv, prog_name="sr-export", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
         sys.exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
+    except click.UsageError as exc:
+        error_line(_usage_line(exc))
+        sys.exit(EXIT_BAD_INPUT)
+    except click.ClickException as exc:
+        error_line(" ".join(exc.format_message().split()))
+        sys.exit(EXIT_BAD_INPUT)
+    except Interrupted as exc:
+        err.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        sys.exit(exc.code)
+    except SrExportError as exc:
+        error_line(" ".join(str(exc).split()))
+        sys.exit(EXIT_BAD_INPUT)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         err.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
