@@ -102,9 +102,10 @@ class Bundle:
         """The PyTorch weights as arrays; a damaged or foreign archive is one `BundleError`."""
         path = contained_file(self.root, WEIGHTS, WEIGHTS)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                if not isinstance(data, np.lib.npyio.NpzFile):
-                    raise BundleError(f"bundle {self.root}: {WEIGHTS} is a single array, not an archive of weights")
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise BundleError(f"bundle {self.root}: {WEIGHTS} is a single array, not an archive of weights")
+            with data:
                 arrays = {k: data[k] for k in data.files}
         except BundleError:
             raise
@@ -239,7 +240,7 @@ def check_file_name(name: object, field_name: str) -> str:
         raise BundleError(f"{_where(field_name)} must be a file name inside the bundle, got {_kind(name)}")
     pure = PurePosixPath(name)
     if (pure.is_absolute() or "\\" in name or "\x00" in name or ":" in pure.parts[0]
-            or any(part in ("..", ".") for part in pure.parts) or name.endswith("/")):
+            or ".." in pure.parts or pure.as_posix() != name):
         raise BundleError(f"{_where(field_name)} '{name[:80]}' is not a path inside the bundle")
     return name
 

@@ -189,6 +189,7 @@ def load(
     loaded = load_bundle(bundle)
     if isinstance(patch, int):
         patch = (patch, patch)
+    graphcheck.check_structure(loaded, precision)
     session = open_session(loaded, backend, precision, threads, patch=patch or loaded.manifest.patch, batch=batch)
-    graphcheck.check_graph(loaded, precision, session.run)
+    graphcheck.check_scale(loaded, precision, session.run)
     return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed)
