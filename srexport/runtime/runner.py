@@ -20,6 +20,7 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
     """One input with an image suffix on `output` writes that file; otherwise `output`
     is a folder receiving <stem>.png for each input."""
     if len(inputs) == 1 and output.suffix.lower() == ".png":
+        refuse_overwriting_inputs(inputs, [output])
         return [output]
     if output.suffix and not output.is_dir():
         raise SrExportError(f"output {output} must be a folder (several inputs) or a .png file (one input)")
