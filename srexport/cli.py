@@ -8,8 +8,11 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
+try:  # typer >= 0.20 carries its own click; older ones use the click package
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -287,7 +290,7 @@ def doctor_cmd() -> None:
     out.print(render(collect()), highlight=False, markup=False, soft_wrap=True)
 
 
-def _usage_line(exc: click.UsageError) -> str:
+def _usage_line(exc: click_errors.UsageError) -> str:
     """A click/typer usage error as one line (typer would draw a box)."""
     message = " ".join(exc.format_message().split())
     command = exc.ctx.command_path if exc.ctx is not None else "sr-export"
@@ -302,13 +305,13 @@ def main(argv: list[str] | None = None) -> None:
             # arise (image pixel limit); the rest are noise to a user.
             warnings.simplefilter("ignore")
             code = app(args=argv, prog_name="sr-export", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
+    except click_errors.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(EXIT_BAD_INPUT)
-    except click.UsageError as exc:
+    except click_errors.UsageError as exc:
         error_line(_usage_line(exc))
         sys.exit(EXIT_BAD_INPUT)
-    except click.ClickException as exc:
+    except click_errors.ClickException as exc:
         error_line(" ".join(exc.format_message().split()))
         sys.exit(EXIT_BAD_INPUT)
     except Interrupted as exc:
@@ -317,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     except SrExportError as exc:
         error_line(" ".join(str(exc).split()))
         sys.exit(EXIT_BAD_INPUT)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -125,8 +125,9 @@ def check_output_fits(height: int, width: int, scale: int, available: int | None
                           f"{_gib(need)} of memory; {_gib(have)} is available")
 
 
-def check_array(array: np.ndarray) -> None:
-    """A float input array must hold finite values only."""
+def check_array(array: np.ndarray, scale: int) -> None:
+    """An input array whose output fits in memory and, if float, holds finite values only."""
+    check_output_fits(array.shape[0], array.shape[1], scale)
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise OptionError("the input array holds NaN or infinite values")
 

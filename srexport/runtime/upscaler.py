@@ -148,7 +148,7 @@ class Upscaler:
         peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
         if array.dtype not in peaks:
             raise ImageError(f"unsupported array dtype {array.dtype} (uint8, uint16 or float32)")
-        validation.check_array(array)
+        validation.check_array(array, self.scale)
         peak = peaks[array.dtype]
         pixels = array.astype(np.float32) / peak
         pixels = pixels[..., None] if pixels.ndim == 2 else pixels
