@@ -239,8 +239,8 @@ def check_file_name(name: object, field_name: str) -> str:
     if not isinstance(name, str) or not name:
         raise BundleError(f"{_where(field_name)} must be a file name inside the bundle, got {_kind(name)}")
     pure = PurePosixPath(name)
-    if (pure.is_absolute() or "\\" in name or "\x00" in name or ":" in pure.parts[0]
-            or ".." in pure.parts or pure.as_posix() != name):
+    if (pure.is_absolute() or "\\" in name or "\x00" in name or not pure.parts or pure.parts == (".",)
+            or ":" in pure.parts[0] or ".." in pure.parts or pure.as_posix() != name):
         raise BundleError(f"{_where(field_name)} '{name[:80]}' is not a path inside the bundle")
     return name
 

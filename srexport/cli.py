@@ -34,7 +34,9 @@ EXIT_BAD_INPUT = 2
 
 
 def error_line(message: str) -> None:
-    """One error line on stderr; the message is printed verbatim (no rich markup)."""
+    """One error line on stderr; the message is printed verbatim (no rich markup), with
+    line breaks and other control characters escaped so that it stays one line."""
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 

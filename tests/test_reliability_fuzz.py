@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -26,9 +26,11 @@ from cli_helpers import run_cli
 from reliability_helpers import copy_bundle, opened_under, recording_opens, tree_snapshot, write_png
 from srexport.errors import SrExportError
 
-FUZZ = settings(deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+def fuzz(examples: int) -> settings:
+    """Reproducible runs of a fixed size (derandomized: CI sees the same cases each time)."""
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                           HealthCheck.data_too_large])
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def _scratch() -> Path:
 def assert_clean_outcome(code: int, out: str, err: str, output: Path | None = None) -> None:
     """Success (exit 0, a complete output), or exactly one error line and exit 2."""
     assert "Traceback" not in out + err, out + err
+    event(f"exit {code}")
     if code == 0:
         if output is not None and output.suffix == ".png":
             with Image.open(output) as img:
@@ -86,8 +89,7 @@ def damaged_images(draw) -> tuple[str, bytes]:
     return suffix, bytes(data)
 
 
-@FUZZ
-@settings(max_examples=30)
+@fuzz(60)
 @given(image=damaged_images())
 def test_fuzz_images(image, pcarn_x2, capsys):
     suffix, data = image
@@ -121,8 +123,7 @@ def _paths(node, prefix=()):
             yield from _paths(value, prefix + (index,))
 
 
-@FUZZ
-@settings(max_examples=60)
+@fuzz(150)
 @given(data=st.data())
 def test_fuzz_manifests(data, pcarn_x2, capsys):
     from srexport.bundle import load_bundle
@@ -151,6 +152,7 @@ def test_fuzz_manifests(data, pcarn_x2, capsys):
             load_bundle(root)
         except SrExportError as exc:
             assert "\n" not in str(exc)
+            event("load_bundle refused")
     assert [p for p in opened_under(opened, outside) if not p.resolve().is_relative_to(root.resolve())] == []
     src = write_png(root.parent / "in.png")
     out = root.parent / "o.png"
@@ -165,8 +167,7 @@ name_parts = st.sampled_from(["..", ".", "", "model.fp32.onnx", "weights.npz", "
                               "\x00", "etc", "passwd", "dev", "zero", "manifest.json", "link"])
 
 
-@FUZZ
-@settings(max_examples=60)
+@fuzz(150)
 @given(parts=st.lists(name_parts, min_size=1, max_size=6), absolute=st.booleans(),
        where=st.sampled_from(["files", "fp32", "both"]), link=st.sampled_from([None, "outside", "inside", "dev"]))
 def test_fuzz_bundle_file_names(parts, absolute, where, link, pcarn_x2):
@@ -196,10 +197,12 @@ def test_fuzz_bundle_file_names(parts, absolute, where, link, pcarn_x2):
             bundle = load_bundle(root)
         except SrExportError as exc:
             assert "\n" not in str(exc)
+            event("refused")
             bundle = None
     assert opened_under(opened, secret) == []
     assert [p for p in opened if str(p).startswith(("/dev/", "/etc/"))] == []
     if bundle is not None:  # accepted: every named file is a regular file inside the bundle
+        event("accepted")
         for listed in bundle.manifest.files:
             resolved = (root / listed).resolve()
             assert resolved.is_relative_to(root.resolve()) and resolved.is_file()
@@ -237,8 +240,7 @@ def checkpoint_objects(draw):
     return state if wrap is None else {wrap: state, "epoch": 1}
 
 
-@FUZZ
-@settings(max_examples=80)
+@fuzz(200)
 @given(obj=checkpoint_objects())
 def test_fuzz_checkpoints(obj):
     from srexport.models.checkpoint import read_state_dict
@@ -250,7 +252,9 @@ def test_fuzz_checkpoints(obj):
         state = read_state_dict(path)
     except SrExportError as exc:
         assert "\n" not in str(exc) and "weights_only" not in str(exc)
+        event("refused")
     else:
+        event("accepted")
         assert state and all(isinstance(k, str) for k in state)
         for value in state.values():
             assert value.layout == torch.strided and not value.is_meta and value.is_floating_point()
@@ -266,8 +270,7 @@ numberish = st.one_of(
 )
 
 
-@FUZZ
-@settings(max_examples=40)
+@fuzz(100)
 @given(option=st.sampled_from(["--patch", "--overlap", "--batch", "--seed", "--noise", "--window", "--backend",
                                "--precision"]), value=numberish)
 def test_fuzz_cli_values(option, value, pcarn_x2, capsys):
@@ -289,8 +292,7 @@ anything = st.one_of(
 )
 
 
-@FUZZ
-@settings(max_examples=40)
+@fuzz(100)
 @given(name=st.sampled_from(["patch", "overlap", "window", "batch", "noise", "seed", "threads", "backend",
                              "precision"]), value=anything)
 def test_fuzz_api_values(name, value, pcarn_x2):
@@ -298,13 +300,14 @@ def test_fuzz_api_values(name, value, pcarn_x2):
         up = srexport.load(pcarn_x2, **{name: value})
     except SrExportError as exc:
         assert "\n" not in str(exc)
+        event("refused")
         return
+    event("accepted")
     out = up.upscale(np.zeros((5, 6, 3), np.uint8))
     assert out.shape == (10, 12, 3)
 
 
-@FUZZ
-@settings(max_examples=30)
+@fuzz(60)
 @given(shape=st.lists(st.integers(0, 9), min_size=0, max_size=4),
        dtype=st.sampled_from(["uint8", "uint16", "float32", "float64", "int32", "bool"]),
        fill=st.sampled_from([0.0, 0.5, 1.0, math.nan, math.inf, -1.0, 300.0]))
@@ -316,7 +319,9 @@ def test_fuzz_api_arrays(shape, dtype, fill, pcarn_x2):
         out = up.upscale(array)
     except SrExportError as exc:
         assert "\n" not in str(exc)
+        event("refused")
         return
+    event("accepted")
     assert out.shape[:2] == (2 * array.shape[0], 2 * array.shape[1]) and out.dtype == array.dtype
     if out.dtype.kind == "f":
         assert np.isfinite(out).all()

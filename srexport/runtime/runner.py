@@ -61,7 +61,7 @@ def clean_stale_parts(targets: list[Path]) -> None:
                 pass
 
 
-_SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+_SIGNALS = {getattr(signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
 
 
 class _Stop(BaseException):
