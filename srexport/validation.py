@@ -61,6 +61,8 @@ def patch_size(name: str, value: object) -> tuple[int, int] | None:
         if len(value) != 2:
             raise OptionError(f"{name} must be an int or (height, width), got {len(value)} values")
         return (integer(f"{name} height", value[0], 1, MAX_PATCH), integer(f"{name} width", value[1], 1, MAX_PATCH))
+    if isinstance(value, np.integer):  # load() widens only a Python int to (edge, edge)
+        raise OptionError(f"{name} must be a Python int or (height, width), got {type(value).__name__}")
     edge = integer(name, value, 1, MAX_PATCH)
     return (edge, edge)
 

@@ -122,6 +122,7 @@ API_CASES = {
     "patch float": (lambda B: srexport.load(B, patch=64.0), "patch"),
     "patch triple": (lambda B: srexport.load(B, patch=(8, 8, 8)), "patch"),
     "patch zero": (lambda B: srexport.load(B, patch=0), "patch"),
+    "patch numpy scalar": (lambda B: srexport.load(B, patch=np.int64(16)), "patch"),
     "batch 2.5": (lambda B: srexport.load(B, batch=2.5), "batch"),
     "batch True": (lambda B: srexport.load(B, batch=True), "batch"),
     "batch 0": (lambda B: srexport.load(B, batch=0), "batch"),
