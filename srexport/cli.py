@@ -244,6 +244,8 @@ def profile_cmd(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: latency vs patch, throughput per precision (needs matplotlib).")] = None,
 ) -> None:
     """Throughput, latency, memory, FLOP/s and the ratio to the papers' Titan X figures."""
+    check_options(patch=parse_patch(patch), overlap=overlap, batch=batch, repeats=repeats, warmup=warmup,
+                  e2e_repeats=e2e_repeats, threads=threads)
     from srexport.profiling import run_profile, summary
 
     result = run_profile(

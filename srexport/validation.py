@@ -98,6 +98,23 @@ def check_load(bundle: object, backend: object = "auto", precision: object = "fp
     integer("threads", threads, 0, MAX_THREADS)
 
 
+def _identity(path: Path) -> tuple | Path:
+    try:
+        st = path.stat()
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return path.resolve()
+
+
+def refuse_overwriting_inputs(inputs: list, targets: list) -> None:
+    """No output may land on one of the inputs (the same file, by any name or link)."""
+    sources = {_identity(Path(p)): Path(p) for p in inputs}
+    for target in targets:
+        hit = sources.get(_identity(Path(target)))
+        if hit is not None:
+            raise OptionError(f"output {target} would overwrite the input {hit}; choose another output")
+
+
 def available_memory() -> int:
     """Bytes this machine can still allocate (MemAvailable; the physical total elsewhere)."""
     try:

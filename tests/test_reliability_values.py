@@ -214,3 +214,19 @@ def test_set_max_pixels_rejects_nonsense():
     with pytest.raises(ImageError):
         imageio.set_max_pixels(0)
     assert issubclass(ImageError, SrExportError)
+
+
+@pytest.mark.parametrize("option, value", [("--repeats", "0"), ("--warmup", "-1"), ("--e2e-repeats", "0"),
+                                           ("--threads", "-2"), ("--batch", "0"), ("--patch", "0")])
+def test_profile_values_are_checked(option, value, pcarn_x2, tmp_path, capsys):
+    line = assert_one_line(*run_cli(capsys, "profile", pcarn_x2, option, value, "--json", tmp_path / "p.json"))
+    assert option in line and not (tmp_path / "p.json").exists()
+
+
+def test_api_upscale_file_never_overwrites_its_input(pcarn_x2, tmp_path):
+    src = write_png(tmp_path / "in.png")
+    before = src.read_bytes()
+    up = srexport.load(pcarn_x2, backend="onnxruntime")
+    with pytest.raises(OptionError, match="overwrite the input"):
+        up.upscale_file(src, src)
+    assert src.read_bytes() == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from srexport.errors import ImageError, Interrupted, SrExportError
 from srexport.runtime.upscaler import load
+from srexport.validation import refuse_overwriting_inputs
 
 
 def output_paths(inputs: list[Path], output: Path) -> list[Path]:
@@ -31,23 +31,6 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
     targets = [output / f"{stem}.png" for stem in stems]
     refuse_overwriting_inputs(inputs, targets)
     return targets
-
-
-def _identity(path: Path) -> tuple | Path:
-    try:
-        st = path.stat()
-        return (st.st_dev, st.st_ino)
-    except OSError:
-        return path.resolve()
-
-
-def refuse_overwriting_inputs(inputs: list[Path], targets: list[Path]) -> None:
-    """No output may land on one of the inputs (the same file, by any name)."""
-    sources = {_identity(Path(p)): Path(p) for p in inputs}
-    for target in targets:
-        hit = sources.get(_identity(target))
-        if hit is not None:
-            raise SrExportError(f"output {target} would overwrite the input {hit}; choose another output")
 
 
 def clean_stale_parts(targets: list[Path]) -> None:

@@ -164,6 +164,7 @@ class Upscaler:
 
     def upscale_file(self, src: str | Path, dst: str | Path, progress: Progress | None = None) -> Path:
         """Read `src`, upscale it, write a PNG to `dst` (16-bit when the input was)."""
+        validation.refuse_overwriting_inputs([src], [dst])
         image = read_image(src)
         out = self.upscale_loaded(image, progress)
         write_png(dst, out.pixels, out.alpha, out.bits)
