@@ -301,7 +301,7 @@ def validate_manifest(data: object) -> None:
         path = f"noise_inputs[{i}]."
         if not isinstance(spec, dict):
             raise BundleError(f"{_where(path[:-1])} must be an object, got {_kind(spec)}")
-        _keys(spec, ("name", "channels", "factor", "border"), (), path)
+        _keys(spec, tuple(f.name for f in dataclasses.fields(NoiseInput)), (), path)
         _req_str(spec, "name", path=path)
         _req_int(spec, "channels", 1, 64, path)
         _req_int(spec, "factor", 1, 64, path)
@@ -311,7 +311,7 @@ def validate_manifest(data: object) -> None:
         raise BundleError(f"{_where('inputs')} {data['inputs']} do not match the image and noise_inputs {wanted}")
     rules = _req_type(data, "shape_rules", dict, "an object")
     path = "shape_rules."
-    _keys(rules, (), ("multiple_of", "offset", "min_size", "output_scale", "halo", "pad_rule", "pad_align"), path)
+    _keys(rules, (), tuple(f.name for f in dataclasses.fields(ShapeRules)), path)
     defaults = ShapeRules()
     for key, low in (("multiple_of", 1), ("offset", 0), ("min_size", 1), ("output_scale", 1)):
         if key in rules:
