@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+try:  # typer >= 0.20 carries its own click; older ones use the click package
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from srexport.errors import SrExportError
+from srexport.errors import Interrupted, SrExportError
+from srexport.validation import check_options
 
 app = typer.Typer(
     name="sr-export",
@@ -28,7 +34,9 @@ EXIT_BAD_INPUT = 2
 
 
 def error_line(message: str) -> None:
-    """One error line on stderr; the message is printed verbatim (no rich markup)."""
+    """One error line on stderr; the message is printed verbatim (no rich markup), with
+    line breaks and other control characters escaped so that it stays one line."""
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
@@ -123,6 +131,7 @@ def build_cmd(
     from srexport.calib.options import CALIB_METHODS, PrecisionOptions
     from srexport.export.build import BuildRequest, EngineOptions, build_bundle
 
+    check_options(patch=patch, calib_patches=calib_patches, seed=seed, max_patch=max_patch, max_batch=max_batch)
     if int8 and calib_dir is None:
         fail("--int8 needs --calib-dir DIR (a folder of representative images)")
     for folder, flag in ((calib_dir, "--calib-dir"), (eval_dir, "--eval-dir")):
@@ -211,6 +220,7 @@ def run_cmd(
     static_noise: Annotated[bool, typer.Option("--static-noise", help="Video: one noise field for all frames (default: per-frame seeds).")] = False,
 ) -> None:
     """Upscale images or folders of images into PNGs, or a video into a video."""
+    check_options(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, batch=batch)
     from srexport.video.options import is_video
 
     if any(is_video(i) for i in inputs) and (ray or ray_address or ray_workers):
@@ -274,6 +284,8 @@ def profile_cmd(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: latency vs patch, throughput per precision (needs matplotlib).")] = None,
 ) -> None:
     """Throughput, latency, memory, FLOP/s and the ratio to the papers' Titan X figures."""
+    check_options(patch=parse_patch(patch), overlap=overlap, batch=batch, repeats=repeats, warmup=warmup,
+                  e2e_repeats=e2e_repeats, threads=threads)
     from srexport.profiling import run_profile, summary
 
     result = run_profile(
@@ -322,16 +334,40 @@ def doctor_cmd() -> None:
     out.print(render(collect()), highlight=False, markup=False, soft_wrap=True)
 
 
+def _usage_line(exc: click_errors.UsageError) -> str:
+    """A click/typer usage error as one line (typer would draw a box)."""
+    message = " ".join(exc.format_message().split())
+    command = exc.ctx.command_path if exc.ctx is not None else "sr-export"
+    return f"{message} (see '{command} --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `sr-export` console script."""
+    """Entry point of the `sr-export` console script: bad input is one line and exit 2."""
     try:
-        app(args=argv, prog_name="sr-export")
-    except SrExportError as exc:
-        error_line(str(exc))
+        with warnings.catch_warnings():
+            # Warnings that signal bad input are turned into SrExportErrors where they
+            # arise (image pixel limit); the rest are noise to a user.
+            warnings.simplefilter("ignore")
+            code = app(args=argv, prog_name="sr-export", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        exc.show()
         sys.exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
+    except click_errors.UsageError as exc:
+        error_line(_usage_line(exc))
+        sys.exit(EXIT_BAD_INPUT)
+    except click_errors.ClickException as exc:
+        error_line(" ".join(exc.format_message().split()))
+        sys.exit(EXIT_BAD_INPUT)
+    except Interrupted as exc:
+        err.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        sys.exit(exc.code)
+    except SrExportError as exc:
+        error_line(" ".join(str(exc).split()))
+        sys.exit(EXIT_BAD_INPUT)
+    except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

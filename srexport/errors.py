@@ -27,3 +27,15 @@ class ImageError(SrExportError):
 
 class ExportError(SrExportError):
     """Export or verification of a graph failed."""
+
+
+class OptionError(SrExportError, ValueError):
+    """A numeric option or API parameter out of its type or range."""
+
+
+class Interrupted(SrExportError):
+    """A signal stopped a run; `code` is the exit status (128 + the signal number)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code

@@ -26,6 +26,7 @@ from srexport.export.verify import TOLERANCE, check_parity
 from srexport.fsutil import atomic_directory, sha256_file
 from srexport.calib.options import PrecisionOptions
 from srexport.models import SRModel, load_checkpoint, registry
+from srexport.models.checkpoint import check_state_fits
 from srexport.models.published import resolve_weights
 
 NO_WEIGHTS_WARNING = (
@@ -210,5 +211,6 @@ def model_from_bundle(bundle: Bundle) -> SRModel:
     m = bundle.manifest
     model = registry.get(m.model).factory(m.variant, m.scale)
     weights = {k: torch.from_numpy(v) for k, v in bundle.load_weights().items()}
+    check_state_fits(model, weights, f"{bundle.root}/{WEIGHTS}", BundleError)
     model.load_state_dict(weights, strict=True)
     return model.eval()

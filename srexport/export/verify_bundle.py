@@ -8,6 +8,7 @@ from pathlib import Path
 from srexport.bundle import load_bundle
 from srexport.export.build import model_from_bundle
 from srexport.export.verify import TOLERANCE, check_parity
+from srexport.graphcheck import check_graph
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ def verify_bundle(path: str | Path) -> list[VerifyResult]:
     model = model_from_bundle(bundle)
     results = []
     for precision in bundle.manifest.precisions:
+        check_graph(bundle, precision)
         if precision == "fp32":
             checks = check_parity(model, bundle.graph_path(precision))
             worst = max(c.max_abs_error for c in checks)

@@ -2,10 +2,17 @@
 
 Pillow reads PNG, JPEG, TIFF, BMP and WebP; 16-bit PNGs go through pypng because
 Pillow truncates 16-bit RGB to 8 bits.
+
+Pixel limit: an image of more than `max_pixels()` pixels (width x height; 100 million by
+default) is refused in one line before it is decoded, which also stops decompression
+bombs. Raise or lower it with the environment variable SREXPORT_MAX_PIXELS or
+`set_max_pixels(n)`.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +26,39 @@ READABLE = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 _EXIF_ORIENTATION = 0x0112
+DEFAULT_MAX_PIXELS = 100_000_000
+PIXEL_LIMIT_ENV = "SREXPORT_MAX_PIXELS"
+_max_pixels: int | None = None
+
+
+def set_max_pixels(limit: int | None) -> None:
+    """Largest width x height read_image accepts (None: the environment or the default)."""
+    global _max_pixels
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ImageError(f"the pixel limit must be a positive integer, got {limit!r}")
+    _max_pixels = limit
+
+
+def max_pixels() -> int:
+    if _max_pixels is not None:
+        return _max_pixels
+    text = os.environ.get(PIXEL_LIMIT_ENV)
+    if text is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ImageError(f"{PIXEL_LIMIT_ENV} must be a positive integer, got '{text}'")
+    return value
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    limit = max_pixels()
+    if width * height > limit:
+        raise ImageError(f"{path}: {width}x{height} is {width * height:,} pixels, more than the limit of "
+                         f"{limit:,} (set {PIXEL_LIMIT_ENV} to allow larger images)")
 
 
 @dataclass
@@ -37,6 +77,7 @@ def _png_bit_depth(path: Path) -> int | None:
         head = handle.read(33)
     if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
+    _check_pixels(path, int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
     return head[24]
 
 
@@ -69,11 +110,19 @@ def read_image(path: str | Path) -> LoadedImage:
     """Read an image file; one clear `ImageError` for anything unreadable."""
     path = Path(path)
     try:
-        if _png_bit_depth(path) == 16:
-            return _read_png16(path)
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
+        with warnings.catch_warnings():
+            # The size is checked against our own limit; Pillow's bomb check stays the backstop.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if _png_bit_depth(path) == 16:
+                return _read_png16(path)
+            with Image.open(path) as img:
+                _check_pixels(path, *img.size)
+                img = ImageOps.exif_transpose(img)
+                img.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: refused as a decompression bomb (more pixels than Pillow allows)") from None
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:

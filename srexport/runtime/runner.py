@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from srexport.errors import ImageError, SrExportError
+from srexport.errors import ImageError, Interrupted, SrExportError
 from srexport.runtime.upscaler import load
+from srexport.validation import refuse_overwriting_inputs
 
 
 def output_paths(inputs: list[Path], output: Path) -> list[Path]:
     """One input with an image suffix on `output` writes that file; otherwise `output`
     is a folder receiving <stem>.png for each input."""
     if len(inputs) == 1 and output.suffix.lower() == ".png":
+        refuse_overwriting_inputs(inputs, [output])
         return [output]
     if output.suffix and not output.is_dir():
         raise SrExportError(f"output {output} must be a folder (several inputs) or a .png file (one input)")
@@ -23,7 +28,53 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
     duplicates = {s for s in stems if stems.count(s) > 1}
     if duplicates:
         raise SrExportError(f"several inputs would write the same output name: {sorted(duplicates)[0]}.png")
-    return [output / f"{stem}.png" for stem in stems]
+    targets = [output / f"{stem}.png" for stem in stems]
+    refuse_overwriting_inputs(inputs, targets)
+    return targets
+
+
+def clean_stale_parts(targets: list[Path]) -> None:
+    """Remove temporaries a killed run left beside these outputs (.<name>.*.part)."""
+    for target in targets:
+        for stale in target.parent.glob(f".{target.name}.*.part") if target.parent.is_dir() else ():
+            try:
+                if stale.is_file() and not stale.is_symlink():
+                    stale.unlink()
+            except OSError:
+                pass
+
+
+_SIGNALS = {getattr(signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
+
+
+class _Stop(BaseException):
+    """Raised from a signal handler; unwinds through every `finally` (temporaries go)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise `_Stop` in the main thread, once; later ones
+    are ignored while the run cleans up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in _SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def describe(upscaler) -> str:
@@ -53,26 +104,37 @@ def run_images(
     if not inputs:
         raise SrExportError("no input images found")
     targets = output_paths(inputs, output)
-    upscaler = load(bundle, backend, precision, **options)
-    if not quiet and console is not None:
-        console.print(describe(upscaler), highlight=False, markup=False, soft_wrap=True)
-    failures = 0
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=quiet, transient=False,
-    ) as progress:
-        images = progress.add_task("images", total=len(inputs))
-        patches = progress.add_task("patches", total=None)
-        for src, dst in zip(inputs, targets):
-            progress.update(patches, description=f"  {src.name}", completed=0, total=None)
+    clean_stale_parts(targets)
+    written = 0
+    try:
+        with stop_on_signals():
+            upscaler = load(bundle, backend, precision, **options)
+            if not quiet and console is not None:
+                console.print(describe(upscaler), highlight=False, markup=False, soft_wrap=True)
+            failures = 0
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=console, disable=quiet, transient=False,
+            ) as progress:
+                images = progress.add_task("images", total=len(inputs))
+                patches = progress.add_task("patches", total=None)
+                for src, dst in zip(inputs, targets):
+                    progress.update(patches, description=f"  {src.name}", completed=0, total=None)
 
-            def on_patch(done: int, total: int) -> None:
-                progress.update(patches, completed=done, total=total)
+                    def on_patch(done: int, total: int) -> None:
+                        progress.update(patches, completed=done, total=total)
 
-            try:
-                upscaler.upscale_file(src, dst, on_patch)
-            except ImageError as exc:
-                failures += 1
-                report_error(str(exc))
-            progress.advance(images)
+                    try:
+                        upscaler.upscale_file(src, dst, on_patch)
+                        written += 1
+                    except ImageError as exc:
+                        failures += 1
+                        report_error(str(exc))
+                    progress.advance(images)
+    except (_Stop, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, _Stop) else signal.SIGINT
+        name = _SIGNALS.get(signum, f"signal {signum}")
+        where = output if len(targets) > 1 else targets[0]
+        raise Interrupted(f"interrupted by {name}: {written} of {len(inputs)} images written to {where} "
+                          f"(each complete; no partial file left)", 128 + int(signum)) from None
     return failures

@@ -17,6 +17,7 @@ from srexport.runtime.noise import normal_field
 from srexport.runtime.padding import reflect_pad
 from srexport.runtime.resize import bicubic
 from srexport.runtime.tiler import TilePlan, plan_tiles
+from srexport import graphcheck, validation
 
 Progress = Callable[[int, int], None]
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -118,6 +119,7 @@ class Upscaler:
         return fields
 
     def upscale_loaded(self, image: LoadedImage, progress: Progress | None = None) -> LoadedImage:
+        validation.check_output_fits(image.pixels.shape[0], image.pixels.shape[1], self.scale)
         planes = np.ascontiguousarray(image.pixels.transpose(2, 0, 1), dtype=np.float32)
         if image.gray:
             planes = np.repeat(planes, 3, axis=0)
@@ -146,6 +148,7 @@ class Upscaler:
         peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
         if array.dtype not in peaks:
             raise ImageError(f"unsupported array dtype {array.dtype} (uint8, uint16 or float32)")
+        validation.check_array(array, self.scale)
         peak = peaks[array.dtype]
         pixels = array.astype(np.float32) / peak
         pixels = pixels[..., None] if pixels.ndim == 2 else pixels
@@ -161,6 +164,7 @@ class Upscaler:
 
     def upscale_file(self, src: str | Path, dst: str | Path, progress: Progress | None = None) -> Path:
         """Read `src`, upscale it, write a PNG to `dst` (16-bit when the input was)."""
+        validation.refuse_overwriting_inputs([src], [dst])
         image = read_image(src)
         out = self.upscale_loaded(image, progress)
         write_png(dst, out.pixels, out.alpha, out.bits)
@@ -196,8 +200,12 @@ def load(
     threads: int = 0,
 ) -> Upscaler:
     """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`."""
+    validation.check_load(bundle, backend, precision, patch=patch, overlap=overlap, window=window, batch=batch,
+                          noise=noise, seed=seed, threads=threads)
     loaded = load_bundle(bundle)
     if isinstance(patch, int):
         patch = (patch, patch)
+    graphcheck.check_structure(loaded, precision)
     session = open_session(loaded, backend, precision, threads, patch=patch or loaded.manifest.patch, batch=batch)
+    graphcheck.check_scale(loaded, precision, session.run)
     return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed)
