@@ -10,7 +10,7 @@ from PIL import Image
 
 from srexport.bundle import Bundle, load_bundle
 from srexport.errors import ImageError, SrExportError
-from srexport.runtime.backends import Session, open_session
+from srexport.runtime.backends import Session, open_session, resolve_precision
 from srexport.runtime.blend import WINDOWS, Blender, window_1d, window_2d
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
@@ -205,7 +205,7 @@ def load(
     loaded = load_bundle(bundle)
     if isinstance(patch, int):
         patch = (patch, patch)
-    graphcheck.check_structure(loaded, precision)
+    graphcheck.check_structure(loaded, resolve_precision(loaded, backend, precision).precision)
     session = open_session(loaded, backend, precision, threads, patch=patch or loaded.manifest.patch, batch=batch)
-    graphcheck.check_scale(loaded, precision, session.run)
+    graphcheck.check_scale(loaded, session.precision, session.run)
     return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed)

@@ -49,12 +49,9 @@ def open_session(
     if backend not in BACKENDS:
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
     if precision == "auto":
-        from srexport.runtime.backends.precision_auto import choose_precision, this_machine
-
-        choice = choose_precision(bundle.manifest.precisions, this_machine(backend))
+        choice = resolve_precision(bundle, backend, precision)
         session = open_session(bundle, backend, choice.precision, threads, patch=patch, batch=batch, log=log)
         session.selection_note = f"{session.selection_note}; {choice.reason}"
-        session.precision = choice.precision
         return session
     if backend == "auto":
         return _auto_session(bundle, precision, threads, patch, batch, log)
@@ -64,11 +61,11 @@ def open_session(
     if backend == "torch":
         from srexport.runtime.backends.torch import TorchSession
 
-        return _noted(TorchSession(bundle, precision, threads), "requested")
+        return _noted(TorchSession(bundle, precision, threads), "requested", precision)
     if backend == "openvino":
         from srexport.runtime.backends.openvino import OvSession
 
-        return _noted(OvSession(bundle, precision, threads, batch=batch), "requested")
+        return _noted(OvSession(bundle, precision, threads, batch=batch), "requested", precision)
     if backend == "tensorrt":
         from srexport.runtime.backends.tensorrt import EngineUnavailable, TrtSession
         from srexport.tensorrt.lazy import CudaError
@@ -79,10 +76,20 @@ def open_session(
             raise EngineUnavailable(
                 f"the tensorrt backend cannot run here: {exc} (use --backend onnxruntime or auto)"
             ) from None
-        return _noted(session, f"requested; {session.engine_note}")
+        return _noted(session, f"requested; {session.engine_note}", precision)
     from srexport.runtime.backends.onnxruntime import OrtSession
 
-    return _noted(OrtSession(bundle, precision, threads), "requested")
+    return _noted(OrtSession(bundle, precision, threads), "requested", precision)
+
+
+def resolve_precision(bundle: Bundle, backend: str, precision: str):
+    """A `PrecisionChoice`: "auto" resolved by `precision_auto` for this machine and
+    backend, any other precision as asked."""
+    from srexport.runtime.backends.precision_auto import PrecisionChoice, choose_precision, this_machine
+
+    if precision != "auto":
+        return PrecisionChoice(precision, "requested")
+    return choose_precision(bundle.manifest.precisions, this_machine(backend))
 
 
 def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, log) -> Session:
@@ -101,20 +108,21 @@ def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, lo
         except (EngineUnavailable, CudaError) as exc:
             passed_over = f"TensorRT not used: {exc}"
         else:
-            return _noted(session, f"auto: TensorRT and a GPU are available; {session.engine_note}")
+            return _noted(session, f"auto: TensorRT and a GPU are available; {session.engine_note}", precision)
     choice, why = auto_backend(precision, tensorrt=False)
     note = f"auto: {passed_over}; {why}" if passed_over else f"auto: {why}"
     if choice == "openvino":
         from srexport.runtime.backends.openvino import OvSession
 
-        return _noted(OvSession(bundle, precision, threads, batch=batch), note)
+        return _noted(OvSession(bundle, precision, threads, batch=batch), note, precision)
     from srexport.runtime.backends.onnxruntime import OrtSession
 
-    return _noted(OrtSession(bundle, precision, threads), note)
+    return _noted(OrtSession(bundle, precision, threads), note, precision)
 
 
-def _noted(session, note: str):
+def _noted(session, note: str, precision: str):
     """Record on the session why this backend was chosen (the CLI prints it after the
-    backend's name and providers)."""
+    backend's name and providers) and the precision it runs."""
     session.selection_note = note
+    session.precision = precision
     return session
