@@ -68,13 +68,22 @@ def test_a_small_budget_is_respected_by_a_tiled_run(pcarn_x2):
     assert result["peak_mb"] <= budget_gib * 1024
 
 
-def test_largest_patch_fits_and_is_the_largest_legal_one():
+def test_largest_patch_fits_and_computes_the_fewest_pixels():
     rules = ShapeRules(multiple_of=4, offset=1, min_size=5, output_scale=2, halo=3)
     model = MemoryModel(per_pixel=1000.0, fixed=1e6, factor=2.0)
-    budget = 300e6
-    ph, pw = largest_patch(model, budget, rules, 500, 500, 1, False, 7)
-    image = 2 * 12.0 * 500**2 + 4 * 500**2 * 27.0
+    budget, height, width, overlap = 300e6, 500, 700, 6
+    ph, pw = largest_patch(model, budget, rules, height, width, 1, False, 7, overlap)
+    image = 2 * 12.0 * height * width + 4 * height * width * 27.0
+
+    def tiles(length, p):  # ceil((L - P) / (P - overlap)) + 1 tiles along an axis
+        return 1 if length <= p else -(-(length - p) // (p - overlap)) + 1
+
+    def computed(a, b):
+        return tiles(height, a) * a * tiles(width, b) * b
+
     assert rules.is_legal(ph) and rules.is_legal(pw)
     assert model.patch_bytes(ph, pw) + image <= budget
-    assert model.patch_bytes(ph + 4, pw + 4) + image > budget  # the next legal square does not fit
-    assert largest_patch(model, 10e9, rules, 500, 500, 1, False, 7) is None  # fits whole
+    legal = range(9, 1000, 4)
+    fitting = [(a, b) for a in legal for b in legal if a <= 501 and b <= 701 and model.patch_bytes(a, b) + image <= budget]
+    assert computed(ph, pw) == min(computed(a, b) for a, b in fitting)
+    assert largest_patch(model, 10e9, rules, height, width, 1, False, 7, overlap) is None  # fits whole

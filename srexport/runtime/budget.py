@@ -174,23 +174,45 @@ def image_bytes(height: int, width: int, output_scale: int, blend: bool) -> floa
 
 
 def largest_patch(model: MemoryModel, budget: int, rules: ShapeRules, height: int, width: int, batch: int,
-                  blend: bool, floor: int) -> tuple[int, int] | None:
-    """The legal (ph, pw) of most pixels whose call fits what the budget leaves after the
-    image's own buffers; None when the whole image fits (run it whole). `floor` is the
-    smallest patch edge allowed (crop stitching: 2 * halo + 1)."""
+                  blend: bool, floor: int, overlap: int = 0) -> tuple[int, int] | None:
+    """The legal (ph, pw) whose call fits what the budget leaves after the image's own
+    buffers and that computes the fewest pixels on this image (tiles overlapping by
+    `overlap`); None when the whole image fits (run it whole). `floor` is the smallest
+    patch edge allowed (crop stitching: 2 * halo + 1)."""
+    from srexport.runtime.tiler import axis_starts
+
     left = budget - image_bytes(height, width, rules.output_scale, blend)
     whole = rules.legal_at_least(height), rules.legal_at_least(width)
     if model.patch_bytes(*whole, batch) <= left:
         return None
     area = max(0.0, (left - model.fixed) / (model.factor * model.per_pixel * batch))
     floor = rules.legal_at_least(max(floor, rules.min_size))
-    edge = _legal_at_most(int(area ** 0.5), rules, floor)
-    ph = min(edge, whole[0])
-    pw = _legal_at_most(int(area // ph), rules, floor)
-    pw = min(pw, whole[1])
-    if pw == whole[1]:  # a wide strip: give the rest to the height
-        ph = min(whole[0], _legal_at_most(int(area // pw), rules, floor))
-    return ph, pw
+    best, best_cost = None, None
+    for ph in _tight_patches(height, overlap, rules, floor):
+        for pw in _tight_patches(width, overlap, rules, floor):
+            if ph * pw > area:
+                continue
+            rows = len(axis_starts(max(height, ph), ph, min(overlap, ph - 1)))
+            cols = len(axis_starts(max(width, pw), pw, min(overlap, pw - 1)))
+            cost = (rows * ph * cols * pw, -ph * pw)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (ph, pw), cost
+    return best or (floor, floor)
+
+
+def _tight_patches(length: int, overlap: int, rules: ShapeRules, floor: int) -> list[int]:
+    """Per tile count n along an axis, the smallest legal patch that covers it with n tiles
+    (n * p - (n - 1) * overlap >= length): the only patch sizes worth considering."""
+    sizes = []
+    n = 1
+    while True:
+        p = max(floor, rules.legal_at_least(-(-(length + (n - 1) * overlap) // n)))
+        if not sizes or p < sizes[-1]:
+            sizes.append(p)
+        if p == floor or p <= overlap + rules.multiple_of:
+            break
+        n += 1
+    return sizes
 
 
 def _legal_at_most(size: int, rules: ShapeRules, floor: int) -> int:

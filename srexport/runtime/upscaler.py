@@ -118,7 +118,7 @@ class Upscaler:
             crop = self.stitch != "blend"
             floor = 2 * rules.halo + 1 if crop else rules.min_size
             chosen = largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.batch,
-                                   not crop, floor)
+                                   not crop, floor, 2 * rules.halo if crop else self.overlap)
             patch = (rules.legal_at_least(height), rules.legal_at_least(width)) if chosen is None else chosen
         if self.crops(patch, height, width):
             return plan_crop(height, width, patch, rules)
