@@ -129,3 +129,32 @@ def test_box_weights_in_the_gpu_blenders_host_twin_give_crop_stitching(stack):
         host.blend_accumulate(canvas, weight, out, [(2 * top, 2 * left)], wy, wx)
     stitched = host.blend_finalize(canvas, weight, dtype=np.float32).transpose(2, 0, 1)
     assert np.array_equal(stitched, crop.result())
+
+
+def test_gpu_blender_crop_stitches_with_per_tile_box_weights(monkeypatch):
+    """GpuBlender on the simulated driver (the host twin runs each launch): per-tile box
+    windows give exactly the CPU crop stitcher's image."""
+    pytest.importorskip("srexport.kernels.host")
+    import test_kernels_cuda_sim as simulation
+    from srexport.kernels import cuda
+
+    driver = simulation.SimDriver()
+    monkeypatch.setattr(cuda, "_driver", lambda: driver)
+    monkeypatch.setattr(cuda.Kernels, "_image", lambda self, name: (b"", "simulated"))
+    monkeypatch.setattr(cuda, "_kernels", {})
+    rules = ConvStack(depth=3).shape_rules()
+    plan = plan_crop(41, 57, (16, 20), rules)
+    rng = np.random.default_rng(6)
+    outputs = rng.random((len(plan.tiles), 3, 2 * plan.patch_h, 2 * plan.patch_w), dtype=np.float32)
+    crop = CropStitcher(3, plan, 2)
+    for index, out in enumerate(outputs):
+        crop.add(out, index)
+    k = cuda.kernels()
+    ones_y, ones_x = np.ones(2 * plan.patch_h, np.float32), np.ones(2 * plan.patch_w, np.float32)
+    with cuda.GpuBlender(3, 82, 114, ones_y, ones_x) as blender:
+        for index, ((top, left), out) in enumerate(zip(plan.tiles, outputs)):
+            d = k.upload(out[None])
+            blender.add_batch(d, [(2 * top, 2 * left)], window=box_windows(plan, index, 2))
+            k.free(d)
+        got = blender.download(dtype=np.float32).transpose(2, 0, 1)
+    assert np.array_equal(got, crop.result())

@@ -15,7 +15,7 @@ from srexport.runtime.blend import WINDOWS, window_1d
 from srexport.runtime.budget import MemoryModel, default_budget, largest_patch, memory_model
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
-from srexport.runtime.pipeline import LUMA, batches, finish, pad_image, pre_upscale, stitcher, to_planes
+from srexport.runtime.pipeline import LUMA, batches, box_windows, finish, pad_image, pre_upscale, stitcher, to_planes
 from srexport.runtime.tiler import TilePlan, crop_overlap, crop_patch_ok, plan_crop, plan_tiles
 
 Progress = Callable[[int, int], None]
@@ -148,13 +148,19 @@ class Upscaler:
         plan = self.graph_plan(*planes.shape[1:])
         padded = pad_image(planes, plan)
         s = self.output_scale
-        gpu = None if plan.owned else self._device_blender_for(plan)
+        gpu = self._device_blender_for(plan)
         target = None if gpu else stitcher(plan, s, self.window)
         total = len(plan.tiles)
         for first, tiles, patches in batches(padded, plan, self.batch):
             inputs = {"image": patches}
             inputs.update(self.noise_batch(plan, tiles))
-            if gpu:
+            if gpu and plan.owned:  # crop stitching on the GPU: one box weight per tile
+                batch = self.session.run_to_device(inputs)
+                step = int(np.prod(batch.shape[1:])) * np.dtype(batch.dtype).itemsize
+                for k, (t, l) in enumerate(tiles):
+                    gpu.add_batch(batch.pointer + k * step, [(s * t, s * l)], dtype=batch.dtype,
+                                  window=box_windows(plan, first + k, s))
+            elif gpu:
                 batch = self.session.run_to_device(inputs)
                 gpu.add_batch(batch.pointer, [(s * t, s * l) for t, l in tiles], dtype=batch.dtype)
             else:
