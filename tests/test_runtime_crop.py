@@ -158,3 +158,22 @@ def test_gpu_blender_crop_stitches_with_per_tile_box_weights(monkeypatch):
             k.free(d)
         got = blender.download(dtype=np.float32).transpose(2, 0, 1)
     assert np.array_equal(got, crop.result())
+
+
+@pytest.mark.parametrize("name,scale,size,patch,batch", [
+    ("pcarn-m", 2, (71, 97), (50, 60), 2),
+    ("pcarn-m", 4, (60, 45), (44, 44), 1),
+    ("gmgbp", 4, (181, 40), (176, 40), 1),
+])
+def test_registry_models_with_a_halo_crop_stitch_exactly(bundle_factory, name, scale, size, patch, batch):
+    """Random-initialised registry networks (their receptive field does not depend on the
+    weights): crop-stitched tiles equal one whole-image call of the same graph."""
+    bundle = bundle_factory(name, None, scale)
+    session = OrtSession(bundle)
+    planes = np.random.default_rng(sum(size)).random((3, *size), dtype=np.float32)
+    tiled = Upscaler(bundle, session, patch=patch, batch=batch, stitch="crop")
+    assert len(tiled.plan(*size).tiles) >= 2
+    whole = Upscaler(bundle, session, patch=(max(size) + 8,) * 2, stitch="crop")
+    assert len(whole.plan(*size).tiles) == 1
+    reference = whole.upscale_planes(planes)
+    np.testing.assert_allclose(tiled.upscale_planes(planes), reference, atol=1e-5 * max(1.0, np.abs(reference).max()))

@@ -1,4 +1,4 @@
-"""The runtime: tile an image, run patches on a backend, blend them with a window."""
+"""The runtime: plan tiles from a memory budget, run patches on a backend, stitch them (crop or blend)."""
 
 from __future__ import annotations
 
@@ -70,10 +70,8 @@ class Upscaler:
         self.overlap = manifest.overlap if overlap is None else overlap
         self.stitch = stitch
         # Validate patch and overlap now, not in the middle of a folder.
-        if not self.auto:
+        if not self.auto and stitch != "crop":
             plan_tiles(max(self.patch), max(self.patch), self.patch, self.overlap, rules)
-            if stitch == "crop":
-                plan_crop(max(self.patch) * 2, max(self.patch) * 2, self.patch, rules)
         self.window = window
         if window not in WINDOWS:
             raise SrExportError(f"unknown window '{window}' (windows: {', '.join(WINDOWS)})")
