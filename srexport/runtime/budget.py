@@ -40,8 +40,6 @@ class MemoryModel:
 
 def _live_peak(model) -> float:
     """Largest sum of live intermediate tensor bytes over the graph's node order."""
-    import onnx
-
     graph = model.graph
     sizes: dict[str, float] = {}
     for info in list(graph.value_info) + list(graph.output) + list(graph.input):
@@ -65,7 +63,6 @@ def _live_peak(model) -> float:
         live.update(n for n in node.output if n)
         peak = max(peak, sum(sizes.get(n, 0.0) for n in live))
         live = {n for n in live if last_use.get(n, -1) > index}
-    del onnx
     return peak
 
 
@@ -99,9 +96,7 @@ def _graph_model(graph: str, noise: tuple, probe: int) -> tuple[float, float]:
 
 def memory_model(bundle, precision: str = "fp32") -> MemoryModel:
     """The memory model of `bundle`'s graph (the fp32 graph stands in for bf16)."""
-    graph_precision = precision if precision in bundle.manifest.precisions else "fp32"
-    if precision == "bf16":
-        graph_precision = "fp32"
+    graph_precision = precision if precision in bundle.manifest.precisions and precision != "bf16" else "fp32"
     m = bundle.manifest
     rules = m.shape_rules
     probe = rules.legal_at_least(max(_PROBE, rules.min_size))
