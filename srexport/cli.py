@@ -49,16 +49,16 @@ def warn(message: str) -> None:
     err.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def parse_patch(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
+def parse_patch(text: str | None) -> tuple[int, int] | str | None:
+    if text is None or text.lower() == "auto":
+        return None if text is None else "auto"
     parts = text.lower().split("x")
     try:
         values = [int(p) for p in parts]
     except ValueError:
         values = []
     if len(values) not in (1, 2) or min(values) < 1:
-        fail(f"--patch takes HxW or N (positive integers), got '{text}'")
+        fail(f"--patch takes auto, HxW or N (positive integers), got '{text}'")
     return (values[0], values[-1])
 
 
@@ -199,9 +199,11 @@ def run_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file (one input) or folder.")],
     noise: Annotated[float, typer.Option(help="Noise amplitude W (0: deterministic).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the noise fields.")] = 0,
-    patch: Annotated[Optional[str], typer.Option(help="Patch HxW in input pixels (default: the bundle's).")] = None,
-    overlap: Annotated[Optional[int], typer.Option(help="Overlap in input pixels (default: the bundle's).")] = None,
+    patch: Annotated[str, typer.Option(help="Patch HxW in input pixels, or auto: the largest that --memory allows (images that fit run whole).")] = "auto",
+    overlap: Annotated[Optional[int], typer.Option(help="Overlap in input pixels for blending (default: the bundle's).")] = None,
     window: Annotated[str, typer.Option(help="Blending window: hamming, bartlett or none.")] = "hamming",
+    memory: Annotated[Optional[float], typer.Option(help="Memory budget in GiB for --patch auto (default: half the available RAM; 70% of free GPU memory).")] = None,
+    stitch: Annotated[str, typer.Option(help="auto (crop where the network's halo is finite), crop (exact) or blend (window).")] = "auto",
     batch: Annotated[int, typer.Option(help="Patches per inference call.")] = 1,
     backend: Annotated[str, typer.Option(help="auto, tensorrt, openvino, onnxruntime or torch.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (the fastest precision the bundle holds that this machine runs within its recorded accuracy gate), fp32, fp16, bf16 (openvino) or int8.")] = "auto",
@@ -220,7 +222,7 @@ def run_cmd(
     static_noise: Annotated[bool, typer.Option("--static-noise", help="Video: one noise field for all frames (default: per-frame seeds).")] = False,
 ) -> None:
     """Upscale images or folders of images into PNGs, or a video into a video."""
-    check_options(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, batch=batch)
+    check_options(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, batch=batch, memory=memory)
     from srexport.video.options import is_video
 
     if any(is_video(i) for i in inputs) and (ray or ray_address or ray_workers):
@@ -238,6 +240,7 @@ def run_cmd(
                   quiet=quiet, console=out, warn=warn)
         return
     common = dict(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, window=window, batch=batch,
+                  stitch=stitch, memory=memory,
                   backend=backend, precision=precision, quiet=quiet, console=out, report_error=error_line)
     if ray or ray_address or ray_workers:
         from srexport.distributed.ray_run import run_images_ray

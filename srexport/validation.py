@@ -39,6 +39,9 @@ def integer(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
+MAX_MEMORY_GIB = 1 << 20  # a memory budget in GiB
+
+
 def number(name: str, value: object, low: float, high: float) -> float:
     """A finite real number in [low, high]."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -54,8 +57,8 @@ def number(name: str, value: object, low: float, high: float) -> float:
 
 
 def patch_size(name: str, value: object) -> tuple[int, int] | None:
-    """None, an int edge, or (height, width) ints, each in [1, MAX_PATCH]."""
-    if value is None:
+    """None, "auto", an int edge, or (height, width) ints, each in [1, MAX_PATCH]."""
+    if value is None or value == "auto":
         return None
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -83,7 +86,7 @@ def choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 
 def check_load(bundle: object, backend: object = "auto", precision: object = "fp32", *, patch: object = None,
                overlap: object = None, window: object = "hamming", batch: object = 1, noise: object = 0.0,
-               seed: object = 0, threads: object = 0) -> None:
+               seed: object = 0, threads: object = 0, memory: object = None) -> None:
     """The parameters of `srexport.load`, checked before the bundle is opened."""
     bundle_path(bundle)
     for name, value in (("backend", backend), ("precision", precision), ("window", window)):
@@ -96,6 +99,8 @@ def check_load(bundle: object, backend: object = "auto", precision: object = "fp
     number("noise", noise, 0.0, MAX_NOISE)
     integer("seed", seed, 0, MAX_SEED)
     integer("threads", threads, 0, MAX_THREADS)
+    if memory is not None:
+        number("memory", memory, 1e-3, MAX_MEMORY_GIB)
 
 
 def _identity(path: Path) -> tuple | Path:
@@ -171,6 +176,8 @@ def check_options(**values: object) -> None:
             number(flag, value, 0.0, MAX_NOISE)
         elif key == "patch":
             patch_size(flag, value)
+        elif key == "memory":
+            number(flag, value, 1e-3, MAX_MEMORY_GIB)
         else:
             low, high = _INT_OPTIONS[key]
             integer(flag, value, low, high)

@@ -49,3 +49,27 @@ class BorderModel(SRModel):
         padded = F.pad(image, (2, 2, 2, 2), mode="reflect")
         out = self.conv(torch.cat([padded, noise], 1))[..., 1:-1, 1:-1]
         return F.pixel_shuffle(out, 2)
+
+
+class ConvStack(SRModel):
+    """x2 network of `depth` 3x3 zero-padded convs: receptive-field radius exactly `depth`
+    input pixels, with a border effect at the image edge (zero padding at every layer)."""
+
+    scale = 2
+    input_kind = "lr"
+
+    def __init__(self, depth: int = 3, multiple_of: int = 1, pad_align: str = "end"):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(depth)])
+        self.out = nn.Conv2d(8, 12, 1)
+        self._rules = ShapeRules(multiple_of=multiple_of, min_size=multiple_of, output_scale=2, halo=depth,
+                                 pad_align=pad_align)
+
+    def shape_rules(self) -> ShapeRules:
+        return self._rules
+
+    def forward(self, image):
+        x = image
+        for conv in self.convs:
+            x = torch.tanh(conv(x))
+        return F.pixel_shuffle(self.out(x), 2)

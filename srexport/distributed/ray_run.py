@@ -11,7 +11,7 @@ One streamed Ray Data pipeline:
       -> map(_PatchWorker)                 an actor pool: each actor holds one loaded bundle
                                            (one per GPU with num_gpus=1, or CPU actors) and
                                            runs a batch plus its noise crops
-      -> iter_rows() on the driver         per image: blend the batches into a `Blender` in
+      -> iter_rows() on the driver         per image: stitch the batches (crop or blend) in
                                            plan order, normalise, write the PNG atomically
 
 Why the outputs are bit-identical to `run_images`: a batch holds the same patches (same
@@ -46,13 +46,13 @@ import numpy as np
 from srexport.bundle import load_bundle
 from srexport.errors import ImageError, SrExportError
 from srexport.runtime.backends import BACKENDS
-from srexport.runtime.blend import Blender, window_2d
+from srexport.runtime.pipeline import batches, finish, pad_image, pre_upscale, stitcher, to_planes
 from srexport.runtime.runner import describe, output_paths
 from srexport.runtime.tiler import TilePlan
-from srexport.runtime.upscaler import _LUMA, Upscaler, load
+from srexport.runtime.upscaler import Upscaler, load
 
 INSTALL_HINT = "pip install 'sr-export[ray]'"
-_UPSCALER_OPTIONS = ("patch", "overlap", "window", "batch", "noise", "seed", "threads")
+_UPSCALER_OPTIONS = ("patch", "overlap", "window", "batch", "noise", "seed", "threads", "stitch", "memory")
 # Ray resolves "localhost" to the machine's routable address and listens on every
 # interface; with this switch off, a cluster started here binds to 127.0.0.1 only.
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -126,7 +126,7 @@ class _Job:
     def planner(self) -> Upscaler:
         """A session-less Upscaler: tiling rules and noise settings only."""
         opts = {k: v for k, v in self.options.items() if k != "threads"}
-        patch = opts.pop("patch", None)
+        patch = opts.pop("patch", "auto")
         return Upscaler(load_bundle(self.bundle, verify_hashes=False), None, patch, **opts)
 
 
@@ -134,7 +134,6 @@ class _Job:
 def _split_image(row: dict, job: _Job):
     """Header row, then the patch batches of one image, exactly as `upscale_planes` forms them."""
     from srexport.runtime.imageio import read_image
-    from srexport.runtime.padding import reflect_pad
     from srexport.runtime.resize import bicubic
 
     index, path = int(row["index"]), str(row["path"])
@@ -142,14 +141,10 @@ def _split_image(row: dict, job: _Job):
         upscaler = job.planner()
         manifest = upscaler.bundle.manifest
         image = read_image(path)
-        planes = np.ascontiguousarray(image.pixels.transpose(2, 0, 1), dtype=np.float32)
-        if image.gray:
-            planes = np.repeat(planes, 3, axis=0)
-        plan = upscaler.plan(*planes.shape[1:])
-        if manifest.input_kind == "upscaled":
-            planes = bicubic(planes, planes.shape[1] * upscaler.scale, planes.shape[2] * upscaler.scale)
+        planes = pre_upscale(to_planes(image), manifest.input_kind, upscaler.scale)
+        plan = upscaler.graph_plan(*planes.shape[1:])
         height, width = planes.shape[1:]
-        padded = reflect_pad(planes, 0, plan.extra_h, 0, plan.extra_w)
+        padded = pad_image(planes, plan)
         s = upscaler.output_scale
         alpha = b""
         if image.alpha is not None:
@@ -158,19 +153,18 @@ def _split_image(row: dict, job: _Job):
         yield _row(index, -1, error=_message(path, exc))
         return
     batch = upscaler.batch
-    starts = list(range(0, len(plan.tiles), batch))
+    shape = {"height": plan.height, "width": plan.width, "patch_h": plan.patch_h, "patch_w": plan.patch_w,
+             "extra_h": plan.extra_h, "extra_w": plan.extra_w, "before_h": plan.before_h, "before_w": plan.before_w}
     meta = {
         "path": path, "height": height, "width": width, "bits": image.bits, "gray": image.gray,
-        "output_scale": s, "window": upscaler.window, "batches": len(starts), "patches": len(plan.tiles),
-        "plan": {"height": plan.height, "width": plan.width, "patch_h": plan.patch_h, "patch_w": plan.patch_w,
-                 "extra_h": plan.extra_h, "extra_w": plan.extra_w},
+        "output_scale": s, "window": upscaler.window, "batch": batch,
+        "batches": -(-len(plan.tiles) // batch), "patches": len(plan.tiles), "plan": shape,
+        "tiles": [list(t) for t in plan.tiles], "owned": [list(o) for o in plan.owned],
     }
     yield _row(index, -1, meta=meta, alpha=alpha)
-    small = {"path": path, "plan": meta["plan"]}
-    for seq, first in enumerate(starts):
+    small = {"path": path, "plan": shape}
+    for seq, (_first, tiles, patches) in enumerate(batches(padded, plan, batch)):
         try:
-            tiles = plan.tiles[first : first + batch]
-            patches = np.stack([padded[:, t : t + plan.patch_h, l : l + plan.patch_w] for t, l in tiles])
             packed = _pack(np.asarray(tiles, np.int64)), _pack(patches)
         except Exception as exc:
             yield _row(index, seq, error=_message(path, exc))
@@ -221,29 +215,28 @@ class _Image:
 
     header: dict | None = None
     alpha: np.ndarray | None = None
-    blender: Blender | None = None
+    target: object = None  # the pipeline's stitcher (crop or blend)
     next_seq: int = 0
     waiting: dict = field(default_factory=dict)  # seq -> (tiles bytes, outputs bytes)
 
     def open(self, meta: dict, alpha: bytes) -> None:
         self.header = meta
         self.alpha = _unpack(alpha) if alpha else None
-        s, plan = meta["output_scale"], meta["plan"]
-        pad_h, pad_w = plan["height"] + plan["extra_h"], plan["width"] + plan["extra_w"]
-        window = window_2d(meta["window"], s * plan["patch_h"], s * plan["patch_w"])
-        self.blender = Blender(3, s * pad_h, s * pad_w, window)
+        plan = TilePlan(**meta["plan"], tiles=tuple(tuple(t) for t in meta["tiles"]),
+                        owned=tuple(tuple(o) for o in meta["owned"]))
+        self.target = stitcher(plan, meta["output_scale"], meta["window"])
 
     def drain(self) -> int:
         """Blend every batch whose turn has come; returns how many patches were added."""
         added = 0
         if self.header is None:
             return added
-        s = self.header["output_scale"]
         while self.next_seq in self.waiting:
-            tiles, data = self.waiting.pop(self.next_seq)
+            _tiles, data = self.waiting.pop(self.next_seq)
             outputs = _unpack(data)
-            for (top, left), out in zip(_unpack(tiles), outputs):  # the order of upscale_planes
-                self.blender.add(out, s * int(top), s * int(left))
+            first = self.next_seq * self.header["batch"]
+            for index, out in enumerate(outputs, first):  # the order of upscale_planes
+                self.target.add(out, index)
             added += len(outputs)
             self.next_seq += 1
         return added
@@ -254,15 +247,14 @@ class _Image:
 
     def write(self, dst: Path) -> int:
         """Normalise as `upscale_loaded` does and write the PNG; returns output pixels."""
-        meta = self.header
-        s = meta["output_scale"]
-        out = self.blender.result(0, 0, s * meta["height"], s * meta["width"])
-        if meta["gray"]:
-            out = np.tensordot(_LUMA, out, axes=1)[None]
-        from srexport.runtime.imageio import write_png
+        from srexport.runtime.imageio import LoadedImage, write_png
 
-        write_png(dst, out.transpose(1, 2, 0), self.alpha, meta["bits"])
-        return out.shape[1] * out.shape[2]
+        meta = self.header
+        planes = self.target.result()
+        shell = LoadedImage(np.empty((0, 0, 1), np.float32), None, meta["bits"], meta["gray"])
+        done = finish(planes, shell)
+        write_png(dst, done.pixels, self.alpha, meta["bits"])
+        return planes.shape[1] * planes.shape[2]
 
 
 @dataclass

@@ -453,11 +453,29 @@ class GpuBlender:
         self.k.zero(self.canvas, self.channels * self.height * self.width * 4, self.stream)
         self.k.zero(self.weight, self.height * self.width * 4, self.stream)
 
-    def add_batch(self, patches: Any, offsets, dtype="float32") -> None:
+    def add_batch(self, patches: Any, offsets, dtype="float32", window: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """`window` (wy, wx) replaces the blender's own for this batch (crop stitching's box
+        weights); each distinct window is uploaded once and kept until `close`."""
         offsets = launch.check_offsets(offsets)
+        wy, wx = self.wy, self.wx
+        if window is not None:
+            wy, wx = self._window(*window)
         self.k.blend_accumulate(patches, offsets, offsets.shape[0], self.channels, self.patch_h, self.patch_w,
-                                self.canvas, self.weight, self.height, self.width, self.wy, self.wx, dtype=dtype,
+                                self.canvas, self.weight, self.height, self.width, wy, wx, dtype=dtype,
                                 stream=self.stream)
+
+    def _window(self, wy: np.ndarray, wx: np.ndarray) -> tuple[Any, Any]:
+        wy = np.ascontiguousarray(wy, np.float32).ravel()
+        wx = np.ascontiguousarray(wx, np.float32).ravel()
+        launch.check_blend_shapes(self.channels, self.height, self.width, self.patch_h, self.patch_w, wy.size, wx.size)
+        cache = self.__dict__.setdefault("_windows", {})
+        pointers = []
+        for vector in (wy, wx):
+            key = vector.tobytes()
+            if key not in cache:
+                cache[key] = self.k.upload(vector, stream=self.stream)
+            pointers.append(cache[key])
+        return pointers[0], pointers[1]
 
     def finalize(self, out: Any, top=0, left=0, height=None, width=None, dtype="uint8") -> None:
         self.k.blend_finalize(self.canvas, self.weight, self.channels, self.height, self.width, out, top, left,
@@ -480,6 +498,8 @@ class GpuBlender:
             if ptr:
                 self.k.free(ptr)
                 setattr(self, name, 0)
+        for ptr in self.__dict__.pop("_windows", {}).values():
+            self.k.free(ptr)
 
     def __enter__(self) -> "GpuBlender":
         return self

@@ -83,9 +83,7 @@ def describe(upscaler) -> str:
     providers = getattr(session, "providers", None)
     where = f" ({', '.join(providers)})" if providers else ""
     note = getattr(session, "selection_note", "")
-    ph, pw = upscaler.patch
-    return (f"backend {session.name}{where}{f' - {note}' if note else ''}; patch {ph}x{pw}, "
-            f"overlap {upscaler.overlap}, window {upscaler.window}, batch {upscaler.batch}")
+    return f"backend {session.name}{where}{f' - {note}' if note else ''}; {upscaler.tiling_note()}"
 
 
 def run_images(

@@ -1,4 +1,4 @@
-"""The runtime: tile an image, run patches on a backend, blend them with a window."""
+"""The runtime: plan tiles from a memory budget, run patches on a backend, stitch them (crop or blend)."""
 
 from __future__ import annotations
 
@@ -10,42 +10,69 @@ from PIL import Image
 
 from srexport.bundle import Bundle, load_bundle
 from srexport.errors import ImageError, SrExportError
+from srexport import graphcheck, validation
 from srexport.runtime.backends import Session, open_session, resolve_precision
-from srexport.runtime.blend import WINDOWS, Blender, window_1d, window_2d
+from srexport.runtime.blend import WINDOWS, window_1d
+from srexport.runtime.budget import MemoryModel, default_budget, largest_patch, memory_model
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
-from srexport.runtime.padding import reflect_pad
-from srexport.runtime.resize import bicubic
-from srexport.runtime.tiler import TilePlan, plan_tiles
-from srexport import graphcheck, validation
+from srexport.runtime.pipeline import LUMA, batches, box_windows, finish, pad_image, pre_upscale, stitcher, to_planes
+from srexport.runtime.tiler import TilePlan, crop_overlap, crop_patch_ok, plan_crop, plan_tiles
 
 Progress = Callable[[int, int], None]
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA = LUMA
+
+
+STITCHES = ("auto", "crop", "blend")
 
 
 class Upscaler:
-    """A loaded bundle ready to upscale images (see `srexport.load`)."""
+    """A loaded bundle ready to upscale images (see `srexport.load`).
+
+    `patch`: (h, w) graph input pixels, "auto" (the largest that the memory budget allows;
+    an image that fits runs whole at its own legal size) or None (the bundle's patch).
+    `stitch`: "crop" (exact, for networks with a finite halo: overlap 2 * halo, each output
+    pixel from the tile where it lies at least a halo inside), "blend" (window blending) or
+    "auto" (crop where the halo is finite and the patch leaves room for it, unless an
+    overlap is given; blend otherwise). Networks without a finite halo keep the bundle's
+    (training) patch and blend. `memory`: the budget in GiB (default: see `budget.py`).
+    """
 
     def __init__(
         self,
         bundle: Bundle,
         session: Session,
-        patch: tuple[int, int] | None = None,
+        patch: tuple[int, int] | str | None = None,
         overlap: int | None = None,
         window: str = "hamming",
         batch: int = 1,
         noise: float = 0.0,
         seed: int = 0,
+        *,
+        stitch: str = "auto",
+        memory: float | None = None,
     ):
         manifest = bundle.manifest
         if manifest.task != "sr":
             raise SrExportError(f"bundle {bundle.root} holds a {manifest.task} network, not a super-resolution one")
+        if stitch not in STITCHES:
+            raise SrExportError(f"unknown stitching '{stitch}' ({', '.join(STITCHES)})")
+        rules = manifest.shape_rules
+        if stitch == "crop" and rules.halo is None:
+            raise SrExportError(f"{manifest.model} has no finite receptive field (its output depends on the whole "
+                                "patch): crop stitching cannot be exact; use --stitch blend")
         self.bundle = bundle
         self.session = session
-        self.patch = patch or (manifest.patch, manifest.patch)
+        self.auto = patch == "auto" and rules.halo is not None
+        if patch == "auto" and rules.halo is None:
+            patch = None  # instance norm and the like: the training patch
+        self.patch = (manifest.patch, manifest.patch) if patch is None or self.auto else tuple(patch)
+        self.overlap_given = overlap is not None
         self.overlap = manifest.overlap if overlap is None else overlap
+        self.stitch = stitch
         # Validate patch and overlap now, not in the middle of a folder.
-        plan_tiles(max(self.patch), max(self.patch), self.patch, self.overlap, manifest.shape_rules)
+        if not self.auto and stitch != "crop":
+            plan_tiles(max(self.patch), max(self.patch), self.patch, self.overlap, rules)
         self.window = window
         if window not in WINDOWS:
             raise SrExportError(f"unknown window '{window}' (windows: {', '.join(WINDOWS)})")
@@ -55,43 +82,100 @@ class Upscaler:
         self.noise = float(noise)
         self.seed = int(seed)
         self.scale = manifest.scale
-        self.output_scale = manifest.shape_rules.output_scale
+        self.output_scale = rules.output_scale
+        self.budget = default_budget(getattr(session, "device", "cpu"), memory) if self.auto else None
+        self._memory_model = None
+        self._precision = getattr(session, "precision", "fp32")
 
-    # -- arrays -----------------------------------------------------------------
+    # -- planning ---------------------------------------------------------------------
+    def crops(self, patch: tuple[int, int], height: int | None = None, width: int | None = None) -> bool:
+        """Whether tiles of this patch are crop-stitched (on an image of this size, when given:
+        a patch covering an axis needs no overlap along it)."""
+        if self.stitch == "blend":
+            return False
+        if self.stitch == "crop":
+            return True
+        if self.overlap_given:
+            return False
+        rules = self.bundle.manifest.shape_rules
+        if height is None or width is None:
+            return crop_patch_ok(patch, rules)
+        return rules.halo is not None and all(
+            rules.legal_at_least(p) >= rules.legal_at_least(length) or crop_patch_ok((p, p), rules)
+            for p, length in zip(patch, (height, width)))
+
+    def memory_model(self) -> MemoryModel:
+        if self._memory_model is None:
+            self._memory_model = memory_model(self.bundle, self._precision)
+        return self._memory_model
+
+    def graph_plan(self, height: int, width: int) -> TilePlan:
+        """The tiling of an image of (height, width) graph input pixels."""
+        rules = self.bundle.manifest.shape_rules
+        patch = self.patch
+        if self.auto:
+            crop = self.stitch != "blend"
+            floor = 2 * rules.halo + 1 if crop else rules.min_size
+            chosen = largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.batch,
+                                   not crop, floor, 2 * rules.halo if crop else self.overlap)
+            patch = (rules.legal_at_least(height), rules.legal_at_least(width)) if chosen is None else chosen
+        if self.crops(patch, height, width):
+            return plan_crop(height, width, patch, rules)
+        return plan_tiles(height, width, patch, self.overlap, rules)
+
     def plan(self, height: int, width: int) -> TilePlan:
         """The tiling of an LR image of this size, in the graph's input pixels."""
         if self.bundle.manifest.input_kind == "upscaled":
             height, width = height * self.scale, width * self.scale
-        return plan_tiles(height, width, self.patch, self.overlap, self.bundle.manifest.shape_rules)
+        return self.graph_plan(height, width)
 
+    def tiling_note(self) -> str:
+        """The run line's tiling part."""
+        if self.auto:
+            how = "crop stitching" if self.stitch != "blend" else f"overlap {self.overlap}, window {self.window}"
+            return (f"patch auto (memory budget {self.budget.gib:.1f} GiB, {self.budget.source}; images that fit "
+                    f"run whole), {how}, batch {self.batch}")
+        ph, pw = self.patch
+        if self.crops(self.patch):
+            return f"patch {ph}x{pw}, crop stitching (overlap {crop_overlap(self.bundle.manifest.shape_rules)}), batch {self.batch}"
+        return f"patch {ph}x{pw}, overlap {self.overlap}, window {self.window}, batch {self.batch}"
+
+    # -- arrays -----------------------------------------------------------------
     def upscale_planes(self, planes: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """3xHxW float32 RGB in [0, 1] -> 3x(sH)x(sW) float32, unclamped."""
-        if self.bundle.manifest.input_kind == "upscaled":
-            planes = bicubic(planes, planes.shape[1] * self.scale, planes.shape[2] * self.scale)
-        height, width = planes.shape[1:]
-        plan = plan_tiles(height, width, self.patch, self.overlap, self.bundle.manifest.shape_rules)
-        padded = reflect_pad(planes, 0, plan.extra_h, 0, plan.extra_w)
+        planes = pre_upscale(planes, self.bundle.manifest.input_kind, self.scale)
+        plan = self.graph_plan(*planes.shape[1:])
+        padded = pad_image(planes, plan)
         s = self.output_scale
-        pad_h, pad_w = plan.padded_size
-        out_h, out_w = s * plan.patch_h, s * plan.patch_w
-        gpu = self._device_blender(s * pad_h, s * pad_w, out_h, out_w)
-        blender = None if gpu else Blender(3, s * pad_h, s * pad_w, window_2d(self.window, out_h, out_w))
+        gpu = self._device_blender_for(plan)
+        target = None if gpu else stitcher(plan, s, self.window)
         total = len(plan.tiles)
-        for first in range(0, total, self.batch):
-            tiles = plan.tiles[first : first + self.batch]
-            inputs = {"image": np.stack([padded[:, t : t + plan.patch_h, l : l + plan.patch_w] for t, l in tiles])}
+        for first, tiles, patches in batches(padded, plan, self.batch):
+            inputs = {"image": patches}
             inputs.update(self.noise_batch(plan, tiles))
-            if gpu:
+            if gpu and plan.owned:  # crop stitching on the GPU: one box weight per tile
+                batch = self.session.run_to_device(inputs)
+                step = int(np.prod(batch.shape[1:])) * np.dtype(batch.dtype).itemsize
+                for k, (t, l) in enumerate(tiles):
+                    gpu.add_batch(batch.pointer + k * step, [(s * t, s * l)], dtype=batch.dtype,
+                                  window=box_windows(plan, first + k, s))
+            elif gpu:
                 batch = self.session.run_to_device(inputs)
                 gpu.add_batch(batch.pointer, [(s * t, s * l) for t, l in tiles], dtype=batch.dtype)
             else:
-                for (top, left), out in zip(tiles, self.session.run(inputs)):
-                    blender.add(out, s * top, s * left)
+                for index, out in enumerate(self.session.run(inputs), first):
+                    target.add(out, index)
             if progress:
                 progress(min(first + self.batch, total), total)
         if gpu:
-            return gpu.download(0, 0, s * height, s * width, dtype=np.float32).transpose(2, 0, 1)
-        return blender.result(0, 0, s * height, s * width)
+            return gpu.download(s * plan.before_h, s * plan.before_w, s * plan.height, s * plan.width,
+                                dtype=np.float32).transpose(2, 0, 1)
+        return target.result()
+
+    def _device_blender_for(self, plan: TilePlan):
+        s = self.output_scale
+        pad_h, pad_w = plan.padded_size
+        return self._device_blender(s * pad_h, s * pad_w, s * plan.patch_h, s * plan.patch_w)
 
     def _device_blender(self, height: int, width: int, patch_h: int, patch_w: int):
         """The GPU blender when the session keeps outputs on a GPU (TensorRT), else None."""
@@ -111,7 +195,8 @@ class Upscaler:
             f, b = spec.factor, spec.border
             fields[spec.name] = np.stack([
                 np.stack([
-                    normal_field(self.seed, 16 * index + c, f * (top - b), f * (left - b), shape[2], shape[3])
+                    normal_field(self.seed, 16 * index + c, f * (top - plan.before_h - b),
+                                 f * (left - plan.before_w - b), shape[2], shape[3])
                     for c in range(spec.channels)
                 ])
                 for top, left in tiles
@@ -120,16 +205,7 @@ class Upscaler:
 
     def upscale_loaded(self, image: LoadedImage, progress: Progress | None = None) -> LoadedImage:
         validation.check_output_fits(image.pixels.shape[0], image.pixels.shape[1], self.scale)
-        planes = np.ascontiguousarray(image.pixels.transpose(2, 0, 1), dtype=np.float32)
-        if image.gray:
-            planes = np.repeat(planes, 3, axis=0)
-        out = self.upscale_planes(planes, progress)
-        if image.gray:
-            out = np.tensordot(_LUMA, out, axes=1)[None]
-        alpha = None
-        if image.alpha is not None:
-            alpha = np.clip(bicubic(image.alpha[None], out.shape[1], out.shape[2])[0], 0.0, 1.0)
-        return LoadedImage(out.transpose(1, 2, 0), alpha, image.bits, image.gray)
+        return finish(self.upscale_planes(to_planes(image), progress), image)
 
     # -- user-facing kinds -------------------------------------------------------
     def upscale(self, image: np.ndarray | Image.Image, progress: Progress | None = None) -> np.ndarray | Image.Image:
@@ -191,21 +267,27 @@ def load(
     backend: str = "auto",
     precision: str = "auto",
     *,
-    patch: int | tuple[int, int] | None = None,
+    patch: int | tuple[int, int] | str | None = "auto",
     overlap: int | None = None,
     window: str = "hamming",
     batch: int = 1,
     noise: float = 0.0,
     seed: int = 0,
     threads: int = 0,
+    stitch: str = "auto",
+    memory: float | None = None,
 ) -> Upscaler:
-    """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`."""
+    """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`.
+
+    `patch="auto"` (the default) sizes patches from the memory budget `memory` (GiB);
+    see `Upscaler` for `stitch`."""
     validation.check_load(bundle, backend, precision, patch=patch, overlap=overlap, window=window, batch=batch,
-                          noise=noise, seed=seed, threads=threads)
+                          noise=noise, seed=seed, threads=threads, memory=memory)
     loaded = load_bundle(bundle)
     if isinstance(patch, int):
         patch = (patch, patch)
+    hint = patch if patch is not None and patch != "auto" else loaded.manifest.patch
     graphcheck.check_structure(loaded, resolve_precision(loaded, backend, precision).precision)
-    session = open_session(loaded, backend, precision, threads, patch=patch or loaded.manifest.patch, batch=batch)
+    session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch)
     graphcheck.check_scale(loaded, session.precision, session.run)
-    return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed)
+    return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory)

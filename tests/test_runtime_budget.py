@@ -1,0 +1,89 @@
+"""The memory model against measured peak RSS, and a small budget respected end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from srexport.runtime.budget import MemoryModel, largest_patch
+from srexport.models.base import ShapeRules
+
+_MEASURE = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from srexport.bundle import load_bundle
+    from srexport.profiling.profile import peak_rss_mb, reset_peak_rss, rss_mb
+    from srexport.runtime.backends.onnxruntime import OrtSession
+    from srexport.runtime.upscaler import Upscaler
+    bundle = load_bundle(sys.argv[1])
+    session = OrtSession(bundle, threads=2)  # the work buffers grow with the threads
+    mode, edge = sys.argv[2], int(sys.argv[3])
+    session.run({"image": np.random.rand(1, 3, 16, 16).astype(np.float32)})  # arena and kernels set up
+    if mode == "patch":
+        image = np.random.rand(1, 3, edge, edge).astype(np.float32)
+        assert reset_peak_rss()
+        base = rss_mb()
+        session.run({"image": image})
+        print(json.dumps({"peak_mb": peak_rss_mb() - base}))
+    else:
+        up = Upscaler(bundle, session, patch="auto", memory=float(sys.argv[4]))
+        planes = np.random.default_rng(0).random((3, edge, edge), dtype=np.float32)
+        tiles = len(up.plan(edge, edge).tiles)
+        assert reset_peak_rss()
+        base = rss_mb()
+        up.upscale_planes(planes)
+        print(json.dumps({"peak_mb": peak_rss_mb() - base, "tiles": tiles}))
+""")
+
+
+def _measure(*args) -> dict:
+    done = subprocess.run([sys.executable, "-c", _MEASURE, *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def pcarn_x2(bundle_factory):
+    return bundle_factory("pcarn-m", None, 2)  # random initialisation: memory does not depend on weights
+
+
+def test_memory_model_bounds_the_measured_peak_of_one_patch(pcarn_x2):
+    from srexport.runtime.budget import memory_model
+
+    model = memory_model(pcarn_x2)
+    measured = _measure(pcarn_x2.root, "patch", 160)["peak_mb"] * 2**20
+    predicted = model.patch_bytes(160, 160)
+    assert measured <= predicted <= 2.0 * measured
+
+
+def test_a_small_budget_is_respected_by_a_tiled_run(pcarn_x2):
+    budget_gib = 0.25
+    result = _measure(pcarn_x2.root, "run", 640, budget_gib)
+    assert result["tiles"] > 1, "the image must need tiling under this budget"
+    assert result["peak_mb"] <= budget_gib * 1024
+
+
+def test_largest_patch_fits_and_computes_the_fewest_pixels():
+    rules = ShapeRules(multiple_of=4, offset=1, min_size=5, output_scale=2, halo=3)
+    model = MemoryModel(per_pixel=1000.0, fixed=1e6, factor=2.0)
+    budget, height, width, overlap = 300e6, 500, 700, 6
+    ph, pw = largest_patch(model, budget, rules, height, width, 1, False, 7, overlap)
+    image = 2 * 12.0 * height * width + 4 * height * width * 27.0
+
+    def tiles(length, p):  # ceil((L - P) / (P - overlap)) + 1 tiles along an axis
+        return 1 if length <= p else -(-(length - p) // (p - overlap)) + 1
+
+    def computed(a, b):
+        return tiles(height, a) * a * tiles(width, b) * b
+
+    assert rules.is_legal(ph) and rules.is_legal(pw)
+    assert model.patch_bytes(ph, pw) + image <= budget
+    legal = range(9, 1000, 4)
+    fitting = [(a, b) for a in legal for b in legal if a <= 501 and b <= 701 and model.patch_bytes(a, b) + image <= budget]
+    assert computed(ph, pw) == min(computed(a, b) for a, b in fitting)
+    assert largest_patch(model, 10e9, rules, height, width, 1, False, 7, overlap) is None  # fits whole
