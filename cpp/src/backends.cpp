@@ -32,6 +32,7 @@ std::unique_ptr<Session> open_openvino(const SessionRequest&) {
                               "rebuild)");
 }
 bool openvino_cpu_has_bf16() { return false; }
+void openvino_check_precision(const std::string&) {}
 std::size_t openvino_cached_models() { return 0; }
 #endif
 #ifndef SRX_HAVE_ONNXRUNTIME

@@ -136,6 +136,7 @@ std::unique_ptr<Session> open_session(const std::string& backend, const SessionR
 // OpenVINO's view of this CPU and its process-wide compiled-model cache (false / 0 when
 // the backend is not compiled in).
 bool openvino_cpu_has_bf16();
+void openvino_check_precision(const std::string& precision);  // one-line refusal; no-op when not compiled in
 std::size_t openvino_cached_models();
 
 // ONNX protobuf surgery for backends that need static shapes: the model bytes with the

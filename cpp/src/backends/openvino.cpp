@@ -341,6 +341,8 @@ std::unique_ptr<Session> open_openvino(const SessionRequest& request) {
 
 bool openvino_cpu_has_bf16() { return cpu_has_bf16(); }
 
+void openvino_check_precision(const std::string& precision) { check_precision(precision); }
+
 std::size_t openvino_cached_models() {
     std::lock_guard<std::mutex> lock(g_cache_mutex);
     return cache().size();
