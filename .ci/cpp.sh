@@ -2,11 +2,14 @@
 # Build libsrexport (cpp/) and run its ctest tests: what CI calls for the C++ embedding.
 #   - installs the Debian packages the build needs, only those missing (apt-get, quiet);
 #   - configures and builds build/cpp (Release, -j2; nvcc compile-checks the GPU blender
-#     where it exists; TensorRT / ONNX Runtime backends where their headers exist);
+#     where it exists; TensorRT / ONNX Runtime backends where their headers exist; the
+#     OpenVINO backend from the openvino wheel of `python` on PATH, when it has one);
 #   - runs ctest (unit tests, tiny bundles end to end, the C ABI from C, the example
 #     program, and a consumer built against the installed CMake package).
 # The pytest half (tests/test_cpp_abi.py, parity with the Python runtime through ctypes)
-# runs with the rest of pytest and reuses build/cpp.
+# runs with the rest of pytest and reuses build/cpp; when the openvino wheel arrives only
+# with the test extra (after this script), it configures build/cpp again with it and
+# tests/test_cpp_openvino.py checks the OpenVINO backend against the Python runtime.
 # Fails on any build or test failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,9 +37,17 @@ else
     echo "cpp: build dependencies present (cmake, g++, nlohmann-json3-dev, libopencv-dnn-dev, libpng-dev)"
 fi
 
+python_bin="$(command -v python || command -v python3 || true)"
+if [ -n "$python_bin" ] && "$python_bin" -c "import openvino" >/dev/null 2>&1; then
+    echo "cpp: OpenVINO SDK from $("$python_bin" -c "import openvino; print('openvino', openvino.__version__.split('-')[0])") ($python_bin)"
+else
+    echo "cpp: no openvino wheel for ${python_bin:-python}: building without the OpenVINO backend"
+fi
+
 echo "cpp: configure $build (Release)"
 mkdir -p "$(dirname "$build")"
-cmake -S cpp -B "$build" -DCMAKE_BUILD_TYPE=Release >"$build.configure.log" 2>&1 || {
+cmake -S cpp -B "$build" -DCMAKE_BUILD_TYPE=Release ${python_bin:+"-DSREXPORT_PYTHON=$python_bin"} \
+    >"$build.configure.log" 2>&1 || {
     cat "$build.configure.log"
     exit 1
 }

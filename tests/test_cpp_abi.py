@@ -10,9 +10,11 @@ module are present, else every test here skips with the reason.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +95,10 @@ def _build(build_dir: Path) -> Path | str:
         return "OpenCV's dnn headers are missing (apt-get install libopencv-dnn-dev): no CPU backend to test"
     if not Path("/usr/include/nlohmann/json.hpp").exists() and not Path("/usr/local/include/nlohmann/json.hpp").exists():
         return "nlohmann/json.hpp is missing (apt-get install nlohmann-json3-dev)"
-    if not (build_dir / "CMakeCache.txt").exists():
-        done = subprocess.run(["cmake", "-S", str(REPO / "cpp"), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release"],
-                              capture_output=True, text=True)
+    if not (build_dir / "CMakeCache.txt").exists() or _openvino_missed(build_dir):
+        # SREXPORT_PYTHON: the OpenVINO SDK comes from this interpreter's openvino wheel.
+        done = subprocess.run(["cmake", "-S", str(REPO / "cpp"), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
+                               f"-DSREXPORT_PYTHON={sys.executable}"], capture_output=True, text=True)
         if done.returncode:
             return f"cmake configure failed: {done.stderr.strip().splitlines()[-1:]}"
     done = subprocess.run(["cmake", "--build", str(build_dir), "--target", "srexport", "-j2"],
@@ -103,6 +106,16 @@ def _build(build_dir: Path) -> Path | str:
     if done.returncode:
         pytest.fail(f"building libsrexport failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return build_dir / "libsrexport.so"
+
+
+def _openvino_missed(build_dir: Path) -> bool:
+    """The build was configured without OpenVINO (AUTO), but this Python has the openvino
+    wheel (CI configures build/cpp before the test extra installs it): configure again."""
+    cache = (build_dir / "CMakeCache.txt").read_text(errors="replace")
+    if "SREXPORT_WITH_OPENVINO:STRING=AUTO" not in cache or importlib.util.find_spec("openvino") is None:
+        return False
+    found = [line for line in cache.splitlines() if line.startswith("OpenVINO_DIR:")]
+    return not found or found[0].endswith("NOTFOUND")
 
 
 @pytest.fixture(scope="session")

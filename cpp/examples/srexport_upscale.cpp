@@ -1,8 +1,8 @@
 // srexport-upscale: upscale one PNG with an sr-export bundle, from C++ (the C++ twin of
 // `sr-export run BUNDLE in.png -o out.png`).
 //
-//   srexport-upscale in.png out.png --bundle DIR [--backend auto|opencv|onnxruntime|tensorrt]
-//       [--precision fp32|fp16|int8] [--patch N|HxW] [--overlap PX] [--window hamming|bartlett|none]
+//   srexport-upscale in.png out.png --bundle DIR [--backend auto|tensorrt|openvino|onnxruntime|opencv]
+//       [--precision fp32|fp16|bf16|int8] [--patch N|HxW] [--overlap PX] [--window hamming|bartlett|none]
 //       [--batch B] [--noise W] [--seed N] [--threads N] [--no-verify] [--quiet]
 //
 // PNG in (8 or 16 bit; gray, RGB, RGBA, palette), PNG out with the input's bit depth.
@@ -139,8 +139,8 @@ void on_interrupt(int) {
 
 void usage() {
     std::puts(
-        "usage: srexport-upscale IN.png OUT.png --bundle DIR [--backend auto|opencv|onnxruntime|tensorrt]\n"
-        "       [--precision fp32|fp16|int8] [--patch N|HxW] [--overlap PX] [--window hamming|bartlett|none]\n"
+        "usage: srexport-upscale IN.png OUT.png --bundle DIR [--backend auto|tensorrt|openvino|onnxruntime|opencv]\n"
+        "       [--precision fp32|fp16|bf16|int8] [--patch N|HxW] [--overlap PX] [--window hamming|bartlett|none]\n"
         "       [--batch B] [--noise W] [--seed N] [--threads N] [--cache-dir DIR] [--no-verify] [--quiet]");
 }
 

@@ -97,8 +97,9 @@ typedef struct srx_image {
  * struct_size, which lets later library versions add fields without breaking callers. */
 typedef struct srx_options {
     uint32_t struct_size;
-    const char* backend;    /* "auto" (default), "opencv", "onnxruntime", "tensorrt" */
-    const char* precision;  /* "fp32" (default), "fp16", "int8": the bundle's graph */
+    const char* backend;    /* "auto" (default), "tensorrt", "openvino", "onnxruntime", "opencv" */
+    const char* precision;  /* "fp32" (default), "fp16", "int8": the bundle's graph;
+                               "bf16": the fp32 graph computed in bf16 (openvino, BF16 CPUs) */
     int patch_h, patch_w;   /* patch in the graph's input pixels; 0 = the manifest's */
     int overlap;            /* overlap in input pixels; -1 = the manifest's */
     const char* window;     /* "hamming" (default), "bartlett", "none" */
@@ -107,7 +108,7 @@ typedef struct srx_options {
     uint64_t seed;          /* noise seed (default 0); same seed -> same image as Python */
     int threads;            /* CPU threads for the backend; 0 = the CPUs this process may use */
     int verify_hashes;      /* 1 (default): check every file's SHA-256 on open */
-    const char* cache_dir;  /* TensorRT: folder for built engines (NULL: none) */
+    const char* cache_dir;  /* TensorRT: folder for built engines; OpenVINO: its CACHE_DIR (NULL: none) */
     int device;             /* TensorRT: CUDA device index (default 0) */
 } srx_options;
 
@@ -134,8 +135,8 @@ SRX_API const char* srx_version(void);
 SRX_API const char* srx_last_error(void);
 SRX_API const char* srx_status_name(srx_status status);
 
-/* 1 when the backend was compiled into this library ("opencv", "onnxruntime",
- * "tensorrt"); whether it can run still depends on the bundle and the machine. */
+/* 1 when the backend was compiled into this library ("tensorrt", "openvino",
+ * "onnxruntime", "opencv"); whether it can run still depends on the bundle and the machine. */
 SRX_API int srx_backend_available(const char* backend);
 
 SRX_API void srx_options_init(srx_options* options);

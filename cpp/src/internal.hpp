@@ -126,11 +126,18 @@ int physical_threads();
 
 // Each backend's factory; those not compiled in throw Error(Unavailable).
 std::unique_ptr<Session> open_opencv(const SessionRequest& request);
+std::unique_ptr<Session> open_openvino(const SessionRequest& request);
 std::unique_ptr<Session> open_onnxruntime(const SessionRequest& request);
 std::unique_ptr<Session> open_tensorrt(const SessionRequest& request);
-// "auto": TensorRT, ONNX Runtime, OpenCV DNN, the first that opens; `note` says what was
-// skipped and why.
+// "auto": TensorRT, OpenVINO, ONNX Runtime, OpenCV DNN, the first that opens for the
+// precision (bf16: OpenVINO only; fp16: not OpenVINO); `note` says what was skipped and why.
 std::unique_ptr<Session> open_session(const std::string& backend, const SessionRequest& request, std::string& note);
+
+// OpenVINO's view of this CPU and its process-wide compiled-model cache (false / 0 when
+// the backend is not compiled in).
+bool openvino_cpu_has_bf16();
+void openvino_check_precision(const std::string& precision);  // one-line refusal; no-op when not compiled in
+std::size_t openvino_cached_models();
 
 // ONNX protobuf surgery for backends that need static shapes: the model bytes with the
 // named graph inputs' dims pinned to the given values.

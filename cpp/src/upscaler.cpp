@@ -206,7 +206,11 @@ Upscaler::Upscaler(const std::string& bundle_dir, const Options& options) : impl
     request.root = bundle_dir;
     request.manifest = &info.manifest;
     request.precision = options.precision;
-    request.graph = detail::graph_path(bundle_dir, m, options.precision);
+    // OpenVINO refuses fp16 (and bf16 on CPUs without it) before looking for the graph, as
+    // the Python backend does.
+    if (options.backend == "openvino") detail::openvino_check_precision(options.precision);
+    // bf16 is a compute precision (OpenVINO's), run on the fp32 graph.
+    request.graph = detail::graph_path(bundle_dir, m, options.precision == "bf16" ? "fp32" : options.precision);
     request.threads = options.threads > 0 ? options.threads : detail::physical_threads();
     request.batch = info.batch;
     request.patch_h = m.shape_rules.legal_at_least(info.patch_h);

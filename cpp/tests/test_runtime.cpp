@@ -248,6 +248,84 @@ TEST(bad_options_and_buffers_are_refused_with_one_line) {
                  "stride 8 is smaller than one row");
 }
 
+void need_openvino() {
+    if (srx_backend_available("openvino") == 0) throw check::Skip{"the openvino backend is not compiled in"};
+}
+
+TEST(openvino_tiled_equals_untiled_and_reuses_compiled_models) {
+    need_openvino();
+    const int sizes[][2] = {{5, 7}, {17, 40}, {33, 21}};
+    for (int batch : {1, 3}) {  // LATENCY, and THROUGHPUT with one infer request per patch
+        Options o = opts(16, 4, batch);
+        o.backend = "openvino";
+        Upscaler up(g_plain, o);
+        CHECK(up.info().backend == "openvino");
+        for (const auto& s : sizes) {
+            const auto in = ramp_image(s[0], s[1], 3);
+            const float err = max_abs(run_float(up, in, s[0], s[1], 3), expected_rgb(in, s[0], s[1]));
+            if (!(err < 2e-6f))
+                check::report(__FILE__, __LINE__, "batch " + std::to_string(batch) + " size " + std::to_string(s[0]) +
+                                                      "x" + std::to_string(s[1]) + ": max error " + std::to_string(err));
+        }
+    }
+    // Same bundle, options and patch shape in a new handle: no new compile.
+    Options o = opts(16, 4, 1);
+    o.backend = "openvino";
+    const auto in = ramp_image(40, 40, 3);
+    Upscaler first(g_plain, o);
+    run_float(first, in, 40, 40, 3);
+    const std::size_t cached = detail::openvino_cached_models();
+    Upscaler again(g_plain, o);
+    CHECK(max_abs(run_float(again, in, 40, 40, 3), expected_rgb(in, 40, 40)) < 2e-6f);
+    CHECK_EQ(detail::openvino_cached_models(), cached);
+    o.patch_h = o.patch_w = 20;  // another static shape: one more compile
+    Upscaler other(g_plain, o);
+    run_float(other, in, 40, 40, 3);
+    CHECK_EQ(detail::openvino_cached_models(), std::min<std::size_t>(cached + 1, 8));
+}
+
+TEST(openvino_noise_and_auto) {
+    need_openvino();
+    const int h = 21, w = 30;
+    const auto in = ramp_image(h, w, 3);
+    Options o = opts(13, 3, 2);
+    o.backend = "auto";
+    o.noise = 0.3;
+    o.seed = 99;
+    Upscaler up(g_noisy, o);
+    CHECK(up.info().backend == "openvino");  // before OpenCV DNN, as Python's auto
+    const auto clean = expected_rgb(in, h, w);
+    const auto noisy = run_float(up, in, h, w, 3);
+    std::vector<std::vector<float>> field;  // factor 2, border 0: output coordinates; stream = channel
+    for (std::uint32_t c = 0; c < 3; ++c) field.push_back(normal_field(99, c, 0, 0, 2 * h, 2 * w));
+    float err = 0;
+    for (std::size_t i = 0; i < clean.size(); ++i)
+        err = std::max(err, std::fabs(noisy[i] - (clean[i] + 0.3f * field[i % 3][i / 3])));
+    CHECK(err < 4e-6f);
+}
+
+TEST(openvino_refuses_what_it_cannot_run_in_one_line) {
+    need_openvino();
+    Options o = opts();
+    o.backend = "openvino";
+    o.precision = "fp16";
+    CHECK_THROWS(Upscaler(g_plain, o), Status::Argument, "not fp16: on a CPU fp16 brings no speed");
+    o.precision = "int8";
+    CHECK_THROWS(Upscaler(g_plain, o), Status::Bundle, "has no int8 graph (it has: fp32)");
+    o.precision = "bf16";
+    if (detail::openvino_cpu_has_bf16()) {
+        Upscaler up(g_plain, o);  // the fp32 graph, computed in bf16
+        const auto in = ramp_image(20, 20, 3);
+        CHECK(max_abs(run_float(up, in, 20, 20, 3), expected_rgb(in, 20, 20)) < 2e-2f);
+    } else {
+        CHECK_THROWS(Upscaler(g_plain, o), Status::Unavailable, "bf16 needs a CPU with AVX512-BF16 or AMX");
+        o.backend = "auto";
+        CHECK_THROWS(Upscaler(g_plain, o), Status::Unavailable, "use precision fp32 or int8");
+    }
+    o.backend = "opencv";
+    CHECK_THROWS(Upscaler(g_plain, o), Status::Argument, "bf16 runs on the openvino backend only, not on opencv");
+}
+
 int main(int argc, char** argv) {
     g_root = argc > 1 ? fs::path(argv[1]) : fs::temp_directory_path() / ("srx-runtime-" + std::to_string(::getpid()));
     g_plain = tiny::write_bundle(g_root / "tiny-pixel", false);

@@ -69,7 +69,7 @@ struct ImageView {
 };
 
 struct Options {
-    std::string backend = "auto";  // "auto", "opencv", "onnxruntime", "tensorrt"
+    std::string backend = "auto";  // "auto", "tensorrt", "openvino", "onnxruntime", "opencv"
     std::string precision = "fp32";
     int patch_h = 0, patch_w = 0;  // 0: the manifest's patch
     int overlap = -1;              // -1: the manifest's overlap

@@ -1,0 +1,206 @@
+"""libsrexport's openvino backend through the C ABI (ctypes) against the Python runtime on
+its openvino backend: same bundle, image and options give the same output (fp32 within
+1e-5 of the output's range, identical 8-bit output), int8 stays within the accuracy the
+bundle records, bf16 is refused in one line on CPUs without BF16 (and matches Python
+where the CPU has it), `auto` picks OpenVINO, the discriminator is refused.
+
+The library is built in build/cpp as tests/test_cpp_abi.py builds it (configured with
+this Python, whose openvino wheel carries OpenVINO's C++ SDK); without the wheel or the
+build tools every test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, shared_file
+from test_cpp_abi import BUILD_DIR, ERR_BUNDLE, Cpp, CppError, _build, _declare, test_image
+
+ERR_ARGUMENT, ERR_UNAVAILABLE = 1, 4
+ACCURACY_MARGIN_DB = 1.0  # as tests/test_backend_openvino.py: a recorded PSNR may be missed by this much
+
+# Every super-resolution family of the zoo (tests/test_export.py FAMILIES, same keys so a
+# full run builds each bundle once).
+ZOO = [
+    ("gmgbp", None, None),
+    ("pcarn-m", "m", 2),
+    ("pcarn-m", "m", 3),
+    ("pcarn", "full", 4),
+    ("mgbpv2", "2x", None),
+    ("bpp", "x2", None),
+]
+
+
+@pytest.fixture(scope="session")
+def ov_lib() -> ctypes.CDLL:
+    pytest.importorskip("openvino", reason="openvino is not installed (the test extra installs it)")
+    built = _build(BUILD_DIR)
+    if isinstance(built, str):
+        pytest.skip(built)
+    library = _declare(ctypes.CDLL(str(built)))
+    if not library.srx_backend_available(b"openvino"):
+        pytest.skip("libsrexport was built without the openvino backend (SREXPORT_WITH_OPENVINO=OFF?)")
+    return library
+
+
+@pytest.fixture(scope="session")
+def caps() -> set[str]:
+    from srexport.runtime.backends.openvino import cpu_capabilities
+
+    return cpu_capabilities()
+
+
+def python_openvino(bundle, **options):
+    import srexport
+
+    options.setdefault("threads", 2)
+    return srexport.load(bundle.root, backend="openvino", **options)
+
+
+def u8_image(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 image, the float image both runtimes see for it)."""
+    u8 = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    return u8, u8.astype(np.float32) / np.float32(255)
+
+
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    from srexport.calib import accuracy
+
+    return accuracy.psnr(np.clip(reference, 0, 1), np.clip(test, 0, 1))
+
+
+def compare_openvino(lib, bundle, image: np.ndarray, **options) -> tuple[float, int, np.ndarray, np.ndarray]:
+    """(max abs float difference, max 8-bit difference, Python's float output, C++'s) of
+    C++ on openvino vs Python on openvino; the 8-bit outputs are the runtimes' own uint8 paths."""
+    u8, image = u8_image(image)
+    py, cpp = python_openvino(bundle, **options), Cpp(lib, bundle, backend="openvino", **options)
+    assert cpp.info().backend == b"openvino"
+    ref, out = py.upscale(image), cpp.upscale(image)
+    assert out.shape == ref.shape and out.dtype == np.float32
+    lsb = int(np.abs(cpp.upscale(u8).astype(int) - py.upscale(u8).astype(int)).max())
+    return float(np.abs(out - ref).max()), lsb, ref, out
+
+
+# --- fp32 parity on the zoo ---------------------------------------------------------
+def test_pcarn_m_with_published_weights_matches_python_openvino(ov_lib, bundle_factory):
+    from PIL import Image as PILImage
+
+    bundle = bundle_factory("pcarn-m", "m", 2, shared_file("weights", "pcarn", "PCARN-M-L1.pth"))
+    image = np.asarray(PILImage.open(REPO / "examples" / "sample.png").convert("RGB"), np.float32)[:64, :80] / 255
+    for batch in (1, 3):  # LATENCY, and THROUGHPUT streams with one infer request per patch
+        err, lsb, ref, _ = compare_openvino(ov_lib, bundle, image, patch=40, overlap=12, batch=batch)
+        assert err <= 1e-5 and lsb == 0, (batch, err, lsb)
+        assert ref.std() > 0.05  # a real picture came out, not a flat one
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("name,variant,scale", ZOO, ids=[f"{n}-{v}-{s}" for n, v, s in ZOO])
+def test_zoo_fp32_on_openvino_matches_python(ov_lib, bundle_factory, name, variant, scale, batch):
+    bundle = bundle_factory(name, variant, scale)
+    m = bundle.manifest
+    rules = m.shape_rules
+    # A small image that still needs 2 x 2 legal tiles, in the graph's input pixels.
+    patch = rules.legal_at_least(max(rules.min_size, 24))
+    overlap = min(m.overlap, patch // 3) // 2 * 2
+    lr = 20 if m.input_kind == "lr" else patch // m.scale + 6
+    image = test_image(lr + 1, lr + 6, seed=5)
+    options = dict(patch=patch, overlap=overlap, batch=batch, noise=0.1 if m.noise_inputs else 0.0, seed=11)
+    err, lsb, ref, _ = compare_openvino(ov_lib, bundle, image, **options)
+    # Randomly initialised networks have outputs far outside [0, 1]: the float tolerance is
+    # relative to the output's range.
+    scale = max(1.0, float(np.abs(ref).max()))
+    assert err <= 1e-5 * scale and lsb == 0, (err, scale, lsb)
+
+
+# --- int8 and bf16 ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory):
+    """A pcarn-m x2 bundle with its QDQ graph, calibrated on CSet5 by the build, which
+    records the int8 graph's PSNR vs FP32."""
+    from srexport.calib.options import PrecisionOptions
+    from srexport.export.build import BuildRequest, build_bundle
+
+    images = Path(shared_file("images", "CSet5"))
+    out = tmp_path_factory.mktemp("cpp-ov-int8") / "pcarn-m-x2"
+    options = PrecisionOptions(int8=True, calib_dir=images, calib_patches=8)
+    request = BuildRequest(model="pcarn-m", variant="m", scale=2, out=out, precision=options)
+    return build_bundle(request, warn=lambda message: None)
+
+
+def cset5_crop() -> np.ndarray:
+    from PIL import Image as PILImage
+
+    image = PILImage.open(shared_file("images", "CSet5", "butterfly.png")).convert("RGB")
+    return np.asarray(image, np.float32)[40:104, 60:140] / 255
+
+
+@pytest.mark.slow
+def test_int8_matches_python_and_stays_within_the_recorded_accuracy(ov_lib, int8_bundle):
+    recorded = int8_bundle.manifest.precisions["int8"].psnr_vs_fp32_db
+    assert recorded is not None and recorded > 20
+    image = cset5_crop()
+    options = dict(patch=40, overlap=8)
+    err, lsb, _, int8 = compare_openvino(ov_lib, int8_bundle, image, precision="int8", **options)
+    assert err <= 1e-5 and lsb == 0, (err, lsb)
+    fp32 = Cpp(ov_lib, int8_bundle, backend="openvino", **options).upscale(u8_image(image)[1])
+    measured = psnr(fp32, int8)
+    assert np.isfinite(measured) and measured >= recorded - ACCURACY_MARGIN_DB, (measured, recorded)
+    assert measured < 200  # the int8 graph ran, not the fp32 one
+
+
+def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it(ov_lib, bundle_factory, caps):
+    if "BF16" in caps:
+        pytest.skip("this CPU computes bf16 (the refusal is for CPUs without AVX512-BF16/AMX)")
+    bundle = bundle_factory("pcarn-m", "m", 2)
+    for backend in ("openvino", "auto"):
+        with pytest.raises(CppError) as info:
+            Cpp(ov_lib, bundle, backend=backend, precision="bf16")
+        message = str(info.value)
+        assert info.value.status == ERR_UNAVAILABLE
+        assert "\n" not in message and "bf16 needs a CPU with AVX512-BF16 or AMX" in message
+        assert "fp32 or int8" in message
+
+
+def test_bf16_matches_python_where_the_cpu_has_it(ov_lib, bundle_factory, caps):
+    if "BF16" not in caps:
+        pytest.skip("this CPU has no BF16 (AVX512-BF16 or AMX): bf16 parity needs such a CPU")
+    bundle = bundle_factory("pcarn-m", "m", 2, shared_file("weights", "pcarn", "PCARN-M-L1.pth"))
+    image = cset5_crop()
+    err, lsb, ref, out = compare_openvino(ov_lib, bundle, image, precision="bf16", patch=40, overlap=8)
+    assert err <= 1e-5 and lsb == 0, (err, lsb)
+    fp32 = Cpp(ov_lib, bundle, backend="openvino", patch=40, overlap=8).upscale(u8_image(image)[1])
+    assert 30 < psnr(fp32, out) < 200  # bf16 really ran (not f32), and stayed close
+
+
+def test_precisions_the_backend_cannot_run_are_refused(ov_lib, bundle_factory):
+    bundle = bundle_factory("pcarn-m", "m", 2)
+    with pytest.raises(CppError, match="not fp16: on a CPU fp16 brings no speed") as info:
+        Cpp(ov_lib, bundle, backend="openvino", precision="fp16")
+    assert info.value.status == ERR_ARGUMENT
+    with pytest.raises(CppError, match="bf16 runs on the openvino backend only, not on opencv"):
+        Cpp(ov_lib, bundle, backend="opencv", precision="bf16")
+    with pytest.raises(CppError, match="has no int8 graph") as info:
+        Cpp(ov_lib, bundle, backend="openvino", precision="int8")
+    assert info.value.status == ERR_BUNDLE
+
+
+# --- selection and refusals ---------------------------------------------------------
+def test_auto_picks_openvino_over_opencv_as_python_does(ov_lib, bundle_factory):
+    from srexport.runtime.backends.selection import auto_backend
+
+    if auto_backend("fp32")[0] != "openvino":
+        pytest.skip("Python's auto picks a GPU backend here; the C++ comparison is for CPU machines")
+    bundle = bundle_factory("pcarn-m", "m", 2)
+    assert Cpp(ov_lib, bundle, backend="auto").info().backend == b"openvino"
+
+
+def test_discriminator_is_refused_on_openvino_too(ov_lib, bundle_factory):
+    bundle = bundle_factory("discriminator", None, None)
+    with pytest.raises(CppError, match="holds a critic network, not a super-resolution one") as exc:
+        Cpp(ov_lib, bundle, backend="openvino")
+    assert exc.value.status == ERR_BUNDLE
