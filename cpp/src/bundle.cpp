@@ -89,6 +89,9 @@ Manifest parse_manifest(const std::string& text, const std::string& manifest_pat
             ni.channels = get_int(n, "channels");
             ni.factor = get_int(n, "factor");
             ni.border = get_int(n, "border");
+            if (n.contains("kind")) ni.kind = get<std::string>(n, "kind");
+            if (ni.kind != "normal" && ni.kind != "amplitude")
+                fail(Status::Bundle, manifest_path + " is corrupt: noise input " + ni.name + " has an unknown kind");
             m.noise_inputs.push_back(ni);
         }
         const json& r = data.at("shape_rules");

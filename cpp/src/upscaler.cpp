@@ -105,6 +105,10 @@ struct Upscaler::Impl {
             const int h = f * (plan.patch_h + 2 * b), w = f * (plan.patch_w + 2 * b);
             detail::Tensor& t = out[index];
             t.shape = {std::int64_t(tiles.size()), spec.channels, h, w};
+            if (spec.kind == "amplitude") {
+                t.data.assign(std::size_t(t.count()), amplitude);
+                continue;
+            }
             t.data.assign(std::size_t(t.count()), 0.0f);
             if (noise == 0.0) continue;
             const std::size_t plane = std::size_t(h) * w;

@@ -34,6 +34,9 @@ class NoiseInput:
     channels: int
     factor: int
     border: int
+    # "normal": W times a seed-addressed N(0, 1) field; "amplitude": every value is W
+    # itself (for graphs that scale noise features by W, e.g. MGBPv2's W * AnalysisN(Z)).
+    kind: Literal["normal", "amplitude"] = "normal"
 
     def shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         return (
@@ -111,7 +114,9 @@ class SRModel(nn.Module):
         gen = torch.Generator().manual_seed(0)
         image = torch.rand(batch, 3, height, width, generator=gen)
         noises = tuple(
-            0.1 * torch.randn(*n.shape(batch, height, width), generator=gen)
+            torch.full(n.shape(batch, height, width), 0.1)
+            if n.kind == "amplitude"
+            else 0.1 * torch.randn(*n.shape(batch, height, width), generator=gen)
             for n in self.noise_inputs
         )
         return (image, *noises)

@@ -18,10 +18,13 @@ Reading choices:
 - Module names mirror the authors' code (`Analysis_k`, `AnalysisN_k`, `Synthesis`,
   `Downscale_<label>`, `Upscale_<label>` with `.1` the transposed conv, labels built by the
   same dry run), so the authors' AIM-2019 checkpoint keys load without renaming.
-- Noise: the graph takes the 3-channel noise image already scaled by W and computes
-  n_k = AnalysisN_k(W Z) (models.md). The authors' code computes W * AnalysisN_k(Z)
-  instead, which differs by (W - 1) times the AnalysisN bias; with W = 1 (their perceptual
-  setting) the two agree exactly.
+- Noise, as the authors' whole-image `forward` defines it: n_k = W * AnalysisN_k(Z). The
+  runtime feeds the seed-addressed field W Z (`noise`) and W itself (`noise_amplitude`, a
+  constant map of which one pixel is read), and the graph computes
+  conv_k(W Z) + W b_k = W (conv_k(Z) + b_k): at W = 0 every noise feature is exactly 0, so
+  the output is the deterministic one (no AnalysisN bias in the Upscale inputs).
+- Checkpoints: the authors register Synthesis twice (`Synthesis` and `synthesis`), so their
+  files hold both key sets; `adapt_checkpoint` folds identical aliases and refuses differing ones.
 - Sizes: with f(t) = (t-1)*2 + K a Down/Up round trip maps level sizes t <-> f(t), and
   Analysis_k maps f^(L-1-k)(t) to t, so a legal input size is
   p = f^(L-1)(t) = 2^(L-1) t + (K-2)(2^(L-1) - 1), t >= 1: `ShapeRules(multiple_of=2^(L-1),
@@ -50,6 +53,9 @@ import numpy as np
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
+from srexport.errors import CheckpointError
 from srexport.models.base import NoiseInput, ShapeRules, SRModel
 from srexport.models.registry import ModelEntry
 
@@ -84,7 +90,10 @@ class MGBPv2(SRModel):
     """MGBPv2 generator; forward(image, noise) with both of the (padded) input's size."""
 
     input_kind = "upscaled"
-    noise_inputs = (NoiseInput("noise", 3, 1, 0),)
+    noise_inputs = (
+        NoiseInput("noise", 3, 1, 0),
+        NoiseInput("noise_amplitude", 1, 1, 0, kind="amplitude"),
+    )
 
     def __init__(self, config: MGBPv2Config, scale: int) -> None:
         super().__init__()
@@ -150,12 +159,27 @@ class MGBPv2(SRModel):
             h = h + up(torch.cat([x[level - 1], correction, n[level - 1]], 1))
         return h
 
-    def forward(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, noise: torch.Tensor, amplitude: torch.Tensor) -> torch.Tensor:
+        """image and noise (W Z) of one legal size; amplitude: a map holding W."""
+        w = amplitude[:, :1, :1, :1]
+        n = []
+        for k in range(self.config.levels):
+            conv = getattr(self, f"AnalysisN_{k}")
+            n.append(F.conv2d(noise, conv.weight, None, conv.stride) + w * conv.bias.view(1, -1, 1, 1))
+        return self.run(image, n)
+
+    def run(self, image: torch.Tensor, noise_features: list[torch.Tensor] | None) -> torch.Tensor:
+        """The W-cycle given the noise features n_k (None: all zero, i.e. W = 0)."""
         levels = self.config.levels
         x = [getattr(self, f"Analysis_{k}")(image) for k in range(levels)]
-        n = [getattr(self, f"AnalysisN_{k}")(noise) for k in range(levels)]
+        n = noise_features
+        if n is None:
+            n = [torch.zeros_like(xk[:, :NOISE_CHANNELS]) for xk in x]
         h = self._bp(x[levels - 1], levels - 1, x, n, iter(self._call_sites()))
         return self.Synthesis(h)
+
+    def adapt_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return fold_synthesis_alias(state)
 
     # ---- sizes -----------------------------------------------------------------------
     def level_size(self, t: int) -> int:
@@ -207,11 +231,29 @@ class MGBPv2(SRModel):
                 "the next legal size, ceil(d/2) before and floor(d/2) after as the authors "
                 "do, and crop the output by the same border"
             ),
+            pad_align="split",
         )
 
     def recommended_patch(self) -> int:
         """The authors' perceptual-track block size (767 px) brought to a legal size."""
         return self.shape_rules().legal_at_least(767)
+
+
+def fold_synthesis_alias(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Fold the authors' `<prefix>synthesis.*` duplicates into `<prefix>Synthesis.*`."""
+    out = dict(state)
+    alias = f"{prefix}synthesis."
+    for key in [k for k in state if k.startswith(alias)]:
+        name = f"{prefix}Synthesis." + key[len(alias):]
+        tensor = out.pop(key)
+        if name not in out:
+            out[name] = tensor
+        elif out[name].shape != tensor.shape or not torch.equal(out[name], tensor):
+            raise CheckpointError(
+                f"checkpoint holds different tensors under '{key}' and '{name}' "
+                "(the authors' files store one Synthesis layer under both names)"
+            )
+    return out
 
 
 def _radius_bound(config: MGBPv2Config) -> int:
@@ -289,7 +331,105 @@ def _receptive_radius(config: MGBPv2Config) -> int:
     return int(max((p - lo[p]).max(), (hi[p] - p).max()))
 
 
-def build(variant: str, scale: int) -> MGBPv2:
+class MGBPv2Merge(SRModel):
+    """The authors' `mergeModel` (AIM 2019 Fidelity): the sum of MGBPv2 branches that differ
+    in their kernel only, each reflect-padding the input to its own legal size (the
+    `init_border` rule, split before/after) and cropping its output back, run at W = 0.
+
+    Shape rules: the padding is computed inside the graph from the input's size, so every
+    size from `min_size` up is legal (multiple_of 1): the smallest size from which every
+    branch's reflect padding stays thinner than the image (ONNX and torch refuse wider
+    reflections). The graph therefore has no noise input and matches the authors at any
+    whole-image or block size. halo: the largest branch radius (a branch output pixel
+    reads its padded input within that radius; the padding is a reflection of the input)."""
+
+    input_kind = "upscaled"
+    noise_inputs = ()
+
+    def __init__(self, config: MGBPv2Config, kernels: tuple[int, ...], scale: int) -> None:
+        super().__init__()
+        self.config = config
+        self.kernels = kernels
+        self.scale = scale
+        for index, k in enumerate(kernels):
+            branch = MGBPv2(MGBPv2Config(config.levels, config.channels, config.mu, k), scale)
+            self.add_module(f"model{index}", branch)
+
+    def branches(self) -> list[MGBPv2]:
+        return [getattr(self, f"model{i}") for i in range(len(self.kernels))]
+
+    @staticmethod
+    def _split(n, branch: MGBPv2):
+        """(before, after) padding of size n to the branch's legal size, in tensor
+        arithmetic so that a traced graph keeps it dynamic: p = off + m t with
+        t = max(2, ceil((n - off) / m)), the authors' search from t = 2."""
+        rules = branch.shape_rules()
+        m, off = rules.multiple_of, rules.offset
+        n = torch.as_tensor(n)
+        t = torch.clamp(torch.div(n - off + m - 1, m, rounding_mode="floor"), min=2)
+        d = off + m * t - n
+        after = torch.div(d, 2, rounding_mode="floor")
+        return d - after, after
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[2], image.shape[3]
+        out = None
+        for branch in self.branches():
+            top, bottom = self._split(height, branch)
+            left, right = self._split(width, branch)
+            padded = F.pad(image, [left, right, top, bottom], mode="reflect")
+            y = branch.run(padded, None)
+            y = y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
+            out = y if out is None else out + y
+        return out
+
+    def adapt_checkpoint(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for index in range(len(self.kernels)):
+            state = fold_synthesis_alias(state, f"model{index}.")
+        return state
+
+    def shape_rules(self) -> ShapeRules:
+        return ShapeRules(
+            multiple_of=1,
+            offset=0,
+            min_size=self._min_size(),
+            output_scale=1,
+            halo=max(b.receptive_radius() for b in self.branches()),
+            pad_rule=(
+                "any size from min_size: each branch reflect-pads the input inside the graph "
+                "to its own legal size (ceil(d/2) before, floor(d/2) after) and crops its "
+                "output back, as the authors' mergeModel does"
+            ),
+            pad_align="split",
+        )
+
+    def _min_size(self) -> int:
+        """Smallest n from which every size reflect-pads with pads < size in every branch
+        (beyond the branches' largest minimum size all pads are below 2^(L-1))."""
+        limit = max(b.level_size(2) for b in self.branches()) + 1
+        smallest = limit
+        for n in range(limit, 1, -1):
+            if any(max(b.valid_padding(n)[1:]) >= n for b in self.branches()):
+                break
+            smallest = n
+        return smallest
+
+    def recommended_patch(self) -> int:
+        """The authors' Fidelity block (667 px)."""
+        return 667
+
+
+MERGED: dict[str, tuple[MGBPv2Config, tuple[int, ...], int]] = {
+    "aim2019-fidelity": (MGBPv2Config(5, (256, 192, 128, 48, 9), mu=2), (3, 5, 7), 16),
+}
+
+
+def build(variant: str, scale: int) -> SRModel:
+    if variant in MERGED:
+        config, kernels, factor = MERGED[variant]
+        if scale != factor:
+            raise ValueError(f"MGBPv2 {variant} is an x{factor} network, not x{scale}")
+        return MGBPv2Merge(config, kernels, scale)
     config, factor = VARIANTS[variant]
     if scale != factor:
         raise ValueError(f"MGBPv2 {variant} is an x{factor} network, not x{scale}")
@@ -302,13 +442,18 @@ ENTRY = ModelEntry(
         "MGBPv2 (AIM 2019 extreme SR / journal Table I): unpadded multigrid W-cycle on the "
         "bicubic-upscaled image with a 3-channel noise image"
     ),
-    variants={name: (factor,) for name, (_, factor) in VARIANTS.items()},
+    variants={
+        **{name: (factor,) for name, (_, factor) in VARIANTS.items()},
+        **{name: (factor,) for name, (_, _, factor) in MERGED.items()},
+    },
     default_variant="aim2019-16x",
     needs_weights=True,
     factory=build,
     weights_hint=(
         "aim2019-16x: BOE_Perceptual_CH3_LE5_MU2_BIAS_NOISE1_FE256-192-128-48-9_Filter#K3_mgbp"
-        ".model from github.com/pnavarre/mgbpv2 (download_models.sh); keys load unchanged. "
+        ".model, aim2019-fidelity: BOE_Fidelity_CH3_LE5_MU2_BIAS_NOISE1_FE256-192-128-48-9_"
+        "Filter#K357_merge.model, from github.com/pnavarre/mgbpv2 (download_models.sh); keys "
+        "load as saved (the duplicated synthesis.* keys are folded). "
         "No weights are published for the journal Table I variants."
     ),
 )

@@ -189,6 +189,9 @@ class Upscaler:
         fields = {}
         for index, spec in enumerate(self.bundle.manifest.noise_inputs):
             shape = spec.shape(len(tiles), plan.patch_h, plan.patch_w)
+            if spec.kind == "amplitude":
+                fields[spec.name] = np.full(shape, self.noise, np.float32)
+                continue
             if self.noise == 0.0:
                 fields[spec.name] = np.zeros(shape, np.float32)
                 continue

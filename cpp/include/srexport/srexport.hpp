@@ -101,6 +101,7 @@ struct NoiseInput {
     int channels = 1;
     int factor = 1;
     int border = 0;
+    std::string kind = "normal";  // "normal": W * N(0,1) field; "amplitude": W everywhere
 };
 
 struct Manifest {
