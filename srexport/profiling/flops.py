@@ -251,14 +251,8 @@ def _broadcast(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     return tuple(max(x, y) for x, y in zip(a, b))
 
 
-def count_flops(
-    model: onnx.ModelProto | str | Path, input_shapes: Mapping[str, Sequence[int]]
-) -> FlopCount:
-    """Count MACs and FLOPs of `model` (a path or ModelProto) run once on inputs of
-    `input_shapes` (graph input name -> concrete shape, every non-initializer input).
-
-    Subgraphs (If/Loop bodies) are not entered; the zoo's graphs have none.
-    """
+def _resolved(model: onnx.ModelProto | str | Path, input_shapes: Mapping[str, Sequence[int]]):
+    """(the graph with its inputs fixed to `input_shapes`, shape(name) of any tensor)."""
     proto = _load(model)
     _fix_inputs(proto, input_shapes)
     table = _resolve(proto)
@@ -268,6 +262,19 @@ def count_flops(
         if not resolved:
             raise FlopCountError(f"cannot resolve the shape of tensor '{name}' at inputs {dict(input_shapes)}")
         return resolved
+
+    return proto, shape
+
+
+def count_flops(
+    model: onnx.ModelProto | str | Path, input_shapes: Mapping[str, Sequence[int]]
+) -> FlopCount:
+    """Count MACs and FLOPs of `model` (a path or ModelProto) run once on inputs of
+    `input_shapes` (graph input name -> concrete shape, every non-initializer input).
+
+    Subgraphs (If/Loop bodies) are not entered; the zoo's graphs have none.
+    """
+    proto, shape = _resolved(model, input_shapes)
 
     result = FlopCount(
         input_shapes={k: tuple(int(s) for s in v) for k, v in input_shapes.items()},
@@ -287,15 +294,7 @@ def count_flops(
 def node_macs(model: onnx.ModelProto | str | Path, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
     """MACs of each named node (convolutions, transposed convolutions, matrix products) of one
     run of `model` on inputs of `input_shapes`; nodes without MACs are left out."""
-    proto = _load(model)
-    _fix_inputs(proto, input_shapes)
-    table = _resolve(proto)
-
-    def shape(name: str) -> tuple[int, ...]:
-        resolved = table.get(name)
-        if not resolved:
-            raise FlopCountError(f"cannot resolve the shape of tensor '{name}' at inputs {dict(input_shapes)}")
-        return resolved
+    proto, shape = _resolved(model, input_shapes)
 
     counted = {}
     for node in proto.graph.node:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from srexport.errors import SrExportError
 from srexport.models.base import ShapeRules
+from srexport.validation import available_memory
 
 BACKEND_FACTOR = 2.5  # backend work buffers: ONNX Runtime measured 2.1x (PCARN-M) to 2.3x (G-MGBP)
 RAM_FRACTION = 0.5  # of MemAvailable: the default budget on the CPU
@@ -106,20 +107,8 @@ def memory_model(bundle, precision: str = "fp32") -> MemoryModel:
 
 
 def available_ram() -> int:
-    """MemAvailable from /proc/meminfo (psutil where installed), in bytes."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover - neither Linux nor psutil
-        return 4 << 30
+    """Bytes this machine can still allocate (`srexport.validation.available_memory`)."""
+    return available_memory()
 
 
 def free_device_memory() -> int | None:
