@@ -132,3 +132,38 @@ def test_signal_stops_a_folder_run_cleanly(sig, code, name, pcarn_x2, tmp_path):
     # A 48x48 image in 8x8 patches is ~50 patches of well under 0.1 s each on this CPU;
     # the generous bound only catches a run that ignores the signal until the folder ends.
     assert stopped_after < 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_signal_stops_a_ray_folder_run_cleanly(sig, code, name, pcarn_x2, tmp_path):
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'sr-export[ray]'); CI installs it")
+    folder = tmp_path / "in"
+    for i in range(N_IMAGES):
+        write_png(folder / f"img{i:02d}.png", SIZE, SIZE, seed=i)
+    inputs_before = tree_snapshot(folder)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "srexport.cli", "run", str(pcarn_x2), str(folder), "-o", str(out),
+               "--patch", "8", "--overlap", "2", "--quiet", "--backend", "onnxruntime", "--ray", "--ray-workers", "1"]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (out.is_dir() and any(p.suffix == ".png" and not p.name.startswith(".") for p in out.iterdir())):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the Ray run wrote nothing in 180 s"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stdout + stderr
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, stderr
+    written = sorted(out.iterdir())
+    assert all(not p.name.startswith(".") and p.suffix == ".png" for p in written), written
+    assert 1 <= len(written) < N_IMAGES
+    assert f"interrupted by {name}: {len(written)} of {N_IMAGES} images written" in lines[0]
+    for path in written:
+        with Image.open(path) as img:
+            img.load()
+            assert img.size == (2 * SIZE, 2 * SIZE)
+    assert tree_snapshot(folder) == inputs_before

@@ -45,9 +45,9 @@ import numpy as np
 
 from srexport.bundle import load_bundle
 from srexport.errors import ImageError, SrExportError
-from srexport.runtime.backends import BACKENDS
+from srexport.runtime.backends import BACKENDS, resolve_precision
 from srexport.runtime.pipeline import batches, finish, pad_image, pre_upscale, stitcher, to_planes
-from srexport.runtime.runner import describe, output_paths
+from srexport.runtime.runner import Stop, clean_stale_parts, describe, interrupted, output_paths, stop_on_signals
 from srexport.runtime.tiler import TilePlan
 from srexport.runtime.upscaler import Upscaler, load
 
@@ -336,13 +336,17 @@ def ray_upscale(
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
     output = Path(output)
     targets = output_paths([Path(p) for p in inputs], output)
+    clean_stale_parts(targets)
     ray = import_ray()
     options = {k: v for k, v in upscaler_options.items() if v is not None}
     if isinstance(options.get("patch"), int):
         options["patch"] = (options["patch"], options["patch"])
     bundle_path = str(Path(bundle).resolve())
+    loaded = load_bundle(bundle_path)  # a missing or damaged bundle
+    # "auto" is resolved once, on the driver, so that every worker runs the same graph.
+    precision = resolve_precision(loaded, backend, precision).precision
+    loaded.graph_path(precision)  # a missing precision
     job = _Job(bundle_path, backend, precision, options)
-    load_bundle(bundle_path).graph_path(precision)  # a missing or damaged bundle, a missing precision
     job.planner()  # and a bad patch, overlap, window or batch
 
     started = False
@@ -356,17 +360,29 @@ def ray_upscale(
         workers, gpus_per_worker = _cluster_plan(ray, workers, cpus_per_worker, gpus_per_worker)
         if not options.get("threads") and not gpus_per_worker:
             job = _Job(bundle_path, backend, precision, {**options, "threads": max(1, int(cpus_per_worker))})
-        with warnings.catch_warnings():  # Ray Data's notices about its own deprecated context fields
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return _execute(ray, job, [str(Path(p).resolve()) for p in inputs], targets, workers,
-                            cpus_per_worker, gpus_per_worker, quiet, console, report_error)
+        written = _Written()
+        try:
+            # After ray.init, which installs handlers of its own in the driver.
+            with stop_on_signals(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # Ray Data's notices about its own fields
+                return _execute(ray, job, [str(Path(p).resolve()) for p in inputs], targets, workers,
+                                cpus_per_worker, gpus_per_worker, quiet, console, report_error, written)
+        except (Stop, KeyboardInterrupt) as stop:
+            raise interrupted(stop, written.images, targets, output) from None
     finally:
         if started:
             ray.shutdown()
 
 
+@dataclass
+class _Written:
+    """Images written so far (for the line of an interrupted run)."""
+
+    images: int = 0
+
+
 def _execute(ray, job: _Job, paths: list[str], targets: list[Path], workers: int, cpus_per_worker: float,
-             gpus_per_worker: float, quiet: bool, console, report_error) -> RayRunReport:
+             gpus_per_worker: float, quiet: bool, console, report_error, written: _Written) -> RayRunReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
@@ -394,8 +410,10 @@ def _execute(ray, job: _Job, paths: list[str], targets: list[Path], workers: int
                                  override_num_blocks=len(paths))
         ds = ds.flat_map(_split_image, fn_kwargs={"job": job}, num_cpus=0,
                          compute=TaskPoolStrategy(size=max(1, min(workers, 4))))
+        # max_restarts=0: an actor that dies fails its rows with an error line (restarting one
+        # whose constructor arguments live in the object store is unsafe, and Ray says so on stderr).
         ds = ds.map(_PatchWorker, fn_constructor_kwargs={"job": job}, compute=ActorPoolStrategy(size=workers),
-                    num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None)
+                    num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_restarts=0)
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, disable=quiet, transient=False,
@@ -440,6 +458,7 @@ def _execute(ray, job: _Job, paths: list[str], targets: list[Path], workers: int
                     if state.complete:
                         try:
                             written_px += state.write(targets[index])
+                            written.images += 1
                             done_at.append(time.perf_counter() - start)
                             finished.add(index)
                             images.pop(index, None)

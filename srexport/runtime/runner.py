@@ -47,7 +47,7 @@ def clean_stale_parts(targets: list[Path]) -> None:
 _SIGNALS = {getattr(signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
 
 
-class _Stop(BaseException):
+class Stop(BaseException):
     """Raised from a signal handler; unwinds through every `finally` (temporaries go)."""
 
     def __init__(self, signum: int):
@@ -57,7 +57,7 @@ class _Stop(BaseException):
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP raise `_Stop` in the main thread, once; later ones
+    """SIGINT, SIGTERM and SIGHUP raise `Stop` in the main thread, once; later ones
     are ignored while the run cleans up."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -67,7 +67,7 @@ def stop_on_signals() -> Iterator[None]:
     def handler(signum, frame):
         if not fired:
             fired.append(signum)
-            raise _Stop(signum)
+            raise Stop(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in _SIGNALS}
     try:
@@ -129,10 +129,15 @@ def run_images(
                         failures += 1
                         report_error(str(exc))
                     progress.advance(images)
-    except (_Stop, KeyboardInterrupt) as stop:
-        signum = stop.signum if isinstance(stop, _Stop) else signal.SIGINT
-        name = _SIGNALS.get(signum, f"signal {signum}")
-        where = output if len(targets) > 1 else targets[0]
-        raise Interrupted(f"interrupted by {name}: {written} of {len(inputs)} images written to {where} "
-                          f"(each complete; no partial file left)", 128 + int(signum)) from None
+    except (Stop, KeyboardInterrupt) as stop:
+        raise interrupted(stop, written, targets, output) from None
     return failures
+
+
+def interrupted(stop: BaseException, written: int, targets: list[Path], output: Path) -> Interrupted:
+    """The one-line `Interrupted` (exit 128 + signal) of a folder run stopped by `stop`."""
+    signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
+    name = _SIGNALS.get(signum, f"signal {signum}")
+    where = output if len(targets) > 1 else targets[0]
+    return Interrupted(f"interrupted by {name}: {written} of {len(targets)} images written to {where} "
+                       f"(each complete; no partial file left)", 128 + int(signum))
