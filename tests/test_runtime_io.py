@@ -118,3 +118,24 @@ def test_bad_arrays_are_refused(pixel):
         up.upscale(np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(ImageError):
         up.upscale(np.zeros((4, 4, 3), np.int64))
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """A written output is readable by others as any file the user makes (umask), not 0600."""
+    import os
+    import stat
+
+    from srexport.fsutil import atomic_path
+
+    from srexport.fsutil import atomic_directory
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.png") as tmp:
+            tmp.write_bytes(b"x")
+        with atomic_directory(tmp_path / "bundle") as folder:
+            (folder / "manifest.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == 0o755
