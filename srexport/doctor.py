@@ -61,7 +61,7 @@ def check_gpu() -> DoctorCheck:
 
 
 def check_cuda_runtime() -> DoctorCheck:
-    from srexport.tensorrt.lazy import CudaUnavailable, import_cudart
+    from srexport.lazy import CudaUnavailable, import_cudart
 
     try:
         cudart = import_cudart()
@@ -74,7 +74,7 @@ def check_cuda_runtime() -> DoctorCheck:
 
 
 def check_cuda_python() -> DoctorCheck:
-    from srexport.tensorrt.lazy import CudaUnavailable, import_cudart
+    from srexport.lazy import CudaUnavailable, import_cudart
 
     try:
         import_cudart()
@@ -90,7 +90,7 @@ def check_cuda_python() -> DoctorCheck:
 
 
 def check_tensorrt() -> DoctorCheck:
-    from srexport.tensorrt.lazy import TensorRTUnavailable, import_tensorrt
+    from srexport.lazy import TensorRTUnavailable, import_tensorrt
 
     try:
         trt = import_tensorrt()
@@ -123,10 +123,10 @@ def check_openvino() -> DoctorCheck:
     if not available_backends()["openvino"]:
         return DoctorCheck("OpenVINO", False, "not installed (pip install 'sr-export[openvino]': the fastest CPU "
                                               "backend for fp32 and int8, and bf16 on AVX512-BF16/AMX CPUs)")
+    from srexport.lazy import import_openvino
     from srexport.runtime.backends.openvino import core, cpu_capabilities, cpu_name
 
-    import openvino
-
+    openvino = import_openvino()
     core()
     caps = sorted(c for c in cpu_capabilities() if c in ("FP32", "BF16", "FP16", "INT8"))
     return DoctorCheck("OpenVINO", True, f"{openvino.__version__.split('-')[0]}, CPU {cpu_name()}: {', '.join(caps)}")

@@ -39,3 +39,33 @@ class Interrupted(SrExportError):
     def __init__(self, message: str, code: int):
         super().__init__(message)
         self.code = code
+
+
+class DependencyMissing(SrExportError):
+    """An optional package (openvino, ray, tritonclient, matplotlib) is not installed."""
+
+
+class GpuError(SrExportError):
+    """The GPU path cannot run here or failed; callers that can fall back to a CPU backend
+    catch this one base."""
+
+
+class EngineUnavailable(GpuError):
+    """No TensorRT engine can run here (missing library, GPU, engine, or a failed build)."""
+
+
+class TensorRTUnavailable(EngineUnavailable):
+    """The TensorRT Python package (or its `tensorrt.plugin`) or its native libraries are
+    missing or too old."""
+
+
+class CudaUnavailable(EngineUnavailable):
+    """cuda-python, the NVIDIA driver, a GPU or a kernel compiler is missing."""
+
+
+class CudaError(GpuError):
+    """A CUDA runtime, driver or NVRTC call failed on a machine that has a GPU."""
+
+
+class KernelBuildError(SrExportError):
+    """A compiler is missing, or a kernel source does not compile cleanly."""

@@ -14,9 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from srexport.errors import SrExportError
 from srexport.runtime.backends import BACKENDS, open_session
-from srexport.tensorrt import lazy
+from srexport import lazy
 from srexport.tensorrt.builder import build_engines, default_precisions, qdq_incompatibility
-from srexport.tensorrt.lazy import CudaUnavailable, EngineUnavailable, TensorRTUnavailable
+from srexport.lazy import CudaUnavailable, EngineUnavailable, TensorRTUnavailable
 
 from trt_stubs.bundles import toy_bundle
 from trt_stubs.fake import FakeMachine

@@ -37,7 +37,7 @@ MODELS = {
 @pytest.fixture(scope="module")
 def gpu():
     from srexport.tensorrt.builder import engine_environment
-    from srexport.tensorrt.lazy import EngineUnavailable
+    from srexport.lazy import EngineUnavailable
 
     try:
         trt, info = engine_environment()

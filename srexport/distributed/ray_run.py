@@ -45,6 +45,7 @@ import numpy as np
 
 from srexport.bundle import load_bundle
 from srexport.errors import ImageError, SrExportError
+from srexport.lazy import import_ray
 from srexport.runtime.backends import BACKENDS, resolve_precision
 from srexport.runtime.pipeline import batches, finish, pad_image, pre_upscale, stitcher, to_planes
 from srexport.runtime.runner import Stop, clean_stale_parts, describe, interrupted, output_paths, stop_on_signals
@@ -57,16 +58,6 @@ _UPSCALER_OPTIONS = ("patch", "overlap", "window", "batch", "noise", "seed", "th
 # interface; with this switch off, a cluster started here binds to 127.0.0.1 only.
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 ACTOR_START_TIMEOUT_S = 600
-
-
-def import_ray():
-    """The `ray` module, or one clear error saying how to install it."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (Ray Data ships in the `ray[data]` extra)
-    except ImportError as exc:
-        raise SrExportError(f"--ray needs Ray Data ({exc.name} is not installed): {INSTALL_HINT}") from None
-    return ray
 
 
 def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None):

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from srexport.errors import SrExportError
+from srexport.errors import KernelBuildError
 from srexport.fsutil import atomic_path
 
 KERNEL_DIR = Path(__file__).resolve().parent
@@ -44,10 +44,6 @@ NVCC_FLAGS = (
     "-O3", "-std=c++17", "-Werror", "all-warnings",
     "-Xptxas", "-v,-warn-spills,-warn-lmem-usage",
 )
-
-
-class KernelBuildError(SrExportError):
-    """A compiler is missing, or a kernel source does not compile cleanly."""
 
 
 # -- cache ---------------------------------------------------------------------------
@@ -323,14 +319,13 @@ def export_fatbins(dest: str | Path) -> list[Path]:
 
 
 def ptx(name: str, arch: str = PLUGIN_PTX_ARCH) -> str:
-    """PTX text of kernels/<name> for a virtual architecture (nvcc, else NVRTC)."""
+    """PTX text of kernels/<name> for a virtual architecture, by nvcc (without nvcc,
+    `srexport.kernels.cuda.nvrtc_compile(name, arch, ptx=True)` gives it)."""
     if name not in CU_SOURCES:
         raise KernelBuildError(f"unknown kernel source '{name}' (sources: {', '.join(CU_SOURCES)})")
     nvcc = nvcc_path()
     if nvcc is None:
-        from srexport.kernels.cuda import nvrtc_compile
-
-        return nvrtc_compile(name, arch, ptx=True).decode()
+        raise KernelBuildError("nvcc not found (install the CUDA toolkit, or set CUDA_HOME)")
     flags = ["-O3", "-std=c++17", "-Werror", "all-warnings", f"-arch={arch}"]
     key = _digest(_sources_blob((name, *HEADERS)), _tool_version(nvcc), " ".join(flags))
     out = cache_dir() / f"{Path(name).stem}-{key}.ptx"

@@ -36,9 +36,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from srexport.errors import SrExportError
+from srexport.errors import CudaError, CudaUnavailable, KernelBuildError, SrExportError  # noqa: F401  (CudaError: what the calls raise)
 from srexport.kernels import launch
-from srexport.kernels.build import CU_SOURCES, HEADERS, KERNEL_DIR, KernelBuildError, compile_cuda, nvcc_path
+from srexport.kernels.build import CU_SOURCES, HEADERS, KERNEL_DIR, compile_cuda, nvcc_path
+from srexport.lazy import driver_check as _check
+from srexport.lazy import import_cuda_driver as _driver
+from srexport.lazy import import_nvrtc as _nvrtc
 
 NVRTC_PIN = "13.0.88"  # matches nvcc 13.0 (see FACTS.md)
 KERNELS = {
@@ -50,54 +53,6 @@ KERNELS = {
     "srx_vnsc_f32": "srx_vnsc.cu",
     "srx_vnsc_f16": "srx_vnsc.cu",
 }
-
-
-class CudaUnavailable(SrExportError):
-    """cuda-python, the NVIDIA driver, a GPU or a kernel compiler is missing."""
-
-
-class CudaError(SrExportError):
-    """A CUDA driver or NVRTC call failed."""
-
-
-# -- cuda-python, lazily --------------------------------------------------------------
-def _driver():
-    try:
-        from cuda.bindings import driver
-    except ImportError as exc:
-        raise CudaUnavailable(f"cuda-python is not installed (pip install cuda-python): {exc}") from None
-    return driver
-
-
-def _nvrtc():
-    try:
-        from cuda.bindings import nvrtc
-    except ImportError as exc:
-        raise CudaUnavailable(f"cuda-python is not installed (pip install cuda-python): {exc}") from None
-    return nvrtc
-
-
-def _check(result, what: str = "CUDA call"):
-    """Unpack a cuda-python (err, *values) tuple; raise CudaError on failure."""
-    if isinstance(result, tuple):
-        err, values = result[0], result[1:]
-    else:
-        err, values = result, ()
-    if int(err) != 0:
-        name = getattr(err, "name", str(err))
-        try:
-            from cuda.bindings import driver
-
-            if isinstance(err, driver.CUresult):
-                e2, text = driver.cuGetErrorString(err)
-                if int(e2) == 0 and text:
-                    name = f"{name}: {text.decode() if isinstance(text, bytes) else text}"
-        except Exception:  # pragma: no cover - diagnostics only
-            pass
-        raise CudaError(f"{what} failed: {name}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else values
 
 
 def _init_driver():

@@ -25,8 +25,9 @@ functions' annotations as objects.
 import threading
 from typing import List, Tuple, Union
 
-from srexport.errors import SrExportError
+from srexport.errors import TensorRTUnavailable  # noqa: F401  (what register() raises)
 from srexport.kernels import launch
+from srexport.lazy import import_tensorrt_plugin
 
 PLUGIN_NAMESPACE = "srexport"
 PLUGIN_NAME = "VNSC"
@@ -38,10 +39,6 @@ _registered = False
 _ptx_cache: dict = {}
 
 
-class TensorRTUnavailable(SrExportError):
-    """TensorRT (with its `tensorrt.plugin` module) is not installed."""
-
-
 def kernel_name(half: bool) -> str:
     return "srx_vnsc_f16" if half else "srx_vnsc_f32"
 
@@ -50,9 +47,11 @@ def plugin_ptx(arch: str = PTX_ARCH) -> str:
     """PTX of the VN+SC kernels (both dtypes) for `arch`, compiled by nvcc or NVRTC once."""
     with _lock:
         if arch not in _ptx_cache:
-            from srexport.kernels.build import ptx
+            from srexport.kernels.build import nvcc_path, ptx
+            from srexport.kernels.cuda import nvrtc_compile
 
-            _ptx_cache[arch] = ptx("srx_vnsc.cu", arch)
+            source = "srx_vnsc.cu"
+            _ptx_cache[arch] = ptx(source, arch) if nvcc_path() else nvrtc_compile(source, arch, ptx=True).decode()
         return _ptx_cache[arch]
 
 
@@ -60,15 +59,6 @@ def launch_geometry(n: int, h: int, w: int) -> dict:
     """The launch the plugin asks TensorRT for, evaluated for concrete sizes."""
     grid = launch.vnsc_grid(n, h, w)
     return {"grid": grid, "block": launch.VNSC_BLOCK, "shared_mem": 0, "extra_args": (n, h, w)}
-
-
-def _import_tensorrt():
-    try:
-        import tensorrt as trt
-        import tensorrt.plugin as trtp
-    except ImportError as exc:
-        raise TensorRTUnavailable(f"TensorRT with tensorrt.plugin is not installed: {exc}") from None
-    return trt, trtp
 
 
 def register(aot: bool = True, jit: bool = True) -> bool:
@@ -79,7 +69,7 @@ def register(aot: bool = True, jit: bool = True) -> bool:
     with _lock:
         if _registered:
             return False
-        trt, trtp = _import_tensorrt()
+        trt, trtp = import_tensorrt_plugin()
         _define(trt, trtp, aot=aot and hasattr(trtp, "aot_impl"), jit=jit)
         _registered = True
         return True

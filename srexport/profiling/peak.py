@@ -48,18 +48,9 @@ def cpu_name() -> str:
 def cuda_runtime():
     """cuda-python's runtime module (`cuda.bindings.runtime`, or the older `cuda.cudart`),
     or None when cuda-python is not installed."""
-    try:
-        from cuda.bindings import runtime as cudart  # type: ignore
+    from srexport.lazy import cuda_runtime_or_none
 
-        return cudart
-    except Exception:
-        pass
-    try:
-        from cuda import cudart  # type: ignore
-
-        return cudart
-    except Exception:
-        return None
+    return cuda_runtime_or_none()
 
 
 def gpu_name(index: int = 0) -> str | None:

@@ -13,21 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from srexport.errors import SrExportError
+from srexport.lazy import import_pyplot
 
 
 def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SrExportError(
-            "--plot needs matplotlib, which is not installed: pip install matplotlib "
-            "(or pip install 'sr-export[plot]')"
-        ) from None
-    return plt
+    return import_pyplot()
 
 
 def _series(profile: dict) -> dict[str, list[dict]]:

@@ -20,7 +20,7 @@ from typing import Callable
 from srexport.errors import SrExportError
 from srexport.fsutil import atomic_path, sha256_file
 from srexport.tensorrt.keys import ENGINE_DIR, TIMING_CACHE, EngineKey, find_engine
-from srexport.tensorrt.lazy import EngineUnavailable, import_tensorrt
+from srexport.lazy import EngineUnavailable, import_tensorrt
 from srexport.tensorrt.profiles import PatchProfile, manifest_input_shapes, profile_for_manifest
 
 Log = Callable[[str], None]

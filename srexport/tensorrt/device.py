@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from srexport.errors import SrExportError
-from srexport.tensorrt.lazy import CudaUnavailable, check, error_name, import_cudart
+from srexport.lazy import CudaUnavailable, check, error_name, import_cudart
 
 NO_DRIVER = 35  # cudaErrorInsufficientDriver: no driver, or one older than the runtime
 NO_DEVICE = 100  # cudaErrorNoDevice

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srexport.errors import ShapeError
-from srexport.tensorrt.lazy import version_tuple
+from srexport.lazy import version_tuple
 from srexport.tensorrt.profiles import PatchProfile
 
 ENGINE_DIR = "engines"

@@ -19,6 +19,7 @@ import numpy as np
 
 from srexport.bundle import Bundle, Manifest
 from srexport.errors import BundleError, SrExportError
+from srexport.lazy import import_tritonclient
 from srexport.triton.config import MANIFEST_PARAMETER
 
 INSTALL_HINT = "pip install 'sr-export[triton]'"
@@ -28,18 +29,7 @@ _NUMPY = {"FP32": np.float32, "FP16": np.float16, "BF16": np.float32, "FP64": np
 
 def client_module(protocol: str = "grpc"):
     """tritonclient.grpc or tritonclient.http, or one clear error saying how to install it."""
-    if protocol not in ("grpc", "http"):
-        raise SrExportError(f"unknown Triton protocol '{protocol}' (grpc or http)")
-    try:
-        if protocol == "grpc":
-            import tritonclient.grpc as module
-        else:
-            import tritonclient.http as module
-    except (ImportError, RuntimeError) as exc:  # tritonclient raises RuntimeError for a missing extra
-        extra = "grpc" if protocol == "grpc" else "http"
-        raise SrExportError(f"Triton {protocol} client unavailable ({exc}): {INSTALL_HINT} "
-                            f"or pip install 'tritonclient[{extra}]'") from None
-    return module
+    return import_tritonclient(protocol)
 
 
 def _config_dict(client, model: str, version: str) -> dict:

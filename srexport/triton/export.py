@@ -53,7 +53,7 @@ def _pick_engines(bundle: Bundle, precision: str, max_batch: int, warn: Callable
     """{sm: (key, path)}: per GPU architecture, the plan of the newest TensorRT whose profile
     is largest (batch first, then patch edge), among plans built from this bundle's graph."""
     from srexport.tensorrt.keys import ENGINE_DIR, GRAPH_DIGITS, list_engines
-    from srexport.tensorrt.lazy import version_tuple
+    from srexport.lazy import version_tuple
 
     graph = bundle.manifest.files.get(bundle.manifest.precisions[precision].file, "")[:GRAPH_DIGITS]
     chosen: dict = {}

@@ -652,7 +652,7 @@ class FakeMachine:
 
     def install(self, monkeypatch) -> "FakeMachine":
         """Make srexport's lazy imports return the fakes (for this test only)."""
-        from srexport.tensorrt import lazy
+        from srexport import lazy
 
         monkeypatch.setattr(lazy, "_cache", {"tensorrt": self.trt, "cudart": self.cudart})
         return self

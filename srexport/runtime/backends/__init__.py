@@ -10,7 +10,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from srexport.bundle import Bundle
-from srexport.errors import SrExportError
+from srexport.errors import EngineUnavailable, GpuError, SrExportError
 
 BACKENDS = ("auto", "tensorrt", "openvino", "onnxruntime", "torch")
 
@@ -67,12 +67,11 @@ def open_session(
 
         return _noted(OvSession(bundle, precision, threads, batch=batch), "requested", precision)
     if backend == "tensorrt":
-        from srexport.runtime.backends.tensorrt import EngineUnavailable, TrtSession
-        from srexport.tensorrt.lazy import CudaError
+        from srexport.runtime.backends.tensorrt import TrtSession
 
         try:
             session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, log=log)
-        except (EngineUnavailable, CudaError) as exc:
+        except GpuError as exc:
             raise EngineUnavailable(
                 f"the tensorrt backend cannot run here: {exc} (use --backend onnxruntime or auto)"
             ) from None
@@ -100,12 +99,11 @@ def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, lo
 
     passed_over = ""
     if precision in GPU_PRECISIONS:
-        from srexport.runtime.backends.tensorrt import EngineUnavailable, TrtSession
-        from srexport.tensorrt.lazy import CudaError
+        from srexport.runtime.backends.tensorrt import TrtSession
 
         try:
             session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, log=log)
-        except (EngineUnavailable, CudaError) as exc:
+        except GpuError as exc:
             passed_over = f"TensorRT not used: {exc}"
         else:
             return _noted(session, f"auto: TensorRT and a GPU are available; {session.engine_note}", precision)

@@ -44,6 +44,7 @@ import numpy as np
 from srexport.bundle import Bundle
 from srexport.errors import SrExportError
 from srexport.fsutil import sha256_file
+from srexport.lazy import import_openvino
 from srexport.runtime.backends.onnxruntime import physical_threads
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -57,15 +58,6 @@ _core = None
 _core_lock = threading.Lock()
 _compiled: OrderedDict[tuple, object] = OrderedDict()
 _compiled_lock = threading.Lock()
-
-
-def import_openvino():
-    """The `openvino` module, or a one-line SrExportError saying how to install it."""
-    try:
-        import openvino
-    except ImportError:
-        raise SrExportError(f"the openvino backend needs the openvino package: {INSTALL_HINT}") from None
-    return openvino
 
 
 def core():

@@ -42,7 +42,7 @@ import numpy as np
 from srexport.bundle import Bundle
 from srexport.errors import ShapeError, SrExportError
 from srexport.tensorrt.keys import ENGINE_DIR
-from srexport.tensorrt.lazy import CudaError, EngineUnavailable, check, import_cudart
+from srexport.lazy import CudaError, EngineUnavailable, check, import_cudart
 from srexport.tensorrt.profiles import PatchProfile, default_max_batch, profile_for_manifest
 
 __all__ = ["DeviceBatch", "EngineUnavailable", "TrtSession", "engine_directories", "user_engine_cache"]
