@@ -105,7 +105,7 @@ def test_fp16_notes_list_blocked_layers(built):
 
 def test_verify_recomputes_the_recorded_figure(built):
     for precision in ("fp16", "int8"):
-        result = verify_precision(built, None, precision)
+        result = verify_precision(built, precision)
         assert result.ok, result.line()
         recorded = built.manifest.precisions[precision].notes["verify"]["psnr_vs_fp32_db"]
         assert result.value == pytest.approx(recorded, abs=0.01)
@@ -120,7 +120,7 @@ def test_verify_fails_when_the_graph_is_worse_than_recorded(built):
     forged = dataclasses.replace(info, notes={**info.notes, "verify": {"psnr_vs_fp32_db": 90.0}})
     bundle = Bundle(built.root, dataclasses.replace(built.manifest, precisions={**built.manifest.precisions,
                                                                                    "int8": forged}))
-    result = verify_precision(bundle, None, "int8")
+    result = verify_precision(bundle, "int8")
     assert not result.ok and "recorded 90.00" in result.limit
 
 
@@ -197,7 +197,7 @@ def test_critic_graphs_are_measured_on_whole_inputs(tmp_path):
     bundle = export_bundle(TinyCritic(), tmp_path / "critic", identity, precision=PrecisionOptions(fp16=True))
     info = bundle.manifest.precisions["fp16"]
     assert info.psnr_vs_fp32_db is not None and info.psnr_vs_fp32_db > 40
-    result = verify_precision(bundle, None, "fp16")
+    result = verify_precision(bundle, "fp16")
     assert result.ok and math.isfinite(result.value)
 
 
@@ -232,7 +232,7 @@ def test_verify_recomputes_bf16_and_catches_a_forged_figure(built_bf16):
 
     from srexport.bundle import Bundle
 
-    result = verify_precision(built_bf16, None, "bf16")
+    result = verify_precision(built_bf16, "bf16")
     recorded = built_bf16.manifest.precisions["bf16"].notes["verify"]["psnr_vs_fp32_db"]
     assert result.ok and result.value == pytest.approx(recorded, abs=0.01), result.line()
     assert "verification pictures" in result.metric
@@ -241,7 +241,7 @@ def test_verify_recomputes_bf16_and_catches_a_forged_figure(built_bf16):
     bundle = Bundle(built_bf16.root, dataclasses.replace(built_bf16.manifest,
                                                           precisions={"fp32": built_bf16.manifest.precisions["fp32"],
                                                                       "bf16": forged}))
-    assert not verify_precision(bundle, None, "bf16").ok
+    assert not verify_precision(bundle, "bf16").ok
 
 
 def test_bf16_is_refused_off_openvino_and_for_graphs_that_are_not_images(built_bf16, tmp_path):

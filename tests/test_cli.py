@@ -64,7 +64,7 @@ def test_build_run_verify_round_trip(pcarn_bundle, small_png, tmp_path, capsys):
     # The same image through the PyTorch model directly: round(clamp(y) * 255).
     import torch
 
-    from srexport.export.build import model_from_bundle
+    from srexport.export.model_bundle import model_from_bundle
     from srexport.bundle import load_bundle
 
     model = model_from_bundle(load_bundle(pcarn_bundle))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from srexport.export.build import model_from_bundle
+from srexport.export.model_bundle import model_from_bundle
 from srexport.export.verify import TOLERANCE, check_parity, verification_sizes
 from srexport.models import build_model
 

@@ -8,7 +8,7 @@ points at the FP32 file and records how it runs and what it measured:
              "notes": {"backend": "openvino", "inference_precision": "bf16",
                        "measured_with": ..., "psnr_y_loss_vs_fp32_db": ..., "gate": ...}}
 
-Measurement (the same protocol as `srexport.calib.build.measure` for FP16/INT8): every
+Measurement (the same protocol as `srexport.calib.measure.measure` for FP16/INT8): every
 accuracy image goes through the real tiled runtime (`Upscaler`, the bundle's patch and
 overlap, noise W = 0) once with the FP32 graph on ONNX Runtime (the reference) and once in
 BF16; PSNR vs FP32 (outputs clamped to [0, 1], peak 1) and, where the images have ground
@@ -40,6 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from srexport.bundle import Bundle, PrecisionInfo
 from srexport.calib import accuracy as acc
+from srexport.calib.measure import psnr_y_notes, upscaler_for, verify_note
 
 GATE_DB = 0.05  # largest PSNR-Y loss vs FP32 the issue accepts for BF16
 METHODS = ("auto", "openvino", "emulated")
@@ -128,13 +129,6 @@ def resolve_method(method: str) -> str:
     return method
 
 
-def _ort_upscaler(bundle: Bundle, threads: int):
-    from srexport.runtime.backends.onnxruntime import OrtSession
-    from srexport.runtime.upscaler import Upscaler
-
-    return Upscaler(bundle, OrtSession(bundle, "fp32", threads))
-
-
 EMULATED = ("emulated on ONNX Runtime: activations and conv weights rounded to bfloat16 (RNE), "
             "float32 accumulation (no BF16 CPU at hand; errs towards a larger loss)")
 
@@ -158,7 +152,7 @@ def bf16_upscaler(bundle: Bundle, method: str = "auto", threads: int = 0) -> Ite
         manifest = dataclasses.replace(
             bundle.manifest, precisions={"fp32": PrecisionInfo(file="model.bf16-emulated.onnx")}
         )
-        yield _ort_upscaler(Bundle(Path(tmp), manifest), threads), method, EMULATED
+        yield upscaler_for(Bundle(Path(tmp), manifest), "fp32", threads), method, EMULATED
 
 
 def measure_bf16(
@@ -177,14 +171,14 @@ def measure_bf16(
     the build), measured on `images` against the FP32 graph on ONNX Runtime.
 
     Pass the FP32 reference outputs (and their Measurement, for the PSNR-Y of FP32) when the
-    caller already has them (`srexport.calib.build.Reference`) to skip the FP32 pass.
-    `verify`: the build's verification pictures (`srexport.calib.build.verify_inputs`,
+    caller already has them (`srexport.calib.measure.Reference`) to skip the FP32 pass.
+    `verify`: the build's verification pictures (`srexport.calib.measure.verify_inputs`,
     with their FP32 outputs), whose figure `sr-export verify` recomputes, recorded in
     notes["verify"].
     """
     images = list(images)
     if reference_outputs is None:
-        reference_measurement, reference_outputs = acc.compare(_ort_upscaler(bundle, threads), images)
+        reference_measurement, reference_outputs = acc.compare(upscaler_for(bundle, "fp32", threads), images)
     fp32_file = bundle.manifest.precisions["fp32"].file
     with bf16_upscaler(bundle, method, threads) as (upscaler, method, how):
         m, _ = acc.compare(upscaler, images, reference_outputs=reference_outputs)
@@ -200,8 +194,6 @@ def measure_bf16(
         "accuracy_images": description or f"{len(images)} images",
         "psnr_vs_fp32_per_image_db": {n: acc.round_db(x) for n, x in zip(m.names, m.psnr_vs_reference)},
     }
-    from srexport.calib.build import psnr_y_notes, verify_note
-
     if checked is not None:
         notes["verify"] = {**verify_note(checked), "method": method}
     psnr_y = None
@@ -214,6 +206,6 @@ def measure_bf16(
 
 
 def _ov_version() -> str:
-    import openvino
+    from srexport.lazy import import_openvino
 
-    return openvino.__version__.split("-")[0]
+    return import_openvino().__version__.split("-")[0]

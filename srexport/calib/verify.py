@@ -3,7 +3,7 @@ with what the manifest recorded at build time.
 
 The build recorded, in each reduced precision's notes["verify"], the PSNR of that graph's
 output against the FP32 graph's on deterministic synthetic pictures
-(`srexport.calib.build.verify_inputs`), both run through the tiled runtime on ONNX Runtime.
+(`srexport.calib.measure.verify_inputs`), both run through the tiled runtime on ONNX Runtime.
 Here the same pictures go through the bundle's own graphs again.
 
 Tolerance: the recomputed figure must be at least the recorded one minus
@@ -18,19 +18,33 @@ better figure than recorded passes.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from srexport.bundle import Bundle
 from srexport.calib import accuracy as acc
-from srexport.export.verify_bundle import VerifyResult
 
 FALLBACK_FLOOR_DB = {"fp16": 45.0, "bf16": 40.0, "int8": 30.0}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """One line of `sr-export verify`: a precision's figure against its limit."""
+
+    precision: str
+    metric: str
+    value: float
+    limit: str
+    ok: bool
+
+    def line(self) -> str:
+        return f"{self.precision}: {self.metric} {self.value:.4g} ({self.limit})"
 
 
 def recompute(bundle: Bundle, precision: str) -> tuple[float, str]:
     """Mean PSNR (dB) of `precision`'s output vs the FP32 graph's on the verification
     pictures, and how it was computed ("" for a graph of the bundle run on ONNX Runtime;
     for bf16 OpenVINO where the CPU has BF16, else the emulation `srexport.calib.bf16`)."""
-    from srexport.calib.build import upscaler_for, verify_inputs
+    from srexport.calib.measure import upscaler_for, verify_inputs
 
     images = verify_inputs(bundle.manifest.scale)
     reference = upscaler_for(bundle, "fp32")
@@ -46,15 +60,15 @@ def recompute(bundle: Bundle, precision: str) -> tuple[float, str]:
     return measured.mean_psnr_vs_reference, ""
 
 
-def verify_precision(bundle: Bundle, model, precision: str) -> VerifyResult:
+def verify_precision(bundle: Bundle, precision: str) -> VerifyResult:
     """Check one reduced-precision graph of `bundle` against its recorded accuracy."""
-    from srexport.calib.build import VERIFY_TOLERANCE_DB
+    from srexport.calib.measure import VERIFY_TOLERANCE_DB
 
     info = bundle.manifest.precisions[precision]
     metric = "PSNR vs fp32 on the verification pictures (dB)"
     how = ""
     if bundle.manifest.task != "sr":
-        from srexport.calib.build import direct_inputs, direct_psnr
+        from srexport.calib.measure import direct_inputs, direct_psnr
 
         m = bundle.manifest
         value = direct_psnr(bundle.graph_path("fp32"), bundle.graph_path(precision),

@@ -10,7 +10,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from srexport import __version__
 from srexport.bundle import (
     WEIGHTS,
     Bundle,
@@ -21,12 +20,13 @@ from srexport.bundle import (
     write_manifest,
 )
 from srexport.errors import BundleError, ExportError
+from srexport.export.model_bundle import recommended_overlap
 from srexport.export.onnx_export import OPSET, OUTPUT, export_onnx, input_names
 from srexport.export.verify import TOLERANCE, check_parity
 from srexport.fsutil import atomic_directory, sha256_file
+from srexport.version import __version__
 from srexport.calib.options import PrecisionOptions
 from srexport.models import SRModel, load_checkpoint, registry
-from srexport.models.checkpoint import check_state_fits
 from srexport.models.published import resolve_weights
 
 NO_WEIGHTS_WARNING = (
@@ -61,13 +61,6 @@ class BuildRequest:
 def graph_parameters(model: SRModel) -> int:
     """Parameters the exported graph uses (a multi-scale model exports one scale)."""
     return model.graph_parameters()
-
-
-def recommended_overlap(model: SRModel, patch: int) -> int:
-    """Overlap in input pixels: twice the receptive-field radius, at most half a patch."""
-    halo = model.shape_rules().halo
-    overlap = patch // 4 if halo is None else min(2 * halo, patch // 2)
-    return overlap + overlap % 2
 
 
 def _tool_versions() -> dict:
@@ -204,13 +197,3 @@ def _write_plugin_graph(root: Path, graph_file: str, model: SRModel) -> dict:
     name = "model.fp32.plugins.onnx"
     save_onnx(fused, root / name)
     return {"file": name, "plugins": {PLUGIN_ID: count}}
-
-
-def model_from_bundle(bundle: Bundle) -> SRModel:
-    """Rebuild the PyTorch model a bundle was exported from, with its weights."""
-    m = bundle.manifest
-    model = registry.get(m.model).factory(m.variant, m.scale)
-    weights = {k: torch.from_numpy(v) for k, v in bundle.load_weights().items()}
-    check_state_fits(model, weights, f"{bundle.root}/{WEIGHTS}", BundleError)
-    model.load_state_dict(weights, strict=True)
-    return model.eval()

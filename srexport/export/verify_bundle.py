@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from srexport.bundle import load_bundle
-from srexport.export.build import model_from_bundle
+from srexport.calib.verify import VerifyResult, verify_precision
+from srexport.export.model_bundle import model_from_bundle
 from srexport.export.verify import TOLERANCE, check_parity
 from srexport.graphcheck import check_graph
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    precision: str
-    metric: str
-    value: float
-    limit: str
-    ok: bool
-
-    def line(self) -> str:
-        return f"{self.precision}: {self.metric} {self.value:.4g} ({self.limit})"
 
 
 def verify_bundle(path: str | Path) -> list[VerifyResult]:
@@ -37,7 +25,5 @@ def verify_bundle(path: str | Path) -> list[VerifyResult]:
             results.append(VerifyResult(precision, "max abs error vs PyTorch", worst, f"<= {TOLERANCE:g}",
                                         worst <= TOLERANCE))
         else:
-            from srexport.calib.verify import verify_precision
-
-            results.append(verify_precision(bundle, model, precision))
+            results.append(verify_precision(bundle, precision))
     return results

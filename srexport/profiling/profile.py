@@ -261,7 +261,7 @@ def _size_dict(width: int, height: int) -> dict:
 
 
 def _versions() -> dict:
-    from srexport import __version__
+    from srexport.version import __version__
 
     versions = {"sr-export": __version__, "python": platform.python_version(), "numpy": np.__version__}
     for module in ("onnxruntime", "onnx", "torch"):

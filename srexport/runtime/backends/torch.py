@@ -16,7 +16,7 @@ class TorchSession:
     def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int = 0):
         import torch
 
-        from srexport.export.build import model_from_bundle
+        from srexport.export.model_bundle import model_from_bundle
 
         if precision != "fp32":
             raise SrExportError(f"the torch backend runs fp32 only, not {precision}")
