@@ -71,11 +71,9 @@ def check_scale(bundle: Bundle, precision: str, run: Run | None = None) -> None:
     rules = m.shape_rules
     edge = min(rules.legal_at_least(_PROBE_EDGE), rules.legal_at_least(m.patch))
     if run is None:
-        import onnxruntime as ort
+        from srexport.ort import inference_session
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(bundle.graph_path(precision)), options, providers=["CPUExecutionProvider"])
+        session = inference_session(bundle.graph_path(precision))
         run = lambda feeds: session.run(None, feeds)[0]  # noqa: E731
     try:
         out = np.asarray(run(probe_inputs(bundle, edge, edge)))

@@ -30,7 +30,7 @@ from srexport.calib.int8 import (
 from srexport.calib.patches import CalibrationError, sample_patches, synthetic_image, synthetic_set
 from srexport.errors import SrExportError
 from srexport.export.onnx_export import save_onnx, to_onnx_model
-from srexport.export.verify import make_session
+from srexport.ort import inference_session
 from srexport.models.base import NoiseInput, ShapeRules, SRModel
 
 
@@ -225,7 +225,7 @@ def test_fp16_keeps_io_float32_and_computes_in_float16(tiny):
     weights = [i for i in half.graph.initializer if i.name.endswith("weight")]
     assert weights and all(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
     x = probes[0]
-    a, b = make_session(fp32).run(None, x)[0], make_session(half).run(None, x)[0]
+    a, b = inference_session(fp32).run(None, x)[0], inference_session(half).run(None, x)[0]
     assert acc.psnr(np.clip(a, 0, 1), np.clip(b, 0, 1)) > 50
 
 
@@ -247,9 +247,9 @@ def test_fp16_overflow_falls_back_to_fp32(threshold):
     assert notes["finite_on_probes"] and notes["largest_fp32_activation"]["max_abs"] > 65504
     # the written graph: finite and close to FP32, also under faithful float16 storage
     x = probes[0]
-    ref = make_session(fp32).run(None, x)[0]
+    ref = inference_session(fp32).run(None, x)[0]
     for graph in (half, emulate_fp16(fp32, report.blocked)):
-        out = make_session(graph).run(None, x)[0]
+        out = inference_session(graph).run(None, x)[0]
         assert np.isfinite(out).all()
         assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
     assert all(e.finite for e in extremes(emulate_fp16(fp32, report.blocked), probes).values())
@@ -334,7 +334,7 @@ def test_other_calibration_methods(calibrated, method):
     cache = calibrate(path, calib.inputs, method, work / f"{method}.json", work)
     graph = quantize(path, work / f"{method}.onnx", cache, method, [])
     assert all(i.per_channel for i in qdq_structure(graph))
-    out = make_session(graph).run(None, calib.inputs[0])[0]
+    out = inference_session(graph).run(None, calib.inputs[0])[0]
     assert np.isfinite(out).all()
 
 
@@ -377,9 +377,9 @@ def test_pixel_shuffle_moves_to_the_uint8_side_exactly():
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     x = {"x": np.random.default_rng(0).random((1, 8, 5, 6), dtype=np.float32)}
-    before = make_session(model).run(None, x)[0]
+    before = inference_session(model).run(None, x)[0]
     assert commute_dequantize(model) == 1
     onnx.checker.check_model(model)
     d2s = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
     assert d2s.input[0] == "xq"
-    assert np.array_equal(make_session(model).run(None, x)[0], before)
+    assert np.array_equal(inference_session(model).run(None, x)[0], before)

@@ -97,7 +97,7 @@ def _probe_inputs(model, calib: CalibrationSet | None, seed: int) -> tuple[list[
 def build_fp16(model, root: Path, fp32_path: Path, calib: CalibrationSet | None, seed: int) -> tuple[str, dict]:
     from srexport.calib.fp16 import convert_fp16, emulate_fp16
     from srexport.export.onnx_export import save_onnx
-    from srexport.export.verify import make_session
+    from srexport.ort import inference_session
 
     fp32 = onnx.load(str(fp32_path))
     pictures, stress, description = _probe_inputs(model, calib, seed)
@@ -107,8 +107,8 @@ def build_fp16(model, root: Path, fp32_path: Path, calib: CalibrationSet | None,
     notes["probes"] = description
     # what a strongly typed FP16 engine computes (every float16 tensor really rounded),
     # which ONNX Runtime CPU's upcasting hides: PSNR vs FP32 on the probes' pictures
-    emulated = make_session(emulate_fp16(fp32, report.blocked))
-    reference = make_session(fp32)
+    emulated = inference_session(emulate_fp16(fp32, report.blocked))
+    reference = inference_session(fp32)
     names = [i.name for i in reference.get_inputs()]
     figures = []
     for probe in pictures:
@@ -150,11 +150,11 @@ class PatchScorer:
     have ground truth, PSNR-Y loss vs FP32 (shave = scale)."""
 
     def __init__(self, fp32_path: Path, patches: CalibrationSet, scale: int):
-        from srexport.export.verify import make_session
+        from srexport.ort import inference_session
 
         self.patches = patches
         self.scale = scale
-        session = make_session(fp32_path)
+        session = inference_session(fp32_path)
         self.names = [i.name for i in session.get_inputs()]
         self.reference = [session.run(None, self._feed(p))[0][0] for p in patches.inputs]
         self.truth = all(t is not None for t in patches.targets) and bool(patches.targets)
@@ -168,9 +168,9 @@ class PatchScorer:
         return acc.mean_finite(values)
 
     def score(self, graph_path: Path) -> tuple[float, float | None]:
-        from srexport.export.verify import make_session
+        from srexport.ort import inference_session
 
-        session = make_session(graph_path)
+        session = inference_session(graph_path)
         outputs = [session.run(None, self._feed(p))[0][0] for p in self.patches.inputs]
         vs = acc.mean_finite(
             acc.psnr(np.clip(r, 0, 1), np.clip(o, 0, 1)) for r, o in zip(self.reference, outputs)

@@ -68,12 +68,12 @@ def is_image_graph(model, fp32_path: Path) -> bool:
     """Does the graph map an image to an RGB image of output_scale x its size (an SR
     network, measured through the tiled runtime), or to something else (a critic's score
     map, measured on whole inputs by `direct_psnr`)?"""
-    from srexport.export.verify import make_session
+    from srexport.ort import inference_session
 
     rules = model.shape_rules()
     size = rules.legal_at_least(max(rules.min_size, 16))
     inputs = [t.numpy() for t in model.example_inputs(1, size, size)]
-    session = make_session(fp32_path)
+    session = inference_session(fp32_path)
     out = session.run(None, dict(zip([i.name for i in session.get_inputs()], inputs)))[0]
     s = rules.output_scale
     return out.ndim == 4 and out.shape[1] == 3 and out.shape[2:] == (s * size, s * size)
@@ -95,9 +95,9 @@ def direct_inputs(rules, noise_inputs, count: int = VERIFY_IMAGES) -> list[dict[
 def direct_psnr(reference_path: Path, test_path: Path, inputs: list[dict[str, np.ndarray]]) -> float:
     """PSNR of a graph's raw outputs vs the reference graph's, peak = the reference
     outputs' value range (for outputs that are not images)."""
-    from srexport.export.verify import make_session
+    from srexport.ort import inference_session
 
-    ref, test = make_session(reference_path), make_session(test_path)
+    ref, test = inference_session(reference_path), inference_session(test_path)
     names = [i.name for i in ref.get_inputs()]
     a = np.concatenate([ref.run(None, {n: x[n] for n in names})[0].ravel() for x in inputs])
     b = np.concatenate([test.run(None, {n: x[n] for n in names})[0].ravel() for x in inputs])

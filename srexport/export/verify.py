@@ -10,6 +10,7 @@ import onnx
 import torch
 
 from srexport.models.base import ShapeRules, SRModel
+from srexport.ort import inference_session
 from srexport.runtime.padding import pad_to_legal
 
 TOLERANCE = 1e-4
@@ -33,23 +34,13 @@ def verification_sizes(rules: ShapeRules) -> list[tuple[int, int]]:
     return [(square, square), (tall, square), odd]
 
 
-def make_session(graph: onnx.ModelProto | str | Path, threads: int = 0):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    data = graph.SerializeToString() if isinstance(graph, onnx.ModelProto) else str(graph)
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-
 def check_parity(
     model: SRModel, graph: onnx.ModelProto | str | Path, sizes: list[tuple[int, int]] | None = None
 ) -> list[ParityCheck]:
     """Run torch and ONNX Runtime on the same inputs; return the max abs error per size."""
     model = model.eval()
     rules = model.shape_rules()
-    session = make_session(graph)
+    session = inference_session(graph)
     names = [i.name for i in session.get_inputs()]
     checks = []
     for height, width in sizes or verification_sizes(rules):

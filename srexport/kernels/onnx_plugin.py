@@ -224,15 +224,12 @@ def _region_model(model: onnx.ModelProto, match: VnscMatch) -> onnx.ModelProto:
 def verify_match(model: onnx.ModelProto, match: VnscMatch, sizes=((1, 21, 37), (2, 16, 16))) -> float:
     """Run the matched subgraph with ONNX Runtime against the PyTorch VNSC; return the
     largest error relative to max(|reference|, 1)."""
-    import onnxruntime as ort
     import torch
 
     from srexport.models.discriminator import VNSC
+    from srexport.ort import inference_session
 
-    sess_opts = ort.SessionOptions()
-    sess_opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(_region_model(model, match).SerializeToString(), sess_opts,
-                                   providers=["CPUExecutionProvider"])
+    session = inference_session(_region_model(model, match), threads=1)
     reference = VNSC().eval()
     rng = np.random.default_rng(0)
     worst = 0.0

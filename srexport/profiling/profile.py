@@ -181,18 +181,11 @@ def patch_inputs(manifest, batch: int, height: int, width: int, noise: float, se
 def ort_op_times(graph_path: Path, providers: list[str], threads: int, inputs: dict, runs: int = 3) -> dict:
     """Per-op-type time of `runs` calls (after one unrecorded warm-up call) from ONNX
     Runtime's own profiler on a second session with the same providers and threads."""
-    import onnxruntime as ort
+    from srexport.ort import inference_session
 
     with tempfile.TemporaryDirectory(prefix="srx-ortprof-") as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(tmp, "ort")
-        session = ort.InferenceSession(str(graph_path), options, providers=providers)
+        session = inference_session(graph_path, threads=threads, providers=providers, sequential=True,
+                                    profile_prefix=os.path.join(tmp, "ort"))
         feed = {i.name: inputs[i.name] for i in session.get_inputs()}
         for _ in range(1 + runs):
             session.run(None, feed)

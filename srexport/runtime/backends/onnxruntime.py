@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from srexport.bundle import Bundle
+from srexport.ort import inference_session
 
 _PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -25,15 +26,10 @@ class OrtSession:
     def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int = 0, providers: list[str] | None = None):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or physical_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
         available = set(ort.get_available_providers())
         chosen = providers or [p for p in _PREFERRED if p in available]
-        self._session = ort.InferenceSession(str(bundle.graph_path(precision)), options, providers=chosen)
+        self._session = inference_session(bundle.graph_path(precision), threads=threads or physical_threads(),
+                                          providers=chosen, sequential=True)
         self.providers = self._session.get_providers()
         self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"
         self.input_names = [i.name for i in self._session.get_inputs()]
