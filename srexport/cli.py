@@ -128,24 +128,15 @@ def build_cmd(
     max_batch: Annotated[Optional[int], typer.Option(help="Largest batch a TensorRT engine accepts.")] = None,
 ) -> None:
     """Export a checkpoint to a verified bundle (manifest + ONNX graphs)."""
-    from srexport.calib.options import CALIB_METHODS, PrecisionOptions
+    from srexport.calib.options import PrecisionOptions
     from srexport.export.build import BuildRequest, EngineOptions, build_bundle
 
     check_options(patch=patch, calib_patches=calib_patches, seed=seed, max_patch=max_patch, max_batch=max_batch)
-    if int8 and calib_dir is None:
-        fail("--int8 needs --calib-dir DIR (a folder of representative images)")
-    for folder, flag in ((calib_dir, "--calib-dir"), (eval_dir, "--eval-dir")):
-        if folder is not None and not folder.is_dir():
-            fail(f"{flag} {folder} is not a folder")
-    if calib_method not in CALIB_METHODS:
-        fail(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got '{calib_method}'")
-    if calib_patches < 1:
-        fail("--calib-patches must be >= 1")
+    options = PrecisionOptions(fp16, int8, calib_dir, calib_patches, calib_method, seed, eval_dir, bf16)
     if device not in ("auto", "cpu", "cuda"):
         fail(f"--device must be auto, cpu or cuda, got '{device}'")
     if not 0 <= opt_level <= 5:
         fail(f"--opt-level must be between 0 and 5, got {opt_level}")
-    options = PrecisionOptions(fp16, int8, calib_dir, calib_patches, calib_method, seed, eval_dir, bf16)
     engines = EngineOptions(opt_level=opt_level, max_patch=max_patch, max_batch=max_batch, device=device)
     request = BuildRequest(model=model, variant=variant, scale=scale, weights=weights, out=out_dir, patch=patch,
                            precision=options, plugins=plugins, engines=engines)

@@ -29,6 +29,10 @@ class ExportError(SrExportError):
     """Export or verification of a graph failed."""
 
 
+class CalibrationError(SrExportError):
+    """A calibration or evaluation folder, or a precision option, that cannot be used."""
+
+
 class OptionError(SrExportError, ValueError):
     """A numeric option or API parameter out of its type or range."""
 

@@ -164,7 +164,7 @@ def test_int8_calibration_is_deterministic_end_to_end(folders, tmp_path):
 
 
 def test_bad_precision_requests_fail_with_one_line(folders, tmp_path):
-    with pytest.raises(CalibrationError, match="calibration folder"):
+    with pytest.raises(CalibrationError, match="--int8 needs --calib-dir"):
         build_precisions_only(tmp_path / "a", PrecisionOptions(int8=True))
     empty = tmp_path / "empty"
     empty.mkdir()

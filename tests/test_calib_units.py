@@ -383,3 +383,21 @@ def test_pixel_shuffle_moves_to_the_uint8_side_exactly():
     d2s = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
     assert d2s.input[0] == "xq"
     assert np.array_equal(inference_session(model).run(None, x)[0], before)
+
+
+# -- the options, checked when made ---------------------------------------------------------
+def test_precision_options_refuse_bad_requests_with_the_flag_users_typed(tmp_path):
+    from srexport.calib.options import PrecisionOptions
+
+    cases = [
+        (dict(int8=True), "--int8 needs --calib-dir DIR (a folder of representative images)"),
+        (dict(calib_dir=tmp_path / "missing"), f"--calib-dir {tmp_path / 'missing'} is not a folder"),
+        (dict(eval_dir=tmp_path / "nope"), f"--eval-dir {tmp_path / 'nope'} is not a folder"),
+        (dict(calib_method="magic"), "--calib-method must be one of entropy, percentile, minmax, got 'magic'"),
+        (dict(calib_patches=0), "--calib-patches must be >= 1"),
+    ]
+    for fields, message in cases:
+        with pytest.raises(CalibrationError) as info:
+            PrecisionOptions(**fields)
+        assert str(info.value) == message
+    assert PrecisionOptions(int8=True, calib_dir=tmp_path).calib_dir == tmp_path

@@ -58,7 +58,7 @@ from srexport.calib.measure import (
     runtime_bundle,
     verify_inputs,
 )
-from srexport.calib.options import CALIB_METHODS, PrecisionOptions
+from srexport.calib.options import PrecisionOptions
 from srexport.calib.patches import CalibrationError, CalibrationSet, sample_patches, synthetic_set
 from srexport.profiling.flops import node_macs
 
@@ -306,26 +306,12 @@ def _torch_error(model, graph: Path) -> float | None:
 
 
 # -- entry point ----------------------------------------------------------------------------
-def _check(options: PrecisionOptions) -> None:
-    if options.calib_method not in CALIB_METHODS:
-        raise CalibrationError(f"calibration method must be one of {', '.join(CALIB_METHODS)}, "
-                               f"got '{options.calib_method}'")
-    if options.calib_patches < 1:
-        raise CalibrationError(f"calibration needs at least one patch, got {options.calib_patches}")
-    if options.int8 and options.calib_dir is None:
-        raise CalibrationError("INT8 needs a calibration folder (--calib-dir DIR of representative images)")
-    for folder, what in ((options.calib_dir, "calibration"), (options.eval_dir, "evaluation")):
-        if folder is not None and not Path(folder).is_dir():
-            raise CalibrationError(f"{what} folder {folder} is not a folder")
-
-
 def build_precisions(
     model, bundle_dir: Path, fp32_file: str, options: PrecisionOptions, warn: Warn | None = None
 ) -> dict[str, PrecisionInfo]:
     """Write model.fp16.onnx / model.int8.onnx (+ model.int8.tensorrt.onnx) into
     `bundle_dir` as `options` asks and return their PrecisionInfo (see the module docstring)."""
     warn = warn or _stderr
-    _check(options)
     root = Path(bundle_dir)
     fp32_path = root / fp32_file
     model = model.eval()

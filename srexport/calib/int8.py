@@ -158,7 +158,8 @@ def _calibrated_tensors(model: onnx.ModelProto) -> list[str]:
 
 
 def _range_pass(model, tensors, samples, top_fraction: float, threads: int):
-    from srexport.calib.fp16 import instrumented_session, place_after_producers
+    from srexport.calib.fp16 import instrumented_session
+    from srexport.onnx_passes import place_after_producers
 
     """One pass over `samples` with, computed inside the graph for every tensor: min, max,
     element count and (when top_fraction > 0) the ceil(top_fraction * count) largest |x|.
@@ -430,7 +431,7 @@ def commute_dequantize(model: onnx.ModelProto, ops: Sequence[str] = MOVEMENT_OPS
                                                  name=f"{node.name}_dequantize")]
         moved += 1
     if moved:
-        from srexport.calib.fp16 import place_after_producers, remove_dead_nodes
+        from srexport.onnx_passes import place_after_producers, remove_dead_nodes
 
         place_after_producers(graph, additions)
         remove_dead_nodes(model)

@@ -41,17 +41,13 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from srexport.errors import ImageError, SrExportError
+from srexport.errors import CalibrationError, ImageError
 
 CALIB_PATCH = 48
 FLAT_STD = 0.04  # about 10 grey levels of luma standard deviation
 FLAT_KEEP = 0.1
 MAX_TRIES = 64
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-class CalibrationError(SrExportError):
-    """A calibration or evaluation folder that cannot be used."""
 
 
 @dataclass

@@ -1,0 +1,62 @@
+"""Generic passes over ONNX graphs, in place: dead-node removal, topological ordering,
+inserting nodes right after a tensor's producer. The precision builds (FP16 conversion,
+INT8 QDQ placement, calibration probes) are written on top of them."""
+
+from __future__ import annotations
+
+import onnx
+
+
+def place_after_producers(graph: onnx.GraphProto, after: dict[str, list]) -> None:
+    """Insert each list of nodes `after[tensor]` right after the node producing `tensor`
+    (at the start for graph inputs), keeping the graph topologically ordered."""
+    after = dict(after)
+    inputs = {i.name for i in graph.input}
+    ordered = [n for t in list(after) if t in inputs for n in after.pop(t)]
+    for node in list(graph.node):
+        ordered.append(node)
+        for out in node.output:
+            ordered.extend(after.pop(out, []))
+    ordered.extend(n for nodes in after.values() for n in nodes)
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def remove_dead_nodes(model: onnx.ModelProto) -> None:
+    """Drop nodes and initializers that no graph output depends on."""
+    graph = model.graph
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(node.input)
+    keep.reverse()
+    del graph.node[:]
+    graph.node.extend(keep)
+    unused = [i for i in graph.initializer if i.name not in needed]
+    for init in unused:
+        graph.initializer.remove(init)
+
+
+def topological_sort(model: onnx.ModelProto) -> None:
+    """Order the graph's nodes so every input is produced before it is read (the float16
+    converter appends the casts around blocked nodes at the end); stable otherwise."""
+    graph = model.graph
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            missing = sorted({i for n in rest for i in n.input if i not in available})
+            raise ValueError(f"graph has a cycle or undefined inputs: {missing[:3]}")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
