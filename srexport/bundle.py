@@ -26,6 +26,77 @@ WEIGHTS = "weights.npz"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which registered network, variant and scale a bundle holds ("sr" or "critic")."""
+
+    model: str
+    variant: str
+    scale: int
+    task: str = "sr"
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """The checkpoint a bundle's weights came from; `shipped`, `licence` and `source` only
+    for a checkpoint shipped with sr-export (left out of the JSON otherwise)."""
+
+    file: str
+    sha256: str
+    shipped: str | None = None
+    licence: str | None = None
+    source: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k in ("file", "sha256")}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CheckpointRecord":
+        _keys(data, ("file", "sha256"), ("shipped", "licence", "source"), "checkpoint.")
+        for key, value in data.items():
+            if value is not None and not isinstance(value, str):
+                raise BundleError(f"{_where('checkpoint.' + key)} must be a string, got {_kind(value)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    """The FP32 graph against PyTorch on one input size (`padded`: the size needed padding)."""
+
+    height: int
+    width: int
+    padded: bool
+    max_abs_error: float
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ParityCheck":
+        if not isinstance(data, dict):
+            raise BundleError(f"{_where('verification')} must hold objects, got {_kind(data)}")
+        _keys(data, tuple(f.name for f in dataclasses.fields(cls)), (), "verification[].")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class VerifyNote:
+    """The build-to-verify contract, notes["verify"] of a reduced precision: its PSNR vs
+    FP32 on `inputs`, which `sr-export verify` recomputes and accepts down to
+    `psnr_vs_fp32_db - tolerance_db`; `method`: how BF16 was computed."""
+
+    inputs: str
+    psnr_vs_fp32_db: float | None
+    tolerance_db: float
+    method: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k != "method"}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "VerifyNote":
+        """Lenient: a note written by hand or by an older build may lack fields."""
+        return cls(inputs=str(data.get("inputs", "")), psnr_vs_fp32_db=data.get("psnr_vs_fp32_db"),
+                   tolerance_db=float(data.get("tolerance_db", 1.0)), method=data.get("method"))
+
+
 @dataclass
 class PrecisionInfo:
     """One graph of the bundle and what was measured about it."""
@@ -35,6 +106,11 @@ class PrecisionInfo:
     psnr_vs_fp32_db: float | None = None
     psnr_y_db: float | None = None
     notes: dict = field(default_factory=dict)
+
+    def verify_note(self) -> VerifyNote | None:
+        """notes["verify"] as a `VerifyNote`, or None when the build recorded none."""
+        note = (self.notes or {}).get("verify")
+        return VerifyNote.from_json(note) if isinstance(note, dict) else None
 
 
 @dataclass
@@ -53,17 +129,23 @@ class Manifest:
     overlap: int
     precisions: dict[str, PrecisionInfo]
     files: dict[str, str] = field(default_factory=dict)
-    checkpoint: dict | None = None
+    checkpoint: CheckpointRecord | None = None
     tools: dict = field(default_factory=dict)
-    verification: list[dict] = field(default_factory=list)
+    verification: list[ParityCheck] = field(default_factory=list)
     plugin_graph: dict | None = None
     value_range: tuple[float, float] = (0.0, 1.0)
     channel_order: str = "RGB"
     layout: str = "NCHW"
     format_version: int = FORMAT_VERSION
 
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(self.model, self.variant, self.scale, self.task)
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+        data = dataclasses.asdict(self)
+        data["checkpoint"] = self.checkpoint.to_json() if self.checkpoint is not None else None
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
@@ -78,6 +160,9 @@ class Manifest:
         data["shape_rules"] = ShapeRules.from_dict(data["shape_rules"])
         data["noise_inputs"] = [NoiseInput(**n) for n in data["noise_inputs"]]
         data["precisions"] = {k: PrecisionInfo(**v) for k, v in data["precisions"].items()}
+        if data.get("checkpoint") is not None:
+            data["checkpoint"] = CheckpointRecord.from_json(data["checkpoint"])
+        data["verification"] = [ParityCheck.from_json(c) for c in data.get("verification", [])]
         if "value_range" in data:
             data["value_range"] = tuple(data["value_range"])
         return cls(**data)

@@ -130,6 +130,7 @@ def build_cmd(
     """Export a checkpoint to a verified bundle (manifest + ONNX graphs)."""
     from srexport.calib.options import PrecisionOptions
     from srexport.export.build import BuildRequest, EngineOptions, build_bundle
+    from srexport.tensorrt.builder import engine_records
 
     check_options(patch=patch, calib_patches=calib_patches, seed=seed, max_patch=max_patch, max_batch=max_batch)
     options = PrecisionOptions(fp16, int8, calib_dir, calib_patches, calib_method, seed, eval_dir, bf16)
@@ -146,9 +147,9 @@ def build_cmd(
     out.print(f"[green]built[/] {bundle.root}  ({m.model} {m.variant} x{m.scale}, {m.params:,} parameters)",
               highlight=False)
     if m.checkpoint is not None:
-        source = (f"the shipped checkpoint {m.checkpoint['shipped']} ({m.checkpoint['licence']})"
-                  if m.checkpoint.get("shipped") else m.checkpoint["file"])
-        out.print(f"  weights: {source}, sha256 {m.checkpoint['sha256'][:12]}", highlight=False, markup=False)
+        source = (f"the shipped checkpoint {m.checkpoint.shipped} ({m.checkpoint.licence})"
+                  if m.checkpoint.shipped else m.checkpoint.file)
+        out.print(f"  weights: {source}, sha256 {m.checkpoint.sha256[:12]}", highlight=False, markup=False)
     for name, info in m.precisions.items():
         figures = [f"{label} {value:{fmt}}" for label, value, fmt in (
             ("max error vs PyTorch", info.max_abs_error_vs_torch, ".2e"),
@@ -160,12 +161,12 @@ def build_cmd(
         out.print(f"  {info.file}{runs_as}: {', '.join(figures)}", highlight=False)
         if "accuracy_images" in notes and info.psnr_vs_fp32_db is not None:
             out.print(f"    PSNR measured on {notes['accuracy_images']}", highlight=False, markup=False)
-        check = notes.get("verify", {})
-        if check.get("psnr_vs_fp32_db") is not None and check.get("inputs") != notes.get("accuracy_images"):
-            out.print(f"    verify figure: PSNR vs fp32 {check['psnr_vs_fp32_db']:.2f} on {check['inputs']}",
+        check = info.verify_note()
+        if check is not None and check.psnr_vs_fp32_db is not None and check.inputs != notes.get("accuracy_images"):
+            out.print(f"    verify figure: PSNR vs fp32 {check.psnr_vs_fp32_db:.2f} on {check.inputs}",
                       highlight=False, markup=False)
-    for engine in m.tools.get("tensorrt_engines", []):
-        out.print(f"  {engine['line']}", highlight=False, markup=False, soft_wrap=True)
+    for engine in engine_records(m):
+        out.print(f"  {engine.line()}", highlight=False, markup=False, soft_wrap=True)
     if m.plugin_graph:
         fused = ", ".join(f"{count} x {op}" for op, count in m.plugin_graph["plugins"].items())
         out.print(f"  {m.plugin_graph['file']}: {fused} (TensorRT plugin graph)", highlight=False)

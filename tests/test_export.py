@@ -35,9 +35,9 @@ def test_every_family_exports_with_dynamic_shapes_and_parity(bundle_factory, nam
     assert manifest.inputs == ["image", *(n.name for n in model.noise_inputs)]
     assert manifest.shape_rules.is_legal(manifest.patch)
     # The build verified three sizes (a square, a non-square, one needing padding) ...
-    sizes = [(c["height"], c["width"]) for c in manifest.verification]
+    sizes = [(c.height, c.width) for c in manifest.verification]
     assert len(sizes) == 3 and any(h != w for h, w in sizes)
-    assert max(c["max_abs_error"] for c in manifest.verification) <= TOLERANCE
+    assert max(c.max_abs_error for c in manifest.verification) <= TOLERANCE
     # ... and an independent re-check on other sizes and a batch of two agrees.
     rules = manifest.shape_rules
     other = rules.legal_at_least(verification_sizes(rules)[1][0] + 3 * rules.multiple_of)

@@ -195,7 +195,7 @@ def measure_bf16(
         "psnr_vs_fp32_per_image_db": {n: acc.round_db(x) for n, x in zip(m.names, m.psnr_vs_reference)},
     }
     if checked is not None:
-        notes["verify"] = {**verify_note(checked), "method": method}
+        notes["verify"] = verify_note(checked, method).to_json()
     psnr_y = None
     if m.psnr_y:
         psnr_y, loss, y_notes = psnr_y_notes(m, reference_measurement, loss_digits=4)

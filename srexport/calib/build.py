@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from srexport.bundle import PrecisionInfo
+from srexport.bundle import PrecisionInfo, VerifyNote
 from srexport.calib import accuracy as acc
 from srexport.calib.measure import (
     VERIFY_TOLERANCE_DB,
@@ -334,11 +334,11 @@ def build_precisions(
         for precision in ("fp16", "int8"):
             if precision in files:
                 value = acc.round_db(direct_psnr(fp32_path, root / files[precision], inputs))
-                verify = {"inputs": f"{len(inputs)} synthetic whole inputs, peak = FP32 output range",
-                          "psnr_vs_fp32_db": value, "tolerance_db": VERIFY_TOLERANCE_DB}
+                verify = VerifyNote(f"{len(inputs)} synthetic whole inputs, peak = FP32 output range", value,
+                                    VERIFY_TOLERANCE_DB)
                 results[precision] = PrecisionInfo(files[precision], psnr_vs_fp32_db=value,
-                                                   notes={**notes[precision], "verify": verify,
-                                                          "accuracy_images": verify["inputs"]})
+                                                   notes={**notes[precision], "verify": verify.to_json(),
+                                                          "accuracy_images": verify.inputs})
         return results
     bundle = runtime_bundle(model, root, files)
     reference = Reference(bundle, accuracy.images, verify_inputs(int(model.scale)))

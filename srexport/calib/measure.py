@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from srexport.bundle import Bundle, Manifest, PrecisionInfo
+from srexport.bundle import Bundle, Manifest, PrecisionInfo, VerifyNote
 from srexport.calib import accuracy as acc
 from srexport.calib.options import PrecisionOptions
 from srexport.calib.patches import synthetic_image
@@ -150,11 +150,10 @@ class Reference:
         return self._verify_outputs
 
 
-def verify_note(measured: acc.Measurement) -> dict:
+def verify_note(measured: acc.Measurement, method: str | None = None) -> VerifyNote:
     """notes["verify"] of a precision: its PSNR vs FP32 on `verify_inputs`, which
     `sr-export verify` recomputes."""
-    return {"inputs": VERIFY_DESCRIPTION, "psnr_vs_fp32_db": acc.round_db(measured.mean_psnr_vs_reference),
-            "tolerance_db": VERIFY_TOLERANCE_DB}
+    return VerifyNote(VERIFY_DESCRIPTION, acc.round_db(measured.mean_psnr_vs_reference), VERIFY_TOLERANCE_DB, method)
 
 
 def psnr_y_notes(measured: acc.Measurement, fp32: acc.Measurement | None, loss_digits: int = 3
@@ -180,7 +179,7 @@ def measure(reference: Reference, precision: str, accuracy: AccuracySet) -> tupl
     notes = {
         "accuracy_images": accuracy.description,
         "psnr_vs_fp32_per_image_db": {n: acc.round_db(x) for n, x in zip(m.names, m.psnr_vs_reference)},
-        "verify": verify_note(v),
+        "verify": verify_note(v).to_json(),
     }
     psnr_y = None
     if accuracy.has_truth:

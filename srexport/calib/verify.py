@@ -78,7 +78,8 @@ def verify_precision(bundle: Bundle, precision: str) -> VerifyResult:
         if how:
             metric = f"PSNR vs fp32 on the verification pictures, {how} (dB)"
     shown = min(value, acc.PSNR_CAP_DB) if not math.isnan(value) else value
-    recorded = (info.notes or {}).get("verify", {}).get("psnr_vs_fp32_db")
+    note = info.verify_note()
+    recorded = note.psnr_vs_fp32_db if note is not None else None
     if recorded is None:
         floor = FALLBACK_FLOOR_DB.get(precision, 30.0)
         return VerifyResult(precision, metric, shown, f">= {floor:g} (no figure recorded at build)",

@@ -13,7 +13,9 @@ import torch
 from srexport.bundle import (
     WEIGHTS,
     Bundle,
+    CheckpointRecord,
     Manifest,
+    ModelIdentity,
     PrecisionInfo,
     load_bundle,
     save_weights,
@@ -94,14 +96,15 @@ def build_bundle(request: BuildRequest, warn: Callable[[str], None] = print) -> 
     weights = resolve_weights(entry.name, request.weights)
     if weights.path is not None:
         load_checkpoint(model, weights.path)
-        checkpoint = {"file": weights.path.name, "sha256": sha256_file(weights.path)}
-        if weights.shipped is not None:
-            checkpoint |= {"shipped": weights.shipped.name, "licence": weights.shipped.licence,
-                           "source": weights.shipped.source}
+        shipped = weights.shipped
+        checkpoint = CheckpointRecord(weights.path.name, sha256_file(weights.path),
+                                      shipped=shipped.name if shipped else None,
+                                      licence=shipped.licence if shipped else None,
+                                      source=shipped.source if shipped else None)
     else:
         warn(NO_WEIGHTS_WARNING.format(name=entry.name))
     out = Path(request.out) if request.out else default_out_dir(entry.name, variant, scale)
-    identity = {"model": entry.name, "variant": variant, "scale": scale, "task": entry.task}
+    identity = ModelIdentity(entry.name, variant, scale, entry.task)
     return export_bundle(model, out, identity, checkpoint, request.patch, request.precision, request.plugins,
                          request.engines, warn)
 
@@ -109,8 +112,8 @@ def build_bundle(request: BuildRequest, warn: Callable[[str], None] = print) -> 
 def export_bundle(
     model: SRModel,
     out: Path,
-    identity: dict,
-    checkpoint: dict | None = None,
+    identity: ModelIdentity | dict,
+    checkpoint: CheckpointRecord | None = None,
     patch: int | None = None,
     precision: PrecisionOptions | None = None,
     plugins: bool = False,
@@ -119,13 +122,16 @@ def export_bundle(
 ) -> Bundle:
     """Export `model` into a verified bundle at `out` (atomically replacing it).
 
-    `identity` holds the registry's model, variant, scale and task. With `plugins`, a
+    `identity`: the registry's model, variant, scale and task (a `ModelIdentity`, or a
+    dict of those fields). With `plugins`, a
     second graph keeps layers that have a TensorRT plugin (VN+SC) fused as one node;
     model.fp32.onnx keeps the standard-op decomposition every backend runs.
     """
     model = model.eval()
+    if not isinstance(identity, ModelIdentity):
+        identity = ModelIdentity(**identity)
     if plugins:
-        require_plugin_layers(model, identity["model"])
+        require_plugin_layers(model, identity.model)
     rules = model.shape_rules()
     patch = rules.legal_at_least(patch) if patch else model.recommended_patch()
     out = Path(out)
@@ -149,7 +155,10 @@ def export_bundle(
 
                 precisions.update(build_precisions(model, tmp, graph_file, precision))
             manifest = Manifest(
-                **identity,
+                model=identity.model,
+                variant=identity.variant,
+                scale=identity.scale,
+                task=identity.task,
                 input_kind=model.input_kind,
                 params=graph_parameters(model),
                 inputs=input_names(model),
@@ -161,7 +170,7 @@ def export_bundle(
                 precisions=precisions,
                 checkpoint=checkpoint,
                 tools=_tool_versions(),
-                verification=[c.__dict__ for c in checks],
+                verification=checks,
                 plugin_graph=plugin_graph,
             )
             if engines is not None and engines.device != "cpu":
@@ -169,7 +178,7 @@ def export_bundle(
 
                 results = build_engines(tmp, manifest, None, engines.opt_level, engines.max_patch, log=log,
                                         max_batch=engines.max_batch, device=engines.device)
-                manifest.tools["tensorrt_engines"] = [r.to_dict() | {"line": r.line()} for r in results]
+                manifest.tools["tensorrt_engines"] = [r.record().to_json() for r in results]
             write_manifest(tmp, manifest)
     except PermissionError as exc:
         raise BundleError(f"cannot write bundle to {out}: {exc.strerror}") from None

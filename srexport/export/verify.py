@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
+from srexport.bundle import ParityCheck
 from srexport.models.base import ShapeRules, SRModel
 from srexport.ort import inference_session
 from srexport.runtime.padding import pad_to_legal
 
 TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class ParityCheck:
-    height: int
-    width: int
-    padded: bool
-    max_abs_error: float
 
 
 def verification_sizes(rules: ShapeRules) -> list[tuple[int, int]]:

@@ -12,6 +12,7 @@ with the reason, and the caller carries on.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Callable
 
 from srexport.errors import SrExportError
 from srexport.fsutil import atomic_path, sha256_file
-from srexport.tensorrt.keys import ENGINE_DIR, TIMING_CACHE, EngineKey, find_engine
 from srexport.lazy import EngineUnavailable, import_tensorrt
+from srexport.tensorrt.keys import ENGINE_DIR, TIMING_CACHE, EngineKey, find_engine
 from srexport.tensorrt.profiles import PatchProfile, manifest_input_shapes, profile_for_manifest
 
 Log = Callable[[str], None]
@@ -51,16 +52,46 @@ class EngineResult:
 
     def line(self) -> str:
         """One line for the CLI: 'fp16 engine built: engines/fp16_sm86_....plan (83.2 s)'."""
-        where = f"{ENGINE_DIR}/{self.path.name}" if self.path is not None else ""
+        return self.record().line()
+
+    def record(self) -> "EngineRecord":
+        return EngineRecord(self.precision, self.status, self.reason, self.path.name if self.path else None,
+                            self.seconds)
+
+    def to_dict(self) -> dict:
+        return self.record().to_json()
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """What the manifest keeps of one engine build (manifest.tools["tensorrt_engines"])."""
+
+    precision: str
+    status: str
+    reason: str = ""
+    file: str | None = None
+    seconds: float | None = None
+
+    def line(self) -> str:
+        where = f"{ENGINE_DIR}/{self.file}" if self.file is not None else ""
         if self.status == "built":
             return f"{self.precision} engine built: {where} ({self.seconds:.1f} s)"
         if self.status == "cached":
             return f"{self.precision} engine up to date: {where}"
         return f"{self.precision} engine {self.status}: {self.reason}"
 
-    def to_dict(self) -> dict:
-        return {"precision": self.precision, "status": self.status, "reason": self.reason,
-                "file": self.path.name if self.path else None, "seconds": self.seconds}
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EngineRecord":
+        """Also reads the records of older bundles, which carried a pre-rendered "line"."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+def engine_records(manifest) -> list[EngineRecord]:
+    """The engine builds a manifest recorded, oldest format included."""
+    return [EngineRecord.from_json(r) for r in manifest.tools.get("tensorrt_engines", []) if isinstance(r, dict)]
 
 
 # -- environment -------------------------------------------------------------------------
