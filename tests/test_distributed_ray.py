@@ -85,9 +85,9 @@ def test_set14_folder_on_two_ray_workers_matches_the_single_process_bytes(local_
     # Patch batches, not whole images, are dealt out: both workers ran some.
     assert report.workers == 2 and len(report.batches_by_worker) == 2, report.batches_by_worker
     # Workers open the backend `auto` picks on this machine, and say so.
-    from srexport.runtime.backends.selection import auto_backend
+    from machine import expected_auto_backend_without_tensorrt
 
-    assert report.note.startswith(f"backend {auto_backend('fp32', tensorrt=False)[0]} ")
+    assert report.note.startswith(f"backend {expected_auto_backend_without_tensorrt('fp32')} ")
 
 
 def test_noise_fields_16_bit_gray_and_alpha_match_across_workers(local_ray, border_bundle, tmp_path):

@@ -45,10 +45,10 @@ def test_profile_follows_the_schema(profile):
 def test_profile_describes_the_run(profile):
     p = profile
     identity = (p["model"], p["variant"], p["scale"], p["precision"], p["backend"])
-    from srexport.runtime.backends.selection import auto_backend
+    from machine import expected_auto_backend_without_tensorrt
 
     # backend auto: the fastest on this machine (OpenVINO on a CPU when installed)
-    assert identity == ("pcarn-m", "m", 4, "fp32", auto_backend("fp32", tensorrt=False)[0])
+    assert identity == ("pcarn-m", "m", 4, "fp32", expected_auto_backend_without_tensorrt("fp32"))
     assert p["size"] == {"width": 256, "height": 128} and p["input_size"] == {"width": 64, "height": 32}
     assert p["patch"] == {"height": 32, "width": 32} and p["tiles"] == 3 and p["overlap"] == 8
     for stats in (p["latency_ms"], p["end_to_end_s"], p["best_batch"]["per_patch_ms"]):
@@ -113,14 +113,25 @@ def test_run_profile_writes_json_and_plot(pcarn_bundle, tmp_path):
 
 
 def test_plot_without_matplotlib_fails_before_profiling(pcarn_bundle, profile, tmp_path, monkeypatch):
+    import srexport.profiling.profile as profile_module
     from srexport.profiling import write_plot
 
+    profiled = []
+
+    def recorded(bundle_path, **options):  # stands in for the minutes of timing, records that they began
+        profiled.append(options)
+        return profile
+
+    monkeypatch.setattr(profile_module, "profile_bundle", recorded)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(SrExportError, match="pip install matplotlib"):
         write_plot(profile, tmp_path / "x.png")
     with pytest.raises(SrExportError, match="pip install matplotlib"):
-        run_profile(pcarn_bundle.root, plot_path=tmp_path / "y.png")  # no timing happens
-    assert not (tmp_path / "y.png").exists()
+        run_profile(pcarn_bundle.root, plot_path=tmp_path / "y.png")
+    assert profiled == [] and not (tmp_path / "y.png").exists()
+    # without a plot the same call does reach the profiling (so the record above can fail)
+    run_profile(pcarn_bundle.root, json_path=tmp_path / "p.json")
+    assert len(profiled) == 1 and (tmp_path / "p.json").is_file()
 
 
 def test_bad_requests_are_clear_errors(pcarn_bundle):

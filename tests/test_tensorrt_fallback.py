@@ -13,10 +13,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from srexport.errors import SrExportError
-from srexport.runtime.backends import BACKENDS, open_session
+from srexport.kernels.cuda import CudaUnavailable as KernelsCudaUnavailable
+from srexport.runtime.backends import open_session
 from srexport import lazy
 from srexport.tensorrt.builder import build_engines, default_precisions, qdq_incompatibility
-from srexport.lazy import CudaUnavailable, EngineUnavailable, TensorRTUnavailable
+from srexport.lazy import CudaError, CudaUnavailable, EngineUnavailable, TensorRTUnavailable
 
 from trt_stubs.bundles import toy_bundle
 from trt_stubs.fake import FakeMachine
@@ -61,8 +62,26 @@ def test_importing_srexport_imports_no_gpu_package():
     assert out.strip() == "[]"
 
 
-def test_tensorrt_is_a_backend_choice():
-    assert "tensorrt" in BACKENDS
+@pytest.mark.parametrize("error", [
+    CudaError("cudaMalloc failed: cudaErrorMemoryAllocation (2)"),
+    KernelsCudaUnavailable("cannot load the kernels: no nvcc; cuda-python is not installed"),
+], ids=["cuda-call", "kernels"])
+def test_any_gpu_failure_opening_tensorrt_is_one_line_or_a_fallback(monkeypatch, no_openvino, bundle, error):
+    """Every GPU-side error (TensorRT, cuda-python, the kernels) shares one base, so
+    `--backend tensorrt` turns it into one line and `auto` falls back to ONNX Runtime."""
+    import srexport.runtime.backends.tensorrt as trt_backend
+
+    class Failing:
+        def __init__(self, *args, **kwargs):
+            raise error
+
+    monkeypatch.setattr(trt_backend, "TrtSession", Failing)
+    with pytest.raises(EngineUnavailable) as info:
+        open_session(bundle, "tensorrt")
+    assert str(info.value) == f"the tensorrt backend cannot run here: {error} (use --backend onnxruntime or auto)"
+    session = open_session(bundle, "auto")
+    assert session.name == "onnxruntime"
+    assert session.selection_note.startswith(f"auto: TensorRT not used: {error}; ")
 
 
 def test_build_skips_every_engine_with_the_reason(no_tensorrt, bundle):
@@ -172,51 +191,3 @@ def test_qdq_check_names_what_tensorrt_rejects(tmp_path):
 
 
 # -- doctor ------------------------------------------------------------------------------
-def test_doctor_reports_each_component_with_a_reason(no_tensorrt, no_openvino, monkeypatch):
-    from srexport import doctor
-
-    monkeypatch.setattr(doctor.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(f"{name}: not found")))
-    checks = doctor.collect()
-    assert [c.name for c in checks] == ["NVIDIA driver", "GPU", "CUDA runtime", "cuda-python", "TensorRT",
-                                        "ONNX Runtime", "OpenVINO", "nvcc"]
-    by_name = {c.name: c for c in checks}
-    assert not by_name["NVIDIA driver"].present
-    assert by_name["NVIDIA driver"].detail.startswith("libcuda.so.1 not found: no NVIDIA driver installed")
-    assert not by_name["TensorRT"].present and by_name["TensorRT"].detail == str(NO_TRT)
-    assert not by_name["GPU"].present and "cuda-python is not installed" in by_name["GPU"].detail
-    assert by_name["ONNX Runtime"].present and "CPUExecutionProvider" in by_name["ONNX Runtime"].detail
-    assert all(c.detail for c in checks)
-    text = doctor.render(checks)
-    assert text.splitlines()[0] == "sr-export doctor"
-    assert "  [--] TensorRT" in text and "  [ok] ONNX Runtime" in text
-    assert not by_name["OpenVINO"].present and "pip install 'sr-export[openvino]'" in by_name["OpenVINO"].detail
-    assert text.splitlines()[-5:] == [
-        "--backend auto here:",
-        "  fp32: onnxruntime (no GPU backend and no OpenVINO: ONNX Runtime (CPU), the default that always works)",
-        "  fp16: onnxruntime (no GPU backend: ONNX Runtime runs the fp16 graph on the CPU (upcast to fp32, no speed gain))",
-        "  bf16: refused: bf16 runs on the openvino backend only, which is not installed: pip install "
-        "'sr-export[openvino]', or use --precision fp32 or int8",
-        "  int8: onnxruntime (no GPU backend and no OpenVINO: ONNX Runtime (CPU), the default that always works)",
-    ]
-
-
-def test_doctor_with_a_gpu_names_the_engine_key(monkeypatch):
-    from srexport import doctor
-
-    FakeMachine(output_scale=2).install(monkeypatch)
-    by_name = {c.name: c for c in doctor.collect()}
-    assert by_name["GPU"].present and by_name["GPU"].detail == "GPU 0: Simulated RTX (sm86, 24.0 GiB)"
-    assert by_name["CUDA runtime"].detail == "CUDA 13.4 (cuda-python's cudart)"
-    assert by_name["TensorRT"].detail == ("11.4.0.106 (strongly typed engines); engines for this GPU are named "
-                                          "*_sm86_trt11.4.0_*")
-
-
-def test_a_failing_probe_does_not_break_doctor(monkeypatch):
-    from srexport import doctor
-
-    def boom():
-        raise RuntimeError("segfault avoided")
-
-    monkeypatch.setattr(doctor, "PROBES", (("GPU", boom),))
-    (check,) = doctor.collect()
-    assert (check.present, check.detail) == (False, "probe failed: RuntimeError: segfault avoided")

@@ -5,8 +5,12 @@ INFERENCE_PRECISION_HINT bf16 (AVX512-BF16 / AMX CPUs). Its manifest entry there
 points at the FP32 file and records how it runs and what it measured:
 
     "bf16": {"file": "model.fp32.onnx", "psnr_vs_fp32_db": ..., "psnr_y_db": ...,
-             "notes": {"backend": "openvino", "inference_precision": "bf16",
-                       "measured_with": ..., "psnr_y_loss_vs_fp32_db": ..., "gate": ...}}
+             "notes": {"runs_on": "openvino", "backend": "openvino" | "onnxruntime",
+                       "inference_precision": "bf16", "measured_with": ...,
+                       "psnr_y_loss_vs_fp32_db": ..., "gate": ...}}
+
+"runs_on" is the backend that runs BF16 for users; "backend" the one that computed the
+figures (ONNX Runtime for the emulation).
 
 Measurement (the same protocol as `srexport.calib.measure.measure` for FP16/INT8): every
 accuracy image goes through the real tiled runtime (`Upscaler`, the bundle's patch and
@@ -186,7 +190,8 @@ def measure_bf16(
         if verify:
             checked, _ = acc.compare(upscaler, list(verify), reference_outputs=verify_outputs)
     notes = {
-        "backend": "openvino",
+        "runs_on": "openvino",
+        "backend": "openvino" if method == "openvino" else "onnxruntime",
         "inference_precision": "bf16",
         "graph": f"{fp32_file} compiled with INFERENCE_PRECISION_HINT bf16 (AVX512-BF16 / AMX CPUs)",
         "measured_with": how,

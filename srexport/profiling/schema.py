@@ -54,6 +54,7 @@ minimum. `jsonschema` validates it the same way where installed.
 
 from __future__ import annotations
 
+from srexport.bundle import PRECISIONS
 from srexport.errors import SrExportError
 
 _NUM = {"type": "number"}
@@ -122,7 +123,7 @@ PROFILE_SCHEMA: dict = {
         "variant": _STR,
         "scale": {"type": "integer", "minimum": 1},
         "params": _INT,
-        "precision": {"type": "string", "enum": ["fp32", "fp16", "bf16", "int8"]},
+        "precision": {"type": "string", "enum": list(PRECISIONS)},
         "backend": _STR,
         "providers": {"type": "array", "items": _STR},
         "device": {

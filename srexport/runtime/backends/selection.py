@@ -28,11 +28,11 @@ import importlib.util
 import os
 from pathlib import Path
 
+from srexport.bundle import PRECISIONS
 from srexport.errors import SrExportError
 
 GPU_PRECISIONS = ("fp32", "fp16", "int8")
 OPENVINO_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str]) -> tuple[str, str]:
