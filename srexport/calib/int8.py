@@ -20,7 +20,7 @@ Two schemes from the same ranges:
   ONNX Runtime CPU runs it too, but slower than FP32 (it cannot fuse the ReLUs).
 
 Exclusions (`nodes_to_exclude`) are chosen by measurement (`choose_exclusions` in
-`srexport.calib.build`) among `exclusion_candidates` and `module_groups`.
+`srexport.calib.int8_select`) among `exclusion_candidates` and `module_groups`.
 `qdq_structure` reports, for every Conv/ConvTranspose, whether its weight is quantized
 per channel, so the exclusions are recorded and checkable.
 """
