@@ -52,7 +52,6 @@ from srexport.runtime.runner import Stop, clean_stale_parts, describe, interrupt
 from srexport.runtime.tiler import TilePlan
 from srexport.runtime.upscaler import Upscaler, load
 
-INSTALL_HINT = "pip install 'sr-export[ray]'"
 _UPSCALER_OPTIONS = ("patch", "overlap", "window", "batch", "noise", "seed", "threads", "stitch", "memory")
 # Ray resolves "localhost" to the machine's routable address and listens on every
 # interface; with this switch off, a cluster started here binds to 127.0.0.1 only.

@@ -22,7 +22,6 @@ from srexport.errors import BundleError, SrExportError
 from srexport.lazy import import_tritonclient
 from srexport.triton.config import MANIFEST_PARAMETER
 
-INSTALL_HINT = "pip install 'sr-export[triton]'"
 _NUMPY = {"FP32": np.float32, "FP16": np.float16, "BF16": np.float32, "FP64": np.float64, "UINT8": np.uint8,
           "INT8": np.int8, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_}
 

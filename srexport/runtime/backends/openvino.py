@@ -48,7 +48,6 @@ from srexport.lazy import import_openvino
 from srexport.runtime.backends.onnxruntime import physical_threads
 
 PRECISIONS = ("fp32", "bf16", "int8")
-INSTALL_HINT = "pip install 'sr-export[openvino]' (or: pip install openvino)"
 CACHE_SIZE = 32  # compiled models kept per process: every shape a folder run uses (CSet14: 10 sizes) stays compiled
 
 _OV_TYPE = {"fp32": "f32", "bf16": "bf16"}  # inference precision per request (int8: see below)
