@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from srexport.video.avlib import av, require_av
+from srexport.video.chunks import chunk_starts, min_chunk_frames, scan_video
 from srexport.video.decode import PacketItem, Probe, VideoItem, demux, open_input
 from srexport.video.encode import Encoder
 from srexport.video.options import VIDEO_SUFFIXES, VideoError, VideoOptions, is_video
@@ -108,7 +109,7 @@ def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOpti
         tmp = _temporary_beside(dst)
         size = output_size(upscaler, probe)
         encoder = Encoder(tmp, source, probe, options, size, size[0] // probe.width, warn)
-        result = _stream(upscaler, source, probe, encoder, options, progress, tmp, dst)
+        result = _stream(upscaler, source, probe, encoder, options, progress, tmp, dst, restarts(src, probe, options))
         tmp = None
         if result.interrupted:
             raise VideoInterrupted(result)
@@ -119,8 +120,22 @@ def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOpti
             tmp.unlink()
 
 
+def restarts(src: Path, probe: Probe, options: VideoOptions) -> set[int]:
+    """Frame indices where the encoder starts a new chunk (srexport.video.chunks), the
+    first chunk's excepted. A stream that cannot be cut (damaged, untimed) is one chunk:
+    decoding says what is wrong with it."""
+    min_frames = min_chunk_frames(options.chunk_frames, probe.rate)
+    if not min_frames:
+        return set()
+    try:
+        scan = scan_video(src, probe.index)
+    except VideoError:
+        return set()
+    return set(chunk_starts(scan, options.frames, min_frames)[1:])
+
+
 def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOptions, progress, tmp: Path,
-            dst: Path) -> VideoResult:
+            dst: Path, chunk_starts_at: set[int]) -> VideoResult:
     def work(item):
         if isinstance(item, VideoItem):
             framed = upscaler_for_frame(upscaler, item.index, options.static_noise)
@@ -138,6 +153,8 @@ def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOpti
                     if isinstance(item, PacketItem):
                         encoder.copy(item.packet)
                         continue
+                    if item.index in chunk_starts_at:
+                        encoder.restart()
                     encoder.write(item.rgb, item.pts, item.duration)
                     if progress:
                         progress(encoder.frames, total)
