@@ -132,23 +132,23 @@ class ContextSpec:
 
 @dataclass(frozen=True)
 class EncodedPacket:
-    """An encoded packet as plain data (it travels from Ray workers to the driver)."""
+    """An encoded packet as plain data (it travels from Ray workers to the driver). PyAV
+    cannot set a packet's disposable flag, so that hint to the muxer is not carried."""
 
     pts: int | None
     dts: int | None
     duration: int
     keyframe: bool
-    disposable: bool
     data: bytes
 
     @classmethod
     def of(cls, packet) -> "EncodedPacket":
-        return cls(packet.pts, packet.dts, packet.duration, packet.is_keyframe, packet.is_disposable, bytes(packet))
+        return cls(packet.pts, packet.dts, packet.duration, packet.is_keyframe, bytes(packet))
 
     def packet(self, time_base: Fraction):
         packet = av.Packet(self.data)
         packet.pts, packet.dts, packet.duration = self.pts, self.dts, self.duration
-        packet.is_keyframe, packet.is_disposable = self.keyframe, self.disposable
+        packet.is_keyframe = self.keyframe
         packet.time_base = time_base
         return packet
 

@@ -90,17 +90,33 @@ def output_size(upscaler, probe: Probe) -> tuple[int, int]:
     return probe.width * s, probe.height * s
 
 
-def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOptions | None = None,
-                  progress: FrameProgress | None = None, warn: Callable[[str], None] = print,
-                  on_probe: Callable[[Probe], None] | None = None) -> VideoResult:
-    """Upscale every frame of `src` (or `options.frames`) into `dst`, copying the other streams."""
+def check_paths(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
+    """(src, dst) as paths, or a VideoError for an output that is no video or is the input."""
     require_av()
-    options = options or VideoOptions()
     src, dst = Path(src), Path(dst)
     if not is_video(dst):
         raise VideoError(f"output {dst} must be a video file ({', '.join(VIDEO_SUFFIXES[:6])}, ...)")
     if src.resolve() == dst.resolve():
         raise VideoError(f"output {dst} would overwrite the input")
+    return src, dst
+
+
+def temporary_beside(dst: Path) -> Path:
+    """A hidden temporary file beside `dst` with the usual file mode, renamed when complete."""
+    return _temporary_beside(dst)
+
+
+def stop_on_signals():
+    """An event set by the first SIGINT/SIGTERM (the second raises KeyboardInterrupt)."""
+    return _stop_on_signals()
+
+
+def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOptions | None = None,
+                  progress: FrameProgress | None = None, warn: Callable[[str], None] = print,
+                  on_probe: Callable[[Probe], None] | None = None) -> VideoResult:
+    """Upscale every frame of `src` (or `options.frames`) into `dst`, copying the other streams."""
+    options = options or VideoOptions()
+    src, dst = check_paths(src, dst)
     source, probe = open_input(src)
     tmp: Path | None = None
     try:
