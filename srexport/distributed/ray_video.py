@@ -245,7 +245,7 @@ def ray_upscale_video(
     from srexport.distributed.ray_run import _UPSCALER_OPTIONS, _cluster_plan, _Job, import_ray, start_local_ray
     from srexport.runtime.backends import BACKENDS, resolve_precision
     from srexport.video.chunks import chunk_starts, min_chunk_frames, scan_video
-    from srexport.video.decode import open_input
+    from srexport.video.decode import check_complete, open_input
     from srexport.video.encode import Encoder
     from srexport.video.job import check_paths, output_size, temporary_beside
 
@@ -279,8 +279,7 @@ def ray_upscale_video(
         if min_frames == 0:
             raise VideoError("--ray cuts the video where the encoder restarts: chunk frames 0 (never) cannot be split")
         scan = scan_video(src, probe.index)
-        if probe.declared_frames and len(scan.pts) < probe.declared_frames:
-            raise VideoError(f"{src}: damaged or truncated: {len(scan.pts)} of {probe.declared_frames} frames present")
+        check_complete(probe, len(scan.pts), scan.end)  # as decoding the whole file would
         starts = chunk_starts(scan, options.frames, min_frames)
         if not starts:
             raise VideoError(f"{src}: no frames" + (" in the --frames range" if options.frames.start else ""))

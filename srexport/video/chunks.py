@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from srexport.video.avlib import av
@@ -28,6 +29,7 @@ class Scan:
 
     pts: tuple[int, ...]
     keyframes: frozenset[int]  # pts of keyframe packets
+    end: Fraction | None = None  # seconds: where the last packet ends
 
     def index_of(self, pts: int) -> int:
         """The presentation index of the frame at `pts`."""
@@ -44,6 +46,7 @@ def scan_video(path: str | Path, stream_index: int) -> Scan:
     lacks a timestamp or two share one: such a stream cannot be cut by timestamps."""
     pts: list[int] = []
     keys: set[int] = set()
+    end: Fraction | None = None
     try:
         with av.open(str(path), "r") as container:
             stream = container.streams[stream_index]
@@ -53,6 +56,8 @@ def scan_video(path: str | Path, stream_index: int) -> Scan:
                 if packet.pts is None:
                     raise VideoError(f"{path}: video packets carry no timestamps; it cannot be cut at keyframes")
                 pts.append(packet.pts)
+                until = (packet.pts + (packet.duration or 0)) * Fraction(packet.time_base)
+                end = until if end is None else max(end, until)
                 if packet.is_keyframe:
                     keys.add(packet.pts)
     except av.FFmpegError as exc:
@@ -60,7 +65,7 @@ def scan_video(path: str | Path, stream_index: int) -> Scan:
     ordered = tuple(sorted(pts))
     if len(set(ordered)) != len(ordered):
         raise VideoError(f"{path}: two video packets share a timestamp; it cannot be cut at keyframes")
-    return Scan(ordered, frozenset(keys))
+    return Scan(ordered, frozenset(keys), end)
 
 
 def min_chunk_frames(option: int | None, rate) -> int:

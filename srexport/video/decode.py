@@ -101,7 +101,7 @@ def _declared_end(stream) -> Fraction | None:
         return None
 
 
-def _check_complete(probe: Probe, decoded: int, last_end: Fraction | None) -> None:
+def check_complete(probe: Probe, decoded: int, last_end: Fraction | None) -> None:
     """A file whose frames stop short of what its index or header declares is damaged or
     truncated (FFmpeg conceals both: the demuxer resynchronises, the decoder skips)."""
     if probe.declared_frames and decoded < probe.declared_frames:
@@ -177,6 +177,6 @@ def demux(container, probe: Probe, frames: FrameRange, copied: set[int]) -> Iter
             if packet.pts is None:
                 packet.pts = packet.dts
             held.append(packet)
-    _check_complete(probe, index, last_end)
+    check_complete(probe, index, last_end)
     if start is not None:
         yield from release(None, keep=True)
