@@ -247,7 +247,7 @@ def ray_upscale_video(
     from srexport.video.chunks import chunk_starts, min_chunk_frames, scan_video
     from srexport.video.decode import check_complete, open_input
     from srexport.video.encode import Encoder
-    from srexport.video.job import check_paths, output_size, temporary_beside
+    from srexport.video.job import check_paths, output_size, stop_on_signals, temporary_beside
 
     options = options or VideoOptions()
     unknown = set(upscaler_options) - set(_UPSCALER_OPTIONS)
@@ -312,12 +312,13 @@ def ray_upscale_video(
             if started:
                 ray.shutdown()
         video = report.video
-        try:
-            encoder.close()
-        except Exception as exc:
-            raise VideoError(f"{dst}: cannot finish the file ({exc})") from None
-        os.replace(tmp, dst)
-        tmp = None
+        with stop_on_signals():  # a first signal now still lets the file be finished
+            try:
+                encoder.close()
+            except Exception as exc:
+                raise VideoError(f"{dst}: cannot finish the file ({exc})") from None
+            os.replace(tmp, dst)
+            tmp = None
         from srexport.video.job import VideoInterrupted, VideoResult
 
         video = VideoResult(dst, encoder.frames, encoder.choice.codec, encoder.choice.pix_fmt, size,
