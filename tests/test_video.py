@@ -235,3 +235,17 @@ def test_codec_the_container_cannot_hold_falls_back_to_its_usual_one(up, tmp_pat
     result = up.upscale_video(src, dst)
     assert result.codec == "libvpx-vp9"
     assert stream_facts(dst)["codec"] == "vp9" and len(video_frames(dst)) == 3
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mov"])
+def test_display_rotation_is_copied_and_the_stored_picture_upscaled_as_is(up, tmp_path, suffix):
+    src = make_clip(tmp_path / f"in.{suffix}", frames=3, audio=False, rotation=90)
+    assert video_frames(src)[0].rotation == 90
+    dst = tmp_path / f"out.{suffix}"
+    up.upscale_video(src, dst, crf=0)
+    out = video_frames(dst)
+    assert [f.rotation for f in out] == [90, 90, 90]
+    assert (out[0].width, out[0].height) == (64, 48)  # stored 32x24 doubled, not turned
+    plain = make_clip(tmp_path / f"plain.{suffix}", frames=1, audio=False)
+    up.upscale_video(plain, tmp_path / f"plain_out.{suffix}", crf=0)
+    assert video_frames(tmp_path / f"plain_out.{suffix}")[0].rotation == 0

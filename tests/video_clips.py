@@ -26,7 +26,7 @@ def pattern(index: int, height: int, width: int) -> np.ndarray:
 def make_clip(path: Path, frames: int = 10, width: int = 32, height: int = 24, *, codec: str = "libx264",
               pix_fmt: str = "yuv420p", audio: bool = True, pts: list[int] | None = None,
               time_base: Fraction | None = None, rate: int = 24, colorspace: int = 6, color_range: int = 1,
-              options: dict | None = None, subtitles: bool = False) -> Path:
+              options: dict | None = None, subtitles: bool = False, rotation: int | None = None) -> Path:
     """Encode `frames` pattern frames (a 440 Hz tone, and SubRip cues) into `path`."""
     out = av.open(str(path), "w")
     video = out.add_stream(codec, rate=rate)
@@ -34,6 +34,8 @@ def make_clip(path: Path, frames: int = 10, width: int = 32, height: int = 24, *
     video.codec_context.options = options or {}
     video.codec_context.colorspace = colorspace
     video.codec_context.color_range = color_range
+    if rotation is not None:
+        video.set_display_rotation(rotation)
     if time_base is not None:
         video.time_base = time_base
         video.codec_context.time_base = time_base

@@ -202,6 +202,8 @@ class Encoder:
                                 self.choice.bit_rate, size, probe.time_base, probe.rate,
                                 probe.sample_aspect_ratio, probe.colour, int(stream.codec_context.flags))
         self.spec.configure(stream.codec_context)
+        if probe.display_matrix is not None:
+            stream.set_display_matrix(list(probe.display_matrix))  # rotation: the picture's own, unchanged
         self.video = stream
         self.copies: dict[int, object] = {}
         for template in source.streams:
