@@ -93,15 +93,15 @@ def stream_facts(path: Path) -> dict:
                 "kinds": [s.type for s in container.streams]}
 
 
-def to_float_rgb(frame, colorspace: int, color_range: int) -> np.ndarray:
-    return frame.reformat(format="gbrpf32le", src_colorspace=colorspace, src_color_range=color_range,
+def to_float_rgb(frame, colorspace: int, color_range: int, fmt: str = "gbrpf32le") -> np.ndarray:
+    return frame.reformat(format=fmt, src_colorspace=colorspace, src_color_range=color_range,
                           interpolation=FLAGS).to_ndarray()
 
 
 def encode_reference(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: int) -> list[np.ndarray]:
     """The planes an encoder receives for this RGB output under the documented conversion."""
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.clip(rgb, 0, 1), dtype=np.float32),
-                                       format="gbrpf32le")
+                                       format="gbrapf32le" if rgb.shape[2] == 4 else "gbrpf32le")
     frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range,
                            interpolation=FLAGS)
     return planes(frame)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from srexport.video.avlib import av
-from srexport.video.colour import Colour, from_rgb
+from srexport.video.colour import Colour, from_rgb, has_alpha
 from srexport.video.decode import Probe
 from srexport.video.options import VideoError, VideoOptions, parse_bitrate
 
@@ -192,6 +192,8 @@ class Encoder:
         supported = set(self.container.supported_codecs)
         self.choice = choose_encoder(options, probe, supported, scale, self.container.default_video_codec)
         self.colour: Colour = probe.colour
+        if has_alpha(probe.pix_fmt) and not has_alpha(self.choice.pix_fmt):
+            warn(f"alpha dropped: {self.choice.codec} {self.choice.pix_fmt} has none (ffv1 or libvpx-vp9 keep it)")
         stream = self.container.add_stream(self.choice.codec, rate=probe.rate)
         stream.width, stream.height = size
         stream.pix_fmt = self.choice.pix_fmt
