@@ -2,7 +2,8 @@
 
 Decoding (with the conversion to float RGB) runs on a reader thread, inference on a
 worker thread and encoding plus muxing on the calling thread, with `options.depth` frames
-queued between each. The output is written under a hidden temporary name beside `dst` and
+queued between each. The encoder restarts at the chunk starts of `srexport.video.chunks`
+(input keyframes, 2 s apart at least), which is what lets `--ray` split the same video. The output is written under a hidden temporary name beside `dst` and
 renamed when complete. An error removes it. SIGINT or SIGTERM (when called on the main
 thread) finishes the frame being encoded, flushes the encoder, closes the file (a complete,
 playable video holding the frames done so far), renames it to `dst` and raises
