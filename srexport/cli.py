@@ -217,19 +217,18 @@ def run_cmd(
     check_options(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, batch=batch, memory=memory)
     from srexport.video.options import is_video
 
-    if any(is_video(i) for i in inputs) and (ray or ray_address or ray_workers):
-        fail("video inputs run in one process: drop --ray")
     if len(inputs) > 1 and any(is_video(i) for i in inputs):
         fail("give one video per run (with -o OUT.mp4), not several inputs")
     if len(inputs) == 1 and is_video(inputs[0]):
         from srexport.video.options import FrameRange, VideoOptions
-        from srexport.video.runner import run_video
+        from srexport.video.runner import RayPlacement, run_video
 
+        placement = RayPlacement(ray_address, ray_workers) if (ray or ray_address or ray_workers) else None
         video = VideoOptions(codec=codec, crf=crf, bitrate=bitrate, preset=preset, pix_fmt=pix_fmt,
                              frames=FrameRange.parse(frames), static_noise=static_noise)
         run_video(bundle, inputs[0], output, video, noise=noise, seed=seed, patch=parse_patch(patch),
                   overlap=overlap, window=window, batch=batch, backend=backend, precision=precision,
-                  quiet=quiet, console=out, warn=warn)
+                  quiet=quiet, console=out, warn=warn, ray=placement)
         return
     common = dict(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, window=window, batch=batch,
                   stitch=stitch, memory=memory,

@@ -235,3 +235,48 @@ def test_codec_the_container_cannot_hold_falls_back_to_its_usual_one(up, tmp_pat
     result = up.upscale_video(src, dst)
     assert result.codec == "libvpx-vp9"
     assert stream_facts(dst)["codec"] == "vp9" and len(video_frames(dst)) == 3
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mov"])
+def test_display_rotation_is_copied_and_the_stored_picture_upscaled_as_is(up, tmp_path, suffix):
+    src = make_clip(tmp_path / f"in.{suffix}", frames=3, audio=False, rotation=90)
+    assert video_frames(src)[0].rotation == 90
+    dst = tmp_path / f"out.{suffix}"
+    up.upscale_video(src, dst, crf=0)
+    out = video_frames(dst)
+    assert [f.rotation for f in out] == [90, 90, 90]
+    assert (out[0].width, out[0].height) == (64, 48)  # stored 32x24 doubled, not turned
+    plain = make_clip(tmp_path / f"plain.{suffix}", frames=1, audio=False)
+    up.upscale_video(plain, tmp_path / f"plain_out.{suffix}", crf=0)
+    assert video_frames(tmp_path / f"plain_out.{suffix}")[0].rotation == 0
+
+
+def test_alpha_of_yuva_video_is_upscaled_as_the_image_runtime_upscales_alpha(up, tmp_path):
+    src = tmp_path / "alpha.mkv"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 20, 14, "yuva420p"
+        for i in range(3):
+            rgba = np.concatenate([pattern(i, 14, 20), np.linspace(0, 1, 20, dtype=np.float32)[None, :, None]
+                                   .repeat(14, 0) ** (i + 1)], axis=2)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba), format="gbrapf32le")
+            frame = frame.reformat(format="yuva420p", dst_colorspace=BT601, dst_color_range=LIMITED,
+                                   interpolation=__import__("video_clips").FLAGS)
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    dst = tmp_path / "alpha_x2.mkv"
+    result = up.upscale_video(src, dst, codec="ffv1")
+    assert result.pix_fmt == "yuva420p"
+    inputs, outputs = video_frames(src), video_frames(dst)
+    for frame_in, frame_out in zip(inputs, outputs, strict=True):
+        rgba = to_float_rgb(frame_in, BT601, LIMITED, "gbrapf32le")
+        assert rgba.shape == (14, 20, 4) and rgba[..., 3].min() < 0.1  # a real alpha ramp
+        want = encode_reference(up.upscale(rgba), "yuva420p", BT601, LIMITED)
+        got = planes(frame_out)
+        assert len(got) == 4
+        for plane, expected in zip(got, want):
+            np.testing.assert_array_equal(plane, expected)
+    warnings: list[str] = []
+    dropped = upscale_video(up, src, tmp_path / "alpha_x2.mp4", VideoOptions(codec="libx264"), warn=warnings.append)
+    assert dropped.pix_fmt == "yuv420p" and len(warnings) == 1 and warnings[0].startswith("alpha dropped")

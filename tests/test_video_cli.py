@@ -81,12 +81,6 @@ def test_bad_video_options_are_one_line(bundle, tmp_path, capsys, args, fragment
     assert not (tmp_path / "o.mkv").exists() and _leftovers(tmp_path) == []
 
 
-def test_video_with_ray_is_refused(bundle, tmp_path, capsys):
-    src = make_clip(tmp_path / "clip.mkv", frames=2, audio=False, codec="ffv1")
-    code, _, err = run_cli(capsys, "run", bundle, src, "-o", tmp_path / "o.mkv", "--ray")
-    assert_one_error_line(code, err, "drop --ray")
-
-
 def test_output_must_be_a_video(bundle, tmp_path, capsys):
     src = make_clip(tmp_path / "clip.mkv", frames=2, audio=False, codec="ffv1")
     code, _, err = run_cli(capsys, "run", bundle, src, "-o", tmp_path / "o.png", "-q")

@@ -73,3 +73,22 @@ def test_closing_early_stops_both_threads():
     results.close()
     alive = {t.name for t in threading.enumerate()} - before
     assert not {"srx-read", "srx-work"} & alive
+
+
+def test_chunks_start_at_keyframes_at_least_the_gap_apart_and_segments_end_where_chunks_do():
+    from srexport.distributed.ray_video import plan_segments
+    from srexport.video.chunks import Scan, chunk_starts
+    from srexport.video.options import FrameRange
+
+    pts = tuple(range(0, 200, 10))  # 20 frames
+    scan = Scan(pts, frozenset({0, 30, 50, 60, 90, 150, 160}))  # keyframes at frames 0 3 5 6 9 15 16
+    assert chunk_starts(scan, FrameRange(), 3) == [0, 3, 6, 9, 15]
+    assert chunk_starts(scan, FrameRange(), 1) == [0, 3, 5, 6, 9, 15, 16]
+    assert chunk_starts(scan, FrameRange(), 0) == [0]
+    assert chunk_starts(scan, FrameRange(4, 16), 3) == [4, 9, 15]  # 5 and 6 are under 3 frames after 4
+    assert chunk_starts(scan, FrameRange(25, None), 3) == []
+    # Target ceil(20 / (2 workers * 3)) = 4 frames: a segment ends at the first chunk end at or past it.
+    segments = plan_segments(pts, [0, 3, 6, 9, 15], 20, workers=2, shift=0)
+    assert [(s.first, len(s.pts), s.chunk_starts) for s in segments] == [
+        (0, 6, (0, 3)), (6, 9, (6, 9)), (15, 5, (15,))]
+    assert sum((s.pts for s in segments), ()) == pts

@@ -26,7 +26,7 @@ def pattern(index: int, height: int, width: int) -> np.ndarray:
 def make_clip(path: Path, frames: int = 10, width: int = 32, height: int = 24, *, codec: str = "libx264",
               pix_fmt: str = "yuv420p", audio: bool = True, pts: list[int] | None = None,
               time_base: Fraction | None = None, rate: int = 24, colorspace: int = 6, color_range: int = 1,
-              options: dict | None = None, subtitles: bool = False) -> Path:
+              options: dict | None = None, subtitles: bool = False, rotation: int | None = None) -> Path:
     """Encode `frames` pattern frames (a 440 Hz tone, and SubRip cues) into `path`."""
     out = av.open(str(path), "w")
     video = out.add_stream(codec, rate=rate)
@@ -34,6 +34,8 @@ def make_clip(path: Path, frames: int = 10, width: int = 32, height: int = 24, *
     video.codec_context.options = options or {}
     video.codec_context.colorspace = colorspace
     video.codec_context.color_range = color_range
+    if rotation is not None:
+        video.set_display_rotation(rotation)
     if time_base is not None:
         video.time_base = time_base
         video.codec_context.time_base = time_base
@@ -91,15 +93,15 @@ def stream_facts(path: Path) -> dict:
                 "kinds": [s.type for s in container.streams]}
 
 
-def to_float_rgb(frame, colorspace: int, color_range: int) -> np.ndarray:
-    return frame.reformat(format="gbrpf32le", src_colorspace=colorspace, src_color_range=color_range,
+def to_float_rgb(frame, colorspace: int, color_range: int, fmt: str = "gbrpf32le") -> np.ndarray:
+    return frame.reformat(format=fmt, src_colorspace=colorspace, src_color_range=color_range,
                           interpolation=FLAGS).to_ndarray()
 
 
 def encode_reference(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: int) -> list[np.ndarray]:
     """The planes an encoder receives for this RGB output under the documented conversion."""
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.clip(rgb, 0, 1), dtype=np.float32),
-                                       format="gbrpf32le")
+                                       format="gbrapf32le" if rgb.shape[2] == 4 else "gbrpf32le")
     frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range,
                            interpolation=FLAGS)
     return planes(frame)

@@ -1,6 +1,7 @@
-"""Scale-out on an existing distributed engine: Ray Data pipelines (`ray_run`).
+"""Scale-out on an existing distributed engine: Ray Data pipelines for images (`ray_run`)
+and Ray actors for one video split at keyframes (`ray_video`).
 
-Importing this package never imports Ray; `run_images_ray` does, and says
+Importing this package never imports Ray; the functions below do, and say
 "pip install 'sr-export[ray]'" when it is missing.
 """
 
@@ -14,4 +15,11 @@ def run_images_ray(*args, **kwargs) -> int:
     return _run(*args, **kwargs)
 
 
-__all__ = ["run_images_ray"]
+def ray_upscale_video(*args, **kwargs):
+    """Upscale one video on a Ray cluster; see `srexport.distributed.ray_video.ray_upscale_video`."""
+    from srexport.distributed.ray_video import ray_upscale_video as _run
+
+    return _run(*args, **kwargs)
+
+
+__all__ = ["ray_upscale_video", "run_images_ray"]

@@ -23,6 +23,12 @@ RANGE_LIMITED, RANGE_FULL = 1, 2
 # AVColorSpace -> the swscale coefficient table to use (BT.2020 CL has no table: NCL's).
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 6, 7: 7, 9: 9, 10: 9}
 _FLOAT_RGB = "gbrpf32le"
+_FLOAT_RGBA = "gbrapf32le"
+
+
+def has_alpha(pix_fmt: str) -> bool:
+    """Whether frames in `pix_fmt` carry an alpha plane (yuva*, rgba, gbrap ...)."""
+    return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
 
 
 def _interpolation():
@@ -64,19 +70,22 @@ class Colour:
 
 
 def to_rgb(frame, colour: Colour) -> np.ndarray:
-    """A decoded frame -> HxWx3 float32 RGB in [0, 1]."""
+    """A decoded frame -> HxWx3 float32 RGB in [0, 1], HxWx4 RGBA where it has alpha (the
+    runtime upscales alpha as it does an image's)."""
+    target = _FLOAT_RGBA if has_alpha(frame.format.name) else _FLOAT_RGB
     if colour.rgb:
-        converted = frame.reformat(format=_FLOAT_RGB, interpolation=_interpolation(), threads=1)
+        converted = frame.reformat(format=target, interpolation=_interpolation(), threads=1)
     else:
-        converted = frame.reformat(format=_FLOAT_RGB, src_colorspace=_SWS_MATRIX[colour.matrix],
+        converted = frame.reformat(format=target, src_colorspace=_SWS_MATRIX[colour.matrix],
                                    src_color_range=colour.range, interpolation=_interpolation(), threads=1)
     return np.ascontiguousarray(converted.to_ndarray(), dtype=np.float32)
 
 
 def from_rgb(rgb: np.ndarray, pix_fmt: str, colour: Colour):
-    """HxWx3 float RGB (clipped to [0, 1]) -> a VideoFrame in `pix_fmt` tagged with `colour`."""
+    """HxWx3 float RGB or HxWx4 RGBA (clipped to [0, 1]) -> a VideoFrame in `pix_fmt`
+    tagged with `colour` (alpha dropped where `pix_fmt` has none)."""
     pixels = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32)
-    frame = av.VideoFrame.from_ndarray(pixels, format=_FLOAT_RGB)
+    frame = av.VideoFrame.from_ndarray(pixels, format=_FLOAT_RGBA if pixels.shape[2] == 4 else _FLOAT_RGB)
     if colour.rgb:
         out = frame.reformat(format=pix_fmt, interpolation=_interpolation(), threads=1)
     else:

@@ -34,6 +34,7 @@ class Probe:
     video_metadata: dict = field(default_factory=dict)
     declared_frames: int | None = None  # the container's index says so (MP4, MOV)
     declared_end: Fraction | None = None  # seconds: where the video stream says it ends
+    display_matrix: tuple[int, ...] | None = None  # rotation/flip for players (9 int32, FFmpeg's layout)
 
 
 @dataclass
@@ -83,11 +84,29 @@ def open_input(path: str | Path):
             colour=Colour.of(context, pix_fmt, stream.height), bit_rate=context.bit_rate or container.bit_rate or None,
             sample_aspect_ratio=context.sample_aspect_ratio or None, video_metadata=dict(stream.metadata),
             declared_frames=stream.frames or None, declared_end=_declared_end(stream),
+            display_matrix=_display_matrix(path, stream.index),
         )
     except BaseException:
         container.close()
         raise
     return container, probe
+
+
+def _display_matrix(path: Path, index: int) -> tuple[int, ...] | None:
+    """The stream's display matrix, as FFmpeg hands it to the first decoded frame (PyAV
+    reads no stream-level side data); None where there is none or nothing decodes."""
+    try:
+        with av.open(str(path), "r") as container:
+            frame = next(container.decode(container.streams[index]), None)
+    except Exception:  # best effort: decoding proper reports what is wrong with the file
+        return None
+    if frame is None:
+        return None
+    for data in frame.side_data:
+        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            values = np.frombuffer(bytes(data), dtype="<i4")
+            return tuple(int(v) for v in values) if values.size == 9 else None
+    return None
 
 
 def _declared_end(stream) -> Fraction | None:
@@ -101,7 +120,7 @@ def _declared_end(stream) -> Fraction | None:
         return None
 
 
-def _check_complete(probe: Probe, decoded: int, last_end: Fraction | None) -> None:
+def check_complete(probe: Probe, decoded: int, last_end: Fraction | None) -> None:
     """A file whose frames stop short of what its index or header declares is damaged or
     truncated (FFmpeg conceals both: the demuxer resynchronises, the decoder skips)."""
     if probe.declared_frames and decoded < probe.declared_frames:
@@ -177,6 +196,6 @@ def demux(container, probe: Probe, frames: FrameRange, copied: set[int]) -> Iter
             if packet.pts is None:
                 packet.pts = packet.dts
             held.append(packet)
-    _check_complete(probe, index, last_end)
+    check_complete(probe, index, last_end)
     if start is not None:
         yield from release(None, keep=True)

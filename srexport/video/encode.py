@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from srexport.video.avlib import av
-from srexport.video.colour import Colour, from_rgb
+from srexport.video.colour import Colour, from_rgb, has_alpha
 from srexport.video.decode import Probe
 from srexport.video.options import VideoError, VideoOptions, parse_bitrate
 
@@ -94,6 +95,84 @@ def _private_options(name: str) -> set[str]:
     return {option.name for option in context.supported_options.private}
 
 
+@dataclass(frozen=True)
+class ContextSpec:
+    """Everything a video encoder context is opened with (picklable: Ray workers open the same)."""
+
+    codec: str
+    pix_fmt: str
+    options: dict[str, str]
+    bit_rate: int
+    size: tuple[int, int]
+    time_base: Fraction
+    rate: Fraction | None
+    sample_aspect_ratio: Fraction | None
+    colour: Colour
+    flags: int  # the container's (global header)
+
+    def configure(self, context) -> None:
+        context.width, context.height = self.size
+        context.pix_fmt = self.pix_fmt
+        context.time_base = self.time_base
+        if self.rate:
+            context.framerate = self.rate
+        context.bit_rate = self.bit_rate
+        context.options = dict(self.options)
+        context.thread_type = "AUTO"
+        context.flags = self.flags
+        if self.sample_aspect_ratio:
+            context.sample_aspect_ratio = self.sample_aspect_ratio
+        self.colour.tag(context)
+
+    def open(self):
+        context = av.CodecContext.create(self.codec, "w")
+        self.configure(context)
+        return context
+
+
+@dataclass(frozen=True)
+class EncodedPacket:
+    """An encoded packet as plain data (it travels from Ray workers to the driver). PyAV
+    cannot set a packet's disposable flag, so that hint to the muxer is not carried."""
+
+    pts: int | None
+    dts: int | None
+    duration: int
+    keyframe: bool
+    data: bytes
+
+    @classmethod
+    def of(cls, packet) -> "EncodedPacket":
+        return cls(packet.pts, packet.dts, packet.duration, packet.is_keyframe, bytes(packet))
+
+    def packet(self, time_base: Fraction):
+        packet = av.Packet(self.data)
+        packet.pts, packet.dts, packet.duration = self.pts, self.dts, self.duration
+        packet.is_keyframe = self.keyframe
+        packet.time_base = time_base
+        return packet
+
+
+class ChunkEncoder:
+    """Frames -> packets, a fresh encoder per chunk (`flush` ends one)."""
+
+    def __init__(self, spec: ContextSpec):
+        self.spec = spec
+        self.context = None
+
+    def encode(self, frame) -> list:
+        if self.context is None:
+            self.context = self.spec.open()
+        return list(self.context.encode(frame))
+
+    def flush(self) -> list:
+        if self.context is None:
+            return []
+        packets = list(self.context.encode(None))
+        self.context = None
+        return packets
+
+
 class Encoder:
     """Writes upscaled frames and copied packets into `path` (format from its suffix)."""
 
@@ -113,21 +192,20 @@ class Encoder:
         supported = set(self.container.supported_codecs)
         self.choice = choose_encoder(options, probe, supported, scale, self.container.default_video_codec)
         self.colour: Colour = probe.colour
+        if has_alpha(probe.pix_fmt) and not has_alpha(self.choice.pix_fmt):
+            warn(f"alpha dropped: {self.choice.codec} {self.choice.pix_fmt} has none (ffv1 or libvpx-vp9 keep it)")
         stream = self.container.add_stream(self.choice.codec, rate=probe.rate)
         stream.width, stream.height = size
         stream.pix_fmt = self.choice.pix_fmt
         stream.time_base = probe.time_base
-        context = stream.codec_context
-        context.time_base = probe.time_base
-        if probe.rate:
-            context.framerate = probe.rate
-        context.bit_rate = self.choice.bit_rate
-        context.options = dict(self.choice.options)
-        context.thread_type = "AUTO"
-        if probe.sample_aspect_ratio:
-            context.sample_aspect_ratio = probe.sample_aspect_ratio
-        self.colour.tag(context)
-        stream.metadata.update(probe.video_metadata)
+        # The stream's own context only makes the header (extradata); frames go through
+        # fresh contexts opened from the same spec, one per chunk.
+        self.spec = ContextSpec(self.choice.codec, self.choice.pix_fmt, dict(self.choice.options),
+                                self.choice.bit_rate, size, probe.time_base, probe.rate,
+                                probe.sample_aspect_ratio, probe.colour, int(stream.codec_context.flags))
+        self.spec.configure(stream.codec_context)
+        if probe.display_matrix is not None:
+            stream.set_display_matrix(list(probe.display_matrix))  # rotation: the picture's own, unchanged
         self.video = stream
         self.copies: dict[int, object] = {}
         for template in source.streams:
@@ -150,15 +228,42 @@ class Encoder:
             self.copies[template.index] = copy
         self.container.metadata.update(source.metadata)
         self.frames = 0
+        self.chunks = ChunkEncoder(self.spec)
+        self._last_dts: int | None = None
 
     def write(self, rgb: np.ndarray, pts: int, duration: int | None = None) -> None:
         frame = from_rgb(rgb, self.choice.pix_fmt, self.colour)
         frame.pts = pts
         if duration:
             frame.duration = duration
-        frame.time_base = self.video.codec_context.time_base
-        self.container.mux(self.video.encode(frame))
+        frame.time_base = self.spec.time_base
+        for packet in self.chunks.encode(frame):
+            self._mux_video(packet)
         self.frames += 1
+
+    def restart(self) -> None:
+        """End the current chunk: the next frame starts a fresh encoder (a keyframe)."""
+        for packet in self.chunks.flush():
+            self._mux_video(packet)
+
+    def mux_encoded(self, packets: "list[EncodedPacket]", frames: int) -> None:
+        """Packets of chunks encoded elsewhere (a Ray worker) with this spec."""
+        for encoded in packets:
+            self._mux_video(encoded.packet(self.spec.time_base))
+        self.frames += frames
+
+    def _mux_video(self, packet) -> None:
+        # A chunk's decode timestamps can start at or before the previous chunk's last (a
+        # new encoder's B-frame delay on variable frame rate); they are moved up to keep
+        # increasing, as muxers require, never past the packet's presentation time.
+        last = self._last_dts
+        if packet.dts is not None and last is not None and packet.dts <= last:
+            if packet.pts is None or last + 1 <= packet.pts:
+                packet.dts = last + 1
+        if packet.dts is not None:
+            self._last_dts = packet.dts
+        packet.stream = self.video
+        self.container.mux(packet)
 
     def copy(self, packet) -> None:
         target = self.copies.get(packet.stream.index)
@@ -169,7 +274,7 @@ class Encoder:
     def close(self) -> None:
         """Flush the encoder and write the trailer: the file is complete and playable."""
         try:
-            self.container.mux(self.video.encode(None))
+            self.restart()
         finally:
             self.container.close()
 

@@ -2,7 +2,8 @@
 
 Decoding (with the conversion to float RGB) runs on a reader thread, inference on a
 worker thread and encoding plus muxing on the calling thread, with `options.depth` frames
-queued between each. The output is written under a hidden temporary name beside `dst` and
+queued between each. The encoder restarts at the chunk starts of `srexport.video.chunks`
+(input keyframes, 2 s apart at least), which is what lets `--ray` split the same video. The output is written under a hidden temporary name beside `dst` and
 renamed when complete. An error removes it. SIGINT or SIGTERM (when called on the main
 thread) finishes the frame being encoded, flushes the encoder, closes the file (a complete,
 playable video holding the frames done so far), renames it to `dst` and raises
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from srexport.video.avlib import av, require_av
+from srexport.video.chunks import chunk_starts, min_chunk_frames, scan_video
 from srexport.video.decode import PacketItem, Probe, VideoItem, demux, open_input
 from srexport.video.encode import Encoder
 from srexport.video.options import VIDEO_SUFFIXES, VideoError, VideoOptions, is_video
@@ -89,17 +91,33 @@ def output_size(upscaler, probe: Probe) -> tuple[int, int]:
     return probe.width * s, probe.height * s
 
 
-def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOptions | None = None,
-                  progress: FrameProgress | None = None, warn: Callable[[str], None] = print,
-                  on_probe: Callable[[Probe], None] | None = None) -> VideoResult:
-    """Upscale every frame of `src` (or `options.frames`) into `dst`, copying the other streams."""
+def check_paths(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
+    """(src, dst) as paths, or a VideoError for an output that is no video or is the input."""
     require_av()
-    options = options or VideoOptions()
     src, dst = Path(src), Path(dst)
     if not is_video(dst):
         raise VideoError(f"output {dst} must be a video file ({', '.join(VIDEO_SUFFIXES[:6])}, ...)")
     if src.resolve() == dst.resolve():
         raise VideoError(f"output {dst} would overwrite the input")
+    return src, dst
+
+
+def temporary_beside(dst: Path) -> Path:
+    """A hidden temporary file beside `dst` with the usual file mode, renamed when complete."""
+    return _temporary_beside(dst)
+
+
+def stop_on_signals():
+    """An event set by the first SIGINT/SIGTERM (the second raises KeyboardInterrupt)."""
+    return _stop_on_signals()
+
+
+def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOptions | None = None,
+                  progress: FrameProgress | None = None, warn: Callable[[str], None] = print,
+                  on_probe: Callable[[Probe], None] | None = None) -> VideoResult:
+    """Upscale every frame of `src` (or `options.frames`) into `dst`, copying the other streams."""
+    options = options or VideoOptions()
+    src, dst = check_paths(src, dst)
     source, probe = open_input(src)
     tmp: Path | None = None
     try:
@@ -108,7 +126,7 @@ def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOpti
         tmp = _temporary_beside(dst)
         size = output_size(upscaler, probe)
         encoder = Encoder(tmp, source, probe, options, size, size[0] // probe.width, warn)
-        result = _stream(upscaler, source, probe, encoder, options, progress, tmp, dst)
+        result = _stream(upscaler, source, probe, encoder, options, progress, tmp, dst, restarts(src, probe, options))
         tmp = None
         if result.interrupted:
             raise VideoInterrupted(result)
@@ -119,8 +137,22 @@ def upscale_video(upscaler, src: str | Path, dst: str | Path, options: VideoOpti
             tmp.unlink()
 
 
+def restarts(src: Path, probe: Probe, options: VideoOptions) -> set[int]:
+    """Frame indices where the encoder starts a new chunk (srexport.video.chunks), the
+    first chunk's excepted. A stream that cannot be cut (damaged, untimed) is one chunk:
+    decoding says what is wrong with it."""
+    min_frames = min_chunk_frames(options.chunk_frames, probe.rate)
+    if not min_frames:
+        return set()
+    try:
+        scan = scan_video(src, probe.index)
+    except VideoError:
+        return set()
+    return set(chunk_starts(scan, options.frames, min_frames)[1:])
+
+
 def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOptions, progress, tmp: Path,
-            dst: Path) -> VideoResult:
+            dst: Path, chunk_starts_at: set[int]) -> VideoResult:
     def work(item):
         if isinstance(item, VideoItem):
             framed = upscaler_for_frame(upscaler, item.index, options.static_noise)
@@ -138,6 +170,8 @@ def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOpti
                     if isinstance(item, PacketItem):
                         encoder.copy(item.packet)
                         continue
+                    if item.index in chunk_starts_at:
+                        encoder.restart()
                     encoder.write(item.rgb, item.pts, item.duration)
                     if progress:
                         progress(encoder.frames, total)

@@ -64,6 +64,11 @@ class VideoOptions:
     frames: FrameRange = field(default_factory=FrameRange)
     static_noise: bool = False
     depth: int = 3  # frames queued between decode, inference and encode (each way)
+    # The encoder restarts (a fresh encoder: a keyframe, a closed GOP) at the first input
+    # keyframe at least this many frames after its last start; None: 2 seconds of frames,
+    # 0: never. Chunks encoded independently are what lets --ray split a video across
+    # workers with the same bytes (srexport.video.chunks).
+    chunk_frames: int | None = None
 
     def __post_init__(self):
         if self.crf is not None and self.bitrate is not None:
@@ -74,6 +79,8 @@ class VideoOptions:
             parse_bitrate(self.bitrate)
         if self.depth < 1:
             raise VideoError(f"depth must be >= 1, got {self.depth}")
+        if self.chunk_frames is not None and self.chunk_frames < 0:
+            raise VideoError(f"chunk frames must be >= 0, got {self.chunk_frames}")
 
 
 def parse_bitrate(text: str) -> int:
