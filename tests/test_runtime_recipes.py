@@ -99,7 +99,7 @@ def test_runtime_reproduces_the_authors_block_recipe(toy, recipe, size):
     up = Upscaler(bundle, session, recipe=r)
     got = up.upscale_planes(image.transpose(2, 0, 1).astype(np.float32) / 255)
     assert got.shape == expected.shape == (3, 16 * size[0], 16 * size[1])
-    np.testing.assert_allclose(got, expected, atol=2e-5)
+    np.testing.assert_allclose(got, expected, atol=2e-6)  # measured: at most 3.6e-7
     assert "recipe" in up.tiling_note()
 
 
