@@ -193,9 +193,10 @@ def run_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the noise fields.")] = 0,
     patch: Annotated[str, typer.Option(help="Patch HxW in input pixels, or auto: the largest that --memory allows (images that fit run whole).")] = "auto",
     overlap: Annotated[Optional[int], typer.Option(help="Overlap in input pixels for blending (default: the bundle's).")] = None,
-    window: Annotated[str, typer.Option(help="Blending window: hamming, bartlett or none.")] = "hamming",
+    window: Annotated[str, typer.Option(help="Blending window: hamming, bartlett, none or triangular-authors (the MGBPv2 authors' triangle, never zero).")] = "hamming",
     memory: Annotated[Optional[float], typer.Option(help="Memory budget in GiB for --patch auto (default: half the available RAM; 70% of free GPU memory).")] = None,
     stitch: Annotated[str, typer.Option(help="auto (crop where the network's halo is finite), crop (exact) or blend (window).")] = "auto",
+    recipe: Annotated[Optional[str], typer.Option(help="A published block recipe instead of --patch/--overlap/--window: aim2019 (the MGBPv2 authors' run.py, by the bundle's variant), aim2019-perceptual or aim2019-fidelity.")] = None,
     batch: Annotated[int, typer.Option(help="Patches per inference call.")] = 1,
     backend: Annotated[str, typer.Option(help="auto, tensorrt, openvino, onnxruntime or torch.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (the fastest precision the bundle holds that this machine runs within its recorded accuracy gate), fp32, fp16, bf16 (openvino) or int8.")] = "auto",
@@ -217,6 +218,8 @@ def run_cmd(
     check_options(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, batch=batch, memory=memory)
     from srexport.video.options import is_video
 
+    if recipe is not None and (ray or ray_address or ray_workers or any(is_video(i) for i in inputs)):
+        fail("--recipe runs images in one process: drop --ray, give images")
     if len(inputs) > 1 and any(is_video(i) for i in inputs):
         fail("give one video per run (with -o OUT.mp4), not several inputs")
     if len(inputs) == 1 and is_video(inputs[0]):
@@ -241,7 +244,8 @@ def run_cmd(
     else:
         from srexport.runtime.runner import run_images
 
-        failures = run_images(bundle, _collect_inputs(inputs), output, **common)
+        failures = run_images(bundle, _collect_inputs(inputs), output, **common,
+                              **({"recipe": recipe} if recipe is not None else {}))
     if failures:
         raise typer.Exit(EXIT_BAD_INPUT)
 

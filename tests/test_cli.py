@@ -45,6 +45,9 @@ def test_models_json_lists_every_family_with_parameter_counts(capsys):
     assert by_key[("pcarn-m", "m", 3)]["params"] == 303_451
     assert by_key[("pcarn-m", "m", 4)]["params"] == 294_171
     assert by_key[("mgbpv2", "aim2019-16x", 16)]["params"] == 28_170_450
+    # MGBP NTIRE 2018: the authors' parameters() on their four checkpoints
+    assert [by_key[("mgbp", f"ntire2018-track{t}", 8 if t == 1 else 4)]["params"] for t in (1, 2, 3, 4)] == [
+        131_235, 247_427, 228_931, 247_427]
     assert all({"name", "variant", "scale", "params"} <= r.keys() for r in rows)
 
 

@@ -15,6 +15,7 @@ FAMILIES = [
     ("pcarn-m", "m", 3),
     ("pcarn", "full", 4),
     ("mgbpv2", "2x", None),
+    ("mgbp", "ntire2018-track1", None),
     ("bpp", "x2", None),
     ("discriminator", None, None),
 ]

@@ -93,6 +93,9 @@ class SRModel(nn.Module):
     scale: int = 1
     input_kind: InputKind = "lr"
     noise_inputs: tuple[NoiseInput, ...] = ()
+    # Checkpoint keys of integer index tables (permutations the authors saved as buffers)
+    # that the module rebuilds itself; `adapt_checkpoint` checks and removes them.
+    index_buffers: tuple[str, ...] = ()
 
     def shape_rules(self) -> ShapeRules:  # pragma: no cover - every model overrides
         raise NotImplementedError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ from srexport.errors import CheckpointError
 from srexport.models.base import SRModel
 
 _WRAPPER_KEYS = ("state_dict", "model", "params", "model_state_dict")
+_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -19,12 +21,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, index_keys: Collection[str] = ()) -> dict[str, torch.Tensor]:
     """Read a checkpoint with `weights_only=True` and return its flat state dict.
 
     Only a flat mapping of string keys to dense, finite, floating-point tensors is
     accepted (after unwrapping the usual containers: state_dict, model, params,
-    model_state_dict)."""
+    model_state_dict). `index_keys` name integer tables (saved permutation buffers) that
+    may be integer tensors; the model's `adapt_checkpoint` checks and drops them."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -57,6 +60,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{where} is a meta tensor (no data)")
         if value.layout != torch.strided:
             raise CheckpointError(f"{where} is a {str(value.layout).removeprefix('torch.')} tensor, not a dense one")
+        if key.removeprefix("module.") in index_keys and value.dtype in _INDEX_DTYPES:
+            state[key.removeprefix("module.")] = value
+            continue
         if value.is_quantized or not value.is_floating_point():
             raise CheckpointError(f"{where} has dtype {str(value.dtype).removeprefix('torch.')}, "
                                   "not floating point")
@@ -84,7 +90,7 @@ def check_state_fits(model: SRModel, state: dict, source: str, error: type[Excep
 
 def load_checkpoint(model: SRModel, path: str | Path) -> SRModel:
     """Load `path` into `model`, refusing any missing/unexpected key or shape mismatch."""
-    state = model.adapt_checkpoint(read_state_dict(path))
+    state = model.adapt_checkpoint(read_state_dict(path, model.index_buffers))
     check_state_fits(model, state, str(path))
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()

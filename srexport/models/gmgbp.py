@@ -48,7 +48,6 @@ Reading choices (each checked against the authors' code):
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +56,7 @@ from torch import nn
 from srexport.errors import ModelError
 from srexport.models.base import NoiseInput, ShapeRules, SRModel
 from srexport.models.registry import ModelEntry
+from srexport.models.support import Support as _Support
 
 # Hyper-parameters of the published configuration string
 # CH3_BIC_FE48_LEAK0.0_TR0_BN0_MX0_Analysis#L4#K3#D1_Upscaling#L4#M3#K3#D1_
@@ -277,65 +277,6 @@ class GMGBP(SRModel):
 
 
 # ---------------------------------------------------------------- the supports
-@dataclass(frozen=True)
-class _Support:
-    """Which (padded) LR input pixels a feature map's pixels read, in one dimension.
-
-    The map lives on a grid `scale` times finer than the LR grid; its pixel
-    i = scale * m + phase reads LR pixels m + lo[phase] .. m + hi[phase] (through any
-    channel). Every layer is translation-equivariant, so this holds for every m.
-    Borders (reflection/replicate padding) only fold reads back inside; they do not
-    widen the interior receptive field, and the pad/crop of `forward` cancel
-    (pad * scale = crop), so they are left out.
-    """
-
-    scale: int
-    lo: tuple[int, ...]
-    hi: tuple[int, ...]
-
-    @staticmethod
-    def identity() -> "_Support":
-        return _Support(1, (0,), (0,))
-
-    def radius(self) -> int:
-        return max(max(-lo for lo in self.lo), max(self.hi))
-
-    def reads(self, j: int) -> tuple[int, int]:
-        m, phase = divmod(j, self.scale)
-        return m + self.lo[phase], m + self.hi[phase]
-
-    def __add__(self, other: "_Support") -> "_Support":
-        assert self.scale == other.scale, "adding maps of different grids"
-        return _Support(
-            self.scale,
-            tuple(map(min, self.lo, other.lo)),
-            tuple(map(max, self.hi, other.hi)),
-        )
-
-    def gather(self, out_scale: int, taps) -> "_Support":
-        """The support of a map whose pixel i reads this map's pixels `taps(i)`."""
-        lo, hi = [], []
-        for phase in range(out_scale):
-            spans = [self.reads(j) for j in taps(phase)]
-            lo.append(min(s[0] for s in spans))
-            hi.append(max(s[1] for s in spans))
-        return _Support(out_scale, tuple(lo), tuple(hi))
-
-    def conv(self, kernel: int, stride: int, padding: int) -> "_Support":
-        # y[i] reads x[stride * i - padding + t], t = 0 .. kernel - 1
-        assert self.scale % stride == 0
-        return self.gather(
-            self.scale // stride, lambda i: [stride * i - padding + t for t in range(kernel)]
-        )
-
-    def conv_transpose(self, kernel: int, stride: int, padding: int) -> "_Support":
-        # y[stride * j - padding + t] += x[j] w[t]: y[i] reads x[(i + padding - t) / stride]
-        return self.gather(
-            self.scale * stride,
-            lambda i: [(i + padding - t) // stride for t in range(kernel) if (i + padding - t) % stride == 0],
-        )
-
-
 def _support_of(module: nn.Module, s: _Support) -> _Support:
     if isinstance(module, nn.Conv2d):
         (k, _), (st, _), (p, _) = module.kernel_size, module.stride, module.padding

@@ -13,7 +13,7 @@ from typing import Callable, Literal
 from srexport.errors import ModelError
 from srexport.models.base import SRModel
 
-_MODULES = ("gmgbp", "pcarn", "mgbpv2", "bpp", "discriminator")
+_MODULES = ("gmgbp", "pcarn", "mgbpv2", "mgbp", "bpp", "discriminator")
 
 
 @dataclass(frozen=True)

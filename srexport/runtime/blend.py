@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import numpy as np
 
-WINDOWS = ("hamming", "bartlett", "none")
+WINDOWS = ("hamming", "bartlett", "none", "triangular-authors")
+
+
+def triangular_window(length: int) -> np.ndarray:
+    """The MGBPv2 authors' block weight (their `run.py`): 1, 2, .., ceil(n/2), .., 2, 1 (a
+    peak of two equal values for even n), divided by its mean; float64."""
+    half = length // 2
+    w = np.concatenate([np.arange(1, half + 1 + length % 2), np.arange(half, 0, -1)]).astype(np.float64)
+    return w / w.mean()
 
 
 def window_1d(kind: str, length: int) -> np.ndarray:
     """A window sampled at pixel centres, so it is positive at both ends."""
+    if kind == "triangular-authors":
+        return triangular_window(length).astype(np.float32)
     t = (np.arange(length, dtype=np.float64) + 0.5) / length
     if kind == "hamming":
         w = 0.54 - 0.46 * np.cos(2.0 * np.pi * t)

@@ -17,6 +17,8 @@ from srexport.runtime.budget import MemoryModel, default_budget, largest_patch, 
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
 from srexport.runtime.pipeline import LUMA, batches, box_windows, finish, pad_image, pre_upscale, stitcher, to_planes
+from srexport.runtime import recipes
+from srexport.runtime.recipes import BlockRecipe, plan_blocks, pre_upscale_8bit
 from srexport.runtime.tiler import TilePlan, crop_overlap, crop_patch_ok, plan_crop, plan_tiles
 
 Progress = Callable[[int, int], None]
@@ -51,6 +53,7 @@ class Upscaler:
         *,
         stitch: str = "auto",
         memory: float | None = None,
+        recipe: BlockRecipe | None = None,
     ):
         manifest = bundle.manifest
         if manifest.task != "sr":
@@ -73,6 +76,8 @@ class Upscaler:
         # Validate patch and overlap now, not in the middle of a folder.
         if not self.auto and stitch != "crop":
             plan_tiles(max(self.patch), max(self.patch), self.patch, self.overlap, rules)
+        self.recipe = recipe  # a published block recipe replaces patch, overlap and window
+        window = recipe.window if recipe is not None else window
         self.window = window
         if window not in WINDOWS:
             raise SrExportError(f"unknown window '{window}' (windows: {', '.join(WINDOWS)})")
@@ -112,6 +117,8 @@ class Upscaler:
     def graph_plan(self, height: int, width: int) -> TilePlan:
         """The tiling of an image of (height, width) graph input pixels."""
         rules = self.bundle.manifest.shape_rules
+        if self.recipe is not None:
+            return plan_blocks(height, width, self.recipe, rules)
         patch = self.patch
         if self.auto:
             crop = self.stitch != "blend"
@@ -131,6 +138,9 @@ class Upscaler:
 
     def tiling_note(self) -> str:
         """The run line's tiling part."""
+        if self.recipe is not None:
+            r = self.recipe
+            return f"recipe {r.name}: blocks {r.block}x{r.block}, {r.skip} px apart, window {r.window}, batch {self.batch}"
         if self.auto:
             how = "crop stitching" if self.stitch != "blend" else f"overlap {self.overlap}, window {self.window}"
             return (f"patch auto (memory budget {self.budget.gib:.1f} GiB, {self.budget.source}; images that fit "
@@ -143,7 +153,10 @@ class Upscaler:
     # -- arrays -----------------------------------------------------------------
     def upscale_planes(self, planes: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """3xHxW float32 RGB in [0, 1] -> 3x(sH)x(sW) float32, unclamped."""
-        planes = pre_upscale(planes, self.bundle.manifest.input_kind, self.scale)
+        if self.recipe is not None:
+            planes = pre_upscale_8bit(planes, self.scale)
+        else:
+            planes = pre_upscale(planes, self.bundle.manifest.input_kind, self.scale)
         plan = self.graph_plan(*planes.shape[1:])
         padded = pad_image(planes, plan)
         s = self.output_scale
@@ -279,18 +292,24 @@ def load(
     threads: int = 0,
     stitch: str = "auto",
     memory: float | None = None,
+    recipe: str | None = None,
 ) -> Upscaler:
     """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`.
 
     `patch="auto"` (the default) sizes patches from the memory budget `memory` (GiB);
-    see `Upscaler` for `stitch`."""
+    see `Upscaler` for `stitch`. `recipe` names a published block recipe (srexport.runtime.recipes,
+    e.g. "aim2019"), which then sets the blocks, their corners, the window and the pre-upscale."""
     validation.check_load(bundle, backend, precision, patch=patch, overlap=overlap, window=window, batch=batch,
                           noise=noise, seed=seed, threads=threads, memory=memory)
     loaded = load_bundle(bundle)
+    blocks = recipes.resolve(recipe, loaded.manifest) if recipe is not None else None
+    if blocks is not None:
+        patch = (blocks.block, blocks.block)
     if isinstance(patch, int):
         patch = (patch, patch)
     hint = patch if patch is not None and patch != "auto" else loaded.manifest.patch
     graphcheck.check_structure(loaded, resolve_precision(loaded, backend, precision).precision)
     session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch)
     graphcheck.check_scale(loaded, session.precision, session.run)
-    return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory)
+    return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory,
+                    recipe=blocks)
