@@ -80,7 +80,8 @@ class _Options(ctypes.Structure):
                 ("patch_h", ctypes.c_int), ("patch_w", ctypes.c_int), ("overlap", ctypes.c_int),
                 ("window", ctypes.c_char_p), ("batch", ctypes.c_int), ("noise", ctypes.c_double),
                 ("seed", ctypes.c_uint64), ("threads", ctypes.c_int), ("verify_hashes", ctypes.c_int),
-                ("cache_dir", ctypes.c_char_p), ("device", ctypes.c_int)]
+                ("cache_dir", ctypes.c_char_p), ("device", ctypes.c_int), ("stitch", ctypes.c_char_p),
+                ("memory_gib", ctypes.c_double)]
 
 
 def worker_cpp(lib_path: str, bundle: str, precision: str, count: int):

@@ -85,11 +85,11 @@ TEST(windows_are_sampled_at_pixel_centres) {
 
 TEST(reflect_pad_is_numpy_reflect_for_any_pad) {
     const float row[3] = {0, 1, 2};
-    const auto padded = reflect_pad(row, 1, 1, 3, 0, 7);  // one pixel high: numpy uses "edge"
+    const auto padded = reflect_pad(row, 1, 1, 3, 0, 0, 0, 7);  // one pixel high: numpy uses "edge"
     CHECK(padded[3] == 2.0f && padded[9] == 2.0f);
     std::vector<float> img(2 * 3);
     for (int i = 0; i < 6; ++i) img[std::size_t(i)] = float(i);
-    const auto p = reflect_pad(img.data(), 1, 2, 3, 3, 5);  // np.pad(a, ((0,3),(0,5)), "reflect")
+    const auto p = reflect_pad(img.data(), 1, 2, 3, 0, 3, 0, 5);  // np.pad(a, ((0,3),(0,5)), "reflect")
     const std::vector<float> row0 = {0, 1, 2, 1, 0, 1, 2, 1};
     for (int x = 0; x < 8; ++x) CHECK_EQ(p[std::size_t(x)], row0[std::size_t(x)]);
     // rows: 0, 1, 0, 1, 0
@@ -114,7 +114,7 @@ TEST(cpu_blender_of_constant_patches_is_constant) {
     std::vector<float> patches(2 * 3 * 64, 0.5f);
     blender.add(patches.data(), 2, {{0, 0}, {6, 6}});
     blender.add(patches.data(), 2, {{0, 6}, {6, 0}});
-    const auto out = blender.result(13, 14);
+    const auto out = blender.result(0, 0, 13, 14);
     float err = 0.0f;
     for (float v : out) err = std::max(err, std::fabs(v - 0.5f));
     CHECK(err < 1e-6f);
