@@ -2,6 +2,7 @@
 // image_bytes, largest_patch, _tight_patches) and validation.available_memory.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <tuple>
@@ -27,8 +28,13 @@ std::int64_t available_memory() {
 }
 
 Budget default_budget(double memory_gib) {
-    if (memory_gib < 0 || !std::isfinite(memory_gib))
-        fail(Status::Argument, "memory must be a positive number of GiB (0: the default budget)");
+    if (memory_gib != 0.0 && !(memory_gib >= MIN_MEMORY_GIB && memory_gib <= MAX_MEMORY_GIB)) {
+        // validation.check_load's rule and words
+        char message[128];
+        std::snprintf(message, sizeof message, "memory must be between %g and %g, got %g", MIN_MEMORY_GIB,
+                      MAX_MEMORY_GIB, memory_gib);
+        fail(Status::Argument, message);
+    }
     if (memory_gib > 0) return {std::int64_t(memory_gib * double(std::int64_t(1) << 30)), "memory option"};
     return {std::int64_t(RAM_FRACTION * double(available_memory())), "50% of available RAM"};
 }

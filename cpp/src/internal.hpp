@@ -60,6 +60,7 @@ TilePlan plan_crop(int height, int width, int patch_h, int patch_w, const ShapeR
 // ---- budget.py ---------------------------------------------------------------------
 constexpr double BACKEND_FACTOR = 2.5;  // backend work buffers on top of the graph's live tensors
 constexpr double RAM_FRACTION = 0.5;    // of MemAvailable: the default budget on the CPU
+constexpr double MIN_MEMORY_GIB = 1e-3, MAX_MEMORY_GIB = 1048576.0;  // validation.py's bounds of --memory
 
 // Peak bytes of one graph call: fixed (weights) + factor x per_pixel x input pixels x batch.
 struct MemoryModel {

@@ -320,8 +320,8 @@ Upscaler::Upscaler(const std::string& bundle_dir, const Options& options) : impl
     if (info.patch_auto) {
         const detail::Budget budget = detail::default_budget(options.memory_gib);
         info.budget_bytes = budget.bytes, info.budget_source = budget.source;
-    } else if (options.memory_gib < 0 || !std::isfinite(options.memory_gib)) {
-        detail::default_budget(options.memory_gib);  // the same refusal
+    } else {
+        detail::default_budget(options.memory_gib);  // the same refusal of a bad value
     }
     // The memory model reads the precision's graph (bf16 computes on the fp32 one).
     const bool own_graph = m.precisions.count(options.precision) && options.precision != "bf16";
