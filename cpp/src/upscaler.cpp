@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <mutex>
-#include <optional>
 #include <sstream>
 #include <type_traits>
 
@@ -105,8 +104,7 @@ struct Upscaler::Impl {
     Info info;
     std::unique_ptr<detail::Session> session;
     bool overlap_given = false;
-    std::string memory_graph;  // the graph the memory model is taken from
-    mutable std::optional<detail::MemoryModel> memory_model;
+    detail::MemoryModel memory_model;  // patch auto's, read from the graph at open
     double noise = 0.0;
     std::uint64_t seed = 0;
     std::mutex mutex;
@@ -160,11 +158,6 @@ struct Upscaler::Impl {
         return true;
     }
 
-    const detail::MemoryModel& model() const {
-        if (!memory_model) memory_model = detail::graph_memory_model(memory_graph, info.manifest);
-        return *memory_model;
-    }
-
     // The tiling of an image of (height, width) graph input pixels.
     detail::TilePlan graph_plan(int height, int width) const {
         const ShapeRules& rules = info.manifest.shape_rules;
@@ -173,7 +166,7 @@ struct Upscaler::Impl {
             const bool crop = info.stitch != "blend";
             const int floor = crop ? 2 * *rules.halo + 1 : rules.min_size;
             const int overlap = crop ? 2 * *rules.halo : info.overlap;
-            if (!detail::largest_patch(model(), info.budget_bytes, rules, height, width, info.batch, !crop, floor,
+            if (!detail::largest_patch(memory_model, info.budget_bytes, rules, height, width, info.batch, !crop, floor,
                                        overlap, patch, session->max_patch()))
                 patch = {rules.legal_at_least(height), rules.legal_at_least(width)};
         }
@@ -323,9 +316,12 @@ Upscaler::Upscaler(const std::string& bundle_dir, const Options& options) : impl
     } else {
         detail::default_budget(options.memory_gib);  // the same refusal of a bad value
     }
-    // The memory model reads the precision's graph (bf16 computes on the fp32 one).
-    const bool own_graph = m.precisions.count(options.precision) && options.precision != "bf16";
-    impl_->memory_graph = detail::graph_path(bundle_dir, m, own_graph ? options.precision : "fp32");
+    if (info.patch_auto) {
+        // The memory model reads the precision's graph (bf16 computes on the fp32 one), once.
+        const bool own_graph = m.precisions.count(options.precision) && options.precision != "bf16";
+        impl_->memory_model =
+            detail::graph_memory_model(detail::graph_path(bundle_dir, m, own_graph ? options.precision : "fp32"), m);
+    }
     info.tiling_note = impl_->tiling_note();
     impl_->noise = options.noise;
     impl_->seed = options.seed;
