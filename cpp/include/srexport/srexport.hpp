@@ -7,9 +7,10 @@
 //              {out.data(), ow, oh, 3, srexport::DType::UInt8});
 //
 // The output equals the Python runtime's (srexport.load(bundle).upscale(array)) on the
-// same bundle, options and image: same tiles, same window blending in float32, same
-// noise fields for the same seed (Philox4x32-10 + Box-Muller), same bicubic pre-upscale
-// (PIL's filter) and the same 8/16-bit quantisation round(clamp(y, 0, 1) * peak).
+// same bundle, options and image: same tiles (patch auto from the same memory model and
+// budget), same crop stitching or window blending in float32, same padding (pad_align),
+// same noise fields for the same seed (Philox4x32-10 + Box-Muller), same bicubic
+// pre-upscale (PIL's filter) and the same 8/16-bit quantisation round(clamp(y, 0, 1) * peak).
 //
 // Errors are thrown as srexport::Error (a std::runtime_error with a Status and a one-line
 // message). Thread safety is that of the C API (srexport.h): calls on one Upscaler are
