@@ -15,8 +15,10 @@ each side runs in a fresh process of its own, alternately `--rounds` times:
   there), and first frame minus the steady per-frame time (the compile, in effect);
 - steady state: median seconds per frame over `--frames` frames after that first one.
 
-The C++ and Python outputs of the last frame are compared (max 8-bit difference): the
-same pixels, so the timings compare the same work. Per-frame ratio python / cpp > 1 means
+Both sides use their defaults (patch auto: a 320x180 frame runs whole, crop stitching);
+the plans are recorded and compared (`same_plan`), and so are the C++ and Python outputs
+of the last frame (max 8-bit difference): the same tiles and pixels, so the timings
+compare the same work. Per-frame ratio python / cpp > 1 means
 C++ is faster. The CPU is named from /proc/cpuinfo.
 """
 
@@ -80,7 +82,15 @@ class _Options(ctypes.Structure):
                 ("patch_h", ctypes.c_int), ("patch_w", ctypes.c_int), ("overlap", ctypes.c_int),
                 ("window", ctypes.c_char_p), ("batch", ctypes.c_int), ("noise", ctypes.c_double),
                 ("seed", ctypes.c_uint64), ("threads", ctypes.c_int), ("verify_hashes", ctypes.c_int),
-                ("cache_dir", ctypes.c_char_p), ("device", ctypes.c_int)]
+                ("cache_dir", ctypes.c_char_p), ("device", ctypes.c_int), ("stitch", ctypes.c_char_p),
+                ("memory_gib", ctypes.c_double)]
+
+
+class _Plan(ctypes.Structure):
+    _fields_ = [("patch_h", ctypes.c_int), ("patch_w", ctypes.c_int), ("tiles", ctypes.c_int),
+                ("overlap", ctypes.c_int), ("crop", ctypes.c_int), ("pad_top", ctypes.c_int),
+                ("pad_bottom", ctypes.c_int), ("pad_left", ctypes.c_int), ("pad_right", ctypes.c_int),
+                ("computed_pixels", ctypes.c_longlong)]
 
 
 def worker_cpp(lib_path: str, bundle: str, precision: str, count: int):
@@ -103,6 +113,10 @@ def worker_cpp(lib_path: str, bundle: str, precision: str, count: int):
     if lib.srx_open(bundle.encode(), ctypes.byref(options), ctypes.byref(handle)) != 0:
         return {"error": lib.srx_last_error().decode()}
     opened = time.perf_counter()
+    plan = _Plan()
+    lib.srx_get_plan.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Plan)]
+    lib.srx_get_plan(handle, FRAME_W, FRAME_H, ctypes.byref(plan))
+    tiles = {"patch": [plan.patch_h, plan.patch_w], "tiles": plan.tiles, "crop": bool(plan.crop)}
     ow, oh = ctypes.c_int(), ctypes.c_int()
     lib.srx_output_size(handle, FRAME_W, FRAME_H, ctypes.byref(ow), ctypes.byref(oh))
 
@@ -114,7 +128,7 @@ def worker_cpp(lib_path: str, bundle: str, precision: str, count: int):
             raise RuntimeError(lib.srx_last_error().decode())
         return out
 
-    return _timed(upscale, count, start, imported, opened)
+    return {**_timed(upscale, count, start, imported, opened), "plan": tiles}
 
 
 def worker_python(bundle: str, precision: str, count: int):
@@ -129,7 +143,9 @@ def worker_python(bundle: str, precision: str, count: int):
     except SrExportError as exc:
         return {"error": str(exc)}
     opened = time.perf_counter()
-    return _timed(upscaler.upscale, count, start, imported, opened)
+    plan = upscaler.plan(FRAME_H, FRAME_W)
+    tiles = {"patch": [plan.patch_h, plan.patch_w], "tiles": len(plan.tiles), "crop": bool(plan.owned)}
+    return {**_timed(upscaler.upscale, count, start, imported, opened), "plan": tiles}
 
 
 def _timed(upscale, count: int, start: float, imported: float, opened: float) -> dict:
@@ -172,7 +188,7 @@ def summary(runs: list[dict]) -> dict:
     keys = ("import_s", "open_s", "first_frame_s", "compile_s_estimate", "one_time_s", "per_frame_s")
     return {**{k: statistics.median(r[k] for r in good) for k in keys},
             "per_frame_min_s": min(r["per_frame_min_s"] for r in good), "rounds": len(good),
-            "frames_per_round": good[0]["frames"], "output_size": good[0]["output_size"]}
+            "frames_per_round": good[0]["frames"], "output_size": good[0]["output_size"], "plan": good[0]["plan"]}
 
 
 def main() -> int:
@@ -238,8 +254,8 @@ def main() -> int:
                        "overlap": manifest.get("overlap")},
             "frames": {"size": [FRAME_W, FRAME_H], "source": "CSet14 resized (PIL bicubic)"
                        if (SHARED / "images" / "CSet14").is_dir() else "synthetic"},
-            "settings": "both sides: backend openvino, the manifest's patch and overlap, batch 1 (LATENCY), "
-                        "threads = the CPUs this process may use",
+            "settings": "both sides: backend openvino, their defaults (patch auto: a frame that fits the memory "
+                        "budget runs whole, crop stitching), batch 1 (LATENCY), threads = the CPUs this process may use",
             "precisions": {},
         }
         for precision in ("fp32", "bf16"):
@@ -256,6 +272,7 @@ def main() -> int:
             elif "error" not in entry["cpp"] and "error" not in entry["python"]:
                 cpp_out, py_out = np.load(outputs["cpp"]), np.load(outputs["python"])
                 entry["max_8bit_difference"] = int(np.abs(cpp_out.astype(int) - py_out.astype(int)).max())
+                entry["same_plan"] = entry["cpp"]["plan"] == entry["python"]["plan"]
                 entry["per_frame_python_over_cpp"] = entry["python"]["per_frame_s"] / entry["cpp"]["per_frame_s"]
                 entry["one_time_python_over_cpp"] = entry["python"]["one_time_s"] / entry["cpp"]["one_time_s"]
                 entry["cpp_at_least_as_fast_per_frame"] = entry["cpp"]["per_frame_s"] <= entry["python"]["per_frame_s"]

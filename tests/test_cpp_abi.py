@@ -1,205 +1,29 @@
 """libsrexport (cpp/) through its C ABI via ctypes: the C++ runtime gives the Python
 runtime's output on the same bundle, image and options (float to 1e-4, 8-bit to 1 LSB)
-and the same noise fields bit for bit.
-
-The library is looked for in $SREXPORT_CPP_BUILD_DIR, then build/cpp (what .ci/cpp.sh
-builds); it is (re)built there when cmake, a C++ compiler, nlohmann-json and OpenCV's dnn
-module are present, else every test here skips with the reason.
+and the same noise fields bit for bit. The build and the ctypes side live in tests/_cpp.py.
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _cpp import (ERR_BUNDLE, ERR_CANCELLED, OK, SR_ZOO, ZOO_IDS, Cpp, CppError, load_library, python_runtime,
+                  test_image, two_by_two_case)
 from conftest import REPO, shared_file
-
-BUILD_DIR = Path(os.environ.get("SREXPORT_CPP_BUILD_DIR", REPO / "build" / "cpp"))
-
-# Which zoo graphs OpenCV DNN 4.6 (Debian's libopencv-dnn-dev) runs, with the inputs pinned
-# to the patch shape (cpp/src/onnx_pin.cpp). Keys are the test suite's shared bundles
-# (tests/test_export.py FAMILIES), so a full run builds each bundle once.
-ZOO = [
-    ("gmgbp", None, None),
-    ("pcarn-m", "m", 2),
-    ("pcarn", "full", 4),
-    ("mgbpv2", "2x", None),
-    ("bpp", "x2", None),
-]
-
-
-# --- the C ABI ---------------------------------------------------------------------
-class Image(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("width", ctypes.c_int), ("height", ctypes.c_int),
-                ("channels", ctypes.c_int), ("dtype", ctypes.c_int), ("stride", ctypes.c_size_t)]
-
-
-class Options(ctypes.Structure):
-    _fields_ = [("struct_size", ctypes.c_uint32), ("backend", ctypes.c_char_p), ("precision", ctypes.c_char_p),
-                ("patch_h", ctypes.c_int), ("patch_w", ctypes.c_int), ("overlap", ctypes.c_int),
-                ("window", ctypes.c_char_p), ("batch", ctypes.c_int), ("noise", ctypes.c_double),
-                ("seed", ctypes.c_uint64), ("threads", ctypes.c_int), ("verify_hashes", ctypes.c_int),
-                ("cache_dir", ctypes.c_char_p), ("device", ctypes.c_int)]
-
-
-class Info(ctypes.Structure):
-    _fields_ = [("model", ctypes.c_char_p), ("variant", ctypes.c_char_p), ("scale", ctypes.c_int),
-                ("input_kind", ctypes.c_char_p), ("backend", ctypes.c_char_p), ("precision", ctypes.c_char_p),
-                ("patch_h", ctypes.c_int), ("patch_w", ctypes.c_int), ("overlap", ctypes.c_int),
-                ("batch", ctypes.c_int), ("noise_inputs", ctypes.c_int), ("window", ctypes.c_char_p)]
-
-
-PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
-DTYPES = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 2, np.dtype(np.float32): 3}
-OK, ERR_BUNDLE, ERR_BACKEND, ERR_IMAGE, ERR_CANCELLED = 0, 2, 3, 5, 7
-
-
-class CppError(RuntimeError):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
-    c = ctypes
-    lib.srx_version.restype = c.c_char_p
-    lib.srx_last_error.restype = c.c_char_p
-    lib.srx_backend_available.argtypes = [c.c_char_p]
-    lib.srx_options_init.argtypes = [c.POINTER(Options)]
-    lib.srx_open.argtypes = [c.c_char_p, c.POINTER(Options), c.POINTER(c.c_void_p)]
-    lib.srx_close.argtypes = [c.c_void_p]
-    lib.srx_get_info.argtypes = [c.c_void_p, c.POINTER(Info)]
-    lib.srx_output_size.argtypes = [c.c_void_p, c.c_int, c.c_int, c.POINTER(c.c_int), c.POINTER(c.c_int)]
-    lib.srx_upscale.argtypes = [c.c_void_p, c.POINTER(Image), c.POINTER(Image), PROGRESS, c.c_void_p]
-    lib.srx_cancel.argtypes = [c.c_void_p]
-    lib.srx_normal_field.argtypes = [c.c_uint64, c.c_uint32, c.c_int64, c.c_int64, c.c_int, c.c_int,
-                                     c.POINTER(c.c_float)]
-    lib.srx_bicubic.argtypes = [c.POINTER(c.c_float), c.c_int, c.c_int, c.POINTER(c.c_float), c.c_int, c.c_int]
-    return lib
-
-
-def _build(build_dir: Path) -> Path | str:
-    """Configure (if needed) and build the shared library; a reason string when it cannot be."""
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (the C++ build needs cmake and g++)"
-    if not any(Path(p, "opencv2", "dnn.hpp").exists() for p in ("/usr/include/opencv4", "/usr/local/include/opencv4")):
-        return "OpenCV's dnn headers are missing (apt-get install libopencv-dnn-dev): no CPU backend to test"
-    if not Path("/usr/include/nlohmann/json.hpp").exists() and not Path("/usr/local/include/nlohmann/json.hpp").exists():
-        return "nlohmann/json.hpp is missing (apt-get install nlohmann-json3-dev)"
-    if not (build_dir / "CMakeCache.txt").exists() or _openvino_missed(build_dir):
-        # SREXPORT_PYTHON: the OpenVINO SDK comes from this interpreter's openvino wheel.
-        done = subprocess.run(["cmake", "-S", str(REPO / "cpp"), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
-                               f"-DSREXPORT_PYTHON={sys.executable}"], capture_output=True, text=True)
-        if done.returncode:
-            return f"cmake configure failed: {done.stderr.strip().splitlines()[-1:]}"
-    done = subprocess.run(["cmake", "--build", str(build_dir), "--target", "srexport", "-j2"],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.fail(f"building libsrexport failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return build_dir / "libsrexport.so"
-
-
-def _openvino_missed(build_dir: Path) -> bool:
-    """The build was configured without OpenVINO (AUTO), but this Python has the openvino
-    wheel (CI configures build/cpp before the test extra installs it): configure again."""
-    cache = (build_dir / "CMakeCache.txt").read_text(errors="replace")
-    if "SREXPORT_WITH_OPENVINO:STRING=AUTO" not in cache or importlib.util.find_spec("openvino") is None:
-        return False
-    found = [line for line in cache.splitlines() if line.startswith("OpenVINO_DIR:")]
-    return not found or found[0].endswith("NOTFOUND")
 
 
 @pytest.fixture(scope="session")
 def lib() -> ctypes.CDLL:
-    built = _build(BUILD_DIR)
-    if isinstance(built, str):
-        pytest.skip(built)
-    library = _declare(ctypes.CDLL(str(built)))
-    if not library.srx_backend_available(b"opencv"):
-        pytest.skip("libsrexport was built without the opencv backend (no CPU backend to compare)")
-    return library
-
-
-class Cpp:
-    """A libsrexport handle (srx_open ... srx_close)."""
-
-    def __init__(self, lib: ctypes.CDLL, bundle, **options):
-        self.lib = lib
-        opt = Options()
-        lib.srx_options_init(ctypes.byref(opt))
-        opt.backend = options.pop("backend", "opencv").encode()
-        patch = options.pop("patch", None)
-        if patch is not None:
-            opt.patch_h = opt.patch_w = patch
-        for key, value in options.items():
-            setattr(opt, key, value.encode() if isinstance(value, str) else value)
-        if not opt.threads:
-            opt.threads = 2
-        self.handle = ctypes.c_void_p()
-        root = bundle if isinstance(bundle, (str, Path)) else bundle.root
-        status = lib.srx_open(str(root).encode(), ctypes.byref(opt), ctypes.byref(self.handle))
-        if status != OK:
-            raise CppError(status, lib.srx_last_error().decode())
-
-    def info(self) -> Info:
-        info = Info()
-        assert self.lib.srx_get_info(self.handle, ctypes.byref(info)) == OK
-        return info
-
-    def upscale(self, array: np.ndarray, progress=None) -> np.ndarray:
-        array = np.ascontiguousarray(array)
-        h, w = array.shape[:2]
-        c = 1 if array.ndim == 2 else array.shape[2]
-        ow, oh = ctypes.c_int(), ctypes.c_int()
-        assert self.lib.srx_output_size(self.handle, w, h, ctypes.byref(ow), ctypes.byref(oh)) == OK
-        out = np.zeros((oh.value, ow.value, c), array.dtype)
-        src = Image(array.ctypes.data, w, h, c, DTYPES[array.dtype], 0)
-        dst = Image(out.ctypes.data, ow.value, oh.value, c, DTYPES[array.dtype], 0)
-        callback = PROGRESS(progress) if progress else PROGRESS()
-        status = self.lib.srx_upscale(self.handle, ctypes.byref(src), ctypes.byref(dst), callback, None)
-        if status != OK:
-            raise CppError(status, self.lib.srx_last_error().decode())
-        return out[..., 0] if array.ndim == 2 else out
-
-    def close(self):
-        if self.handle:
-            self.lib.srx_close(self.handle)
-            self.handle = ctypes.c_void_p()
-
-    def __del__(self):
-        self.close()
-
-
-def python_runtime(bundle, **options):
-    import srexport
-
-    options.setdefault("threads", 2)
-    return srexport.load(bundle.root, backend="onnxruntime", **options)
-
-
-def test_image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
-    """A smooth image with texture and the full range (not random noise, which no SR net sees)."""
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    rng = np.random.default_rng(seed)
-    planes = [0.5 + 0.45 * np.sin(x / (3 + c) + y / (5 + 2 * c) + c) + 0.05 * rng.standard_normal((h, w))
-              for c in range(channels)]
-    return np.clip(np.stack(planes, -1), 0, 1).astype(np.float32)
-
-
-test_image.__test__ = False  # a helper, not a test
+    return load_library("opencv")
 
 
 def compare(lib, bundle, image: np.ndarray, through_uint8: bool = False, **options) -> tuple[float, int, np.ndarray]:
-    """(max abs float error, max 8-bit LSB difference, Python's output) of C++ vs Python.
+    """(max abs float error, max 8-bit LSB difference, Python's output) of C++ (OpenCV DNN)
+    vs Python (ONNX Runtime).
 
     The image is first made an 8-bit one (float = uint8 / 255, as both runtimes convert
     uint8 input), so the 8-bit outputs are the quantised float outputs; through_uint8 also
@@ -324,17 +148,10 @@ def test_pcarn_m_with_published_weights_matches_python(lib, bundle_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,variant,scale", ZOO, ids=[f"{n}-{v}-{s}" for n, v, s in ZOO])
+@pytest.mark.parametrize("name,variant,scale", SR_ZOO, ids=ZOO_IDS)
 def test_zoo_graph_runs_on_opencv_and_matches_python(lib, bundle_factory, name, variant, scale):
     bundle = bundle_factory(name, variant, scale)
-    m = bundle.manifest
-    rules = m.shape_rules
-    # A small image that still needs 2 x 2 legal tiles, in the graph's input pixels.
-    patch = rules.legal_at_least(max(rules.min_size, 24))
-    overlap = min(m.overlap, patch // 3) // 2 * 2
-    lr = 20 if m.input_kind == "lr" else patch // m.scale + 6
-    image = test_image(lr + 1, lr + 6, seed=5)
-    options = dict(patch=patch, overlap=overlap, noise=0.1 if m.noise_inputs else 0.0, seed=11)
+    image, options = two_by_two_case(bundle.manifest)
     err, lsb, ref = compare(lib, bundle, image, **options)
     # Randomly initialised networks (no published weights for most of the zoo) have outputs
     # far outside [0, 1]: measure the float error relative to the output's range.

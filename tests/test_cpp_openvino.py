@@ -4,9 +4,9 @@ its openvino backend: same bundle, image and options give the same output (fp32 
 bundle records, bf16 is refused in one line on CPUs without BF16 (and matches Python
 where the CPU has it), `auto` picks OpenVINO, the discriminator is refused.
 
-The library is built in build/cpp as tests/test_cpp_abi.py builds it (configured with
-this Python, whose openvino wheel carries OpenVINO's C++ SDK); without the wheel or the
-build tools every test skips with the reason.
+The library is built in build/cpp by tests/_cpp.py (configured with this Python, whose
+openvino wheel carries OpenVINO's C++ SDK); without the wheel or the build tools every test
+skips with the reason.
 """
 
 from __future__ import annotations
@@ -17,34 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _cpp import (ERR_ARGUMENT, ERR_BUNDLE, ERR_UNAVAILABLE, SR_ZOO, ZOO_IDS, Cpp, CppError, load_library,
+                  python_runtime, two_by_two_case, u8_image)
 from conftest import REPO, shared_file
-from test_cpp_abi import BUILD_DIR, ERR_BUNDLE, Cpp, CppError, _build, _declare, test_image
 
-ERR_ARGUMENT, ERR_UNAVAILABLE = 1, 4
 ACCURACY_MARGIN_DB = 1.0  # as tests/test_backend_openvino.py: a recorded PSNR may be missed by this much
-
-# Every super-resolution family of the zoo (tests/test_export.py FAMILIES, same keys so a
-# full run builds each bundle once).
-ZOO = [
-    ("gmgbp", None, None),
-    ("pcarn-m", "m", 2),
-    ("pcarn-m", "m", 3),
-    ("pcarn", "full", 4),
-    ("mgbpv2", "2x", None),
-    ("bpp", "x2", None),
-]
 
 
 @pytest.fixture(scope="session")
 def ov_lib() -> ctypes.CDLL:
     pytest.importorskip("openvino", reason="openvino is not installed (the test extra installs it)")
-    built = _build(BUILD_DIR)
-    if isinstance(built, str):
-        pytest.skip(built)
-    library = _declare(ctypes.CDLL(str(built)))
-    if not library.srx_backend_available(b"openvino"):
-        pytest.skip("libsrexport was built without the openvino backend (SREXPORT_WITH_OPENVINO=OFF?)")
-    return library
+    return load_library("openvino")
 
 
 @pytest.fixture(scope="session")
@@ -55,16 +38,7 @@ def caps() -> set[str]:
 
 
 def python_openvino(bundle, **options):
-    import srexport
-
-    options.setdefault("threads", 2)
-    return srexport.load(bundle.root, backend="openvino", **options)
-
-
-def u8_image(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 image, the float image both runtimes see for it)."""
-    u8 = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
-    return u8, u8.astype(np.float32) / np.float32(255)
+    return python_runtime(bundle, backend="openvino", **options)
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
@@ -99,18 +73,11 @@ def test_pcarn_m_with_published_weights_matches_python_openvino(ov_lib, bundle_f
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("name,variant,scale", ZOO, ids=[f"{n}-{v}-{s}" for n, v, s in ZOO])
+@pytest.mark.parametrize("name,variant,scale", SR_ZOO, ids=ZOO_IDS)
 def test_zoo_fp32_on_openvino_matches_python(ov_lib, bundle_factory, name, variant, scale, batch):
     bundle = bundle_factory(name, variant, scale)
-    m = bundle.manifest
-    rules = m.shape_rules
-    # A small image that still needs 2 x 2 legal tiles, in the graph's input pixels.
-    patch = rules.legal_at_least(max(rules.min_size, 24))
-    overlap = min(m.overlap, patch // 3) // 2 * 2
-    lr = 20 if m.input_kind == "lr" else patch // m.scale + 6
-    image = test_image(lr + 1, lr + 6, seed=5)
-    options = dict(patch=patch, overlap=overlap, batch=batch, noise=0.1 if m.noise_inputs else 0.0, seed=11)
-    err, lsb, ref, _ = compare_openvino(ov_lib, bundle, image, **options)
+    image, options = two_by_two_case(bundle.manifest)
+    err, lsb, ref, _ = compare_openvino(ov_lib, bundle, image, batch=batch, **options)
     # Randomly initialised networks have outputs far outside [0, 1]: the float tolerance is
     # relative to the output's range.
     scale = max(1.0, float(np.abs(ref).max()))

@@ -2,8 +2,9 @@
 // `sr-export run BUNDLE in.png -o out.png`).
 //
 //   srexport-upscale in.png out.png --bundle DIR [--backend auto|tensorrt|openvino|onnxruntime|opencv]
-//       [--precision fp32|fp16|bf16|int8] [--patch N|HxW] [--overlap PX] [--window hamming|bartlett|none]
-//       [--batch B] [--noise W] [--seed N] [--threads N] [--no-verify] [--quiet]
+//       [--precision fp32|fp16|bf16|int8] [--patch auto|bundle|N|HxW] [--memory GiB] [--stitch auto|crop|blend]
+//       [--overlap PX] [--window hamming|bartlett|none] [--batch B] [--noise W] [--seed N] [--threads N]
+//       [--no-verify] [--quiet]
 //
 // PNG in (8 or 16 bit; gray, RGB, RGBA, palette), PNG out with the input's bit depth.
 // Gray+alpha is upscaled as RGBA. Errors: one line on stderr, exit code 2.
@@ -140,8 +141,12 @@ void on_interrupt(int) {
 void usage() {
     std::puts(
         "usage: srexport-upscale IN.png OUT.png --bundle DIR [--backend auto|tensorrt|openvino|onnxruntime|opencv]\n"
-        "       [--precision fp32|fp16|bf16|int8] [--patch N|HxW] [--overlap PX] [--window hamming|bartlett|none]\n"
-        "       [--batch B] [--noise W] [--seed N] [--threads N] [--cache-dir DIR] [--no-verify] [--quiet]");
+        "       [--precision fp32|fp16|bf16|int8] [--patch auto|bundle|N|HxW] [--memory GiB] [--stitch auto|crop|blend]\n"
+        "       [--overlap PX] [--window hamming|bartlett|none] [--batch B] [--noise W] [--seed N] [--threads N]\n"
+        "       [--cache-dir DIR] [--no-verify] [--quiet]\n"
+        "  --patch auto (default): the largest patch the memory budget allows (--memory, default half the\n"
+        "  available RAM); an image that fits runs whole. --stitch auto: crop stitching (exact) where the\n"
+        "  network's halo is finite and no --overlap is given, window blending otherwise.");
 }
 
 }  // namespace
@@ -165,9 +170,15 @@ int main(int argc, char** argv) {
         else if (a == "--patch") {
             const std::string v = value();
             const auto x = v.find('x');
+            if (v == "auto" || v == "bundle") {
+                options.patch_h = options.patch_w = v == "auto" ? srexport::PATCH_AUTO : srexport::PATCH_BUNDLE;
+                continue;
+            }
             options.patch_h = to_int(a, v.substr(0, x));
             options.patch_w = x == std::string::npos ? options.patch_h : to_int(a, v.substr(x + 1));
         } else if (a == "--overlap") options.overlap = to_int(a, value());
+        else if (a == "--stitch") options.stitch = value();
+        else if (a == "--memory") options.memory_gib = std::atof(value().c_str());
         else if (a == "--window") options.window = value();
         else if (a == "--batch") options.batch = to_int(a, value());
         else if (a == "--noise") options.noise = std::atof(value().c_str());
@@ -189,15 +200,19 @@ int main(int argc, char** argv) {
         const srexport::Info& info = up.info();
         Image in = read_png(positional[0]);
         const auto size = up.output_size(in.width, in.height);
+        if (!quiet && info.patch_auto) {
+            const srexport::Plan plan = up.plan(in.width, in.height);
+            std::fprintf(stderr, "%dx%d: %d tile%s of %dx%d\n", in.width, in.height, plan.tiles,
+                         plan.tiles == 1 ? "" : "s", plan.patch_w, plan.patch_h);
+        }
         Image out;
         out.width = size.first, out.height = size.second, out.channels = in.channels, out.bits = in.bits;
         out.data.resize(std::size_t(out.width) * out.height * out.channels * (out.bits / 8));
         if (!quiet)
-            std::fprintf(stderr, "%s %s x%d on %s (%s)%s%s; patch %dx%d, overlap %d, window %s, batch %d\n",
-                         info.manifest.model.c_str(), info.manifest.variant.c_str(), info.manifest.scale,
-                         info.backend.c_str(), info.precision.c_str(), info.backend_note.empty() ? "" : " - ",
-                         info.backend_note.c_str(), info.patch_h, info.patch_w, info.overlap, info.window.c_str(),
-                         info.batch);
+            std::fprintf(stderr, "%s %s x%d on %s (%s)%s%s; %s\n", info.manifest.model.c_str(),
+                         info.manifest.variant.c_str(), info.manifest.scale, info.backend.c_str(),
+                         info.precision.c_str(), info.backend_note.empty() ? "" : " - ", info.backend_note.c_str(),
+                         info.tiling_note.c_str());
         const srexport::DType dtype = in.bits == 16 ? srexport::DType::UInt16 : srexport::DType::UInt8;
         running = &up;
         std::signal(SIGINT, on_interrupt);

@@ -1,8 +1,9 @@
 /* srexport.h - the C ABI of libsrexport: run sr-export bundles without Python.
  *
  * A bundle (manifest.json + model.<precision>.onnx, written by `sr-export build`) is
- * opened once and then upscales image buffers with exactly the tiling, window blending
- * and noise-field rules of the Python runtime (srexport.runtime.upscaler.Upscaler).
+ * opened once and then upscales image buffers with exactly the tiling (patch from a memory
+ * budget), crop stitching / window blending and noise-field rules of the Python runtime
+ * (srexport.runtime.upscaler.Upscaler).
  *
  *     srx_options opt;
  *     srx_options_init(&opt);
@@ -93,6 +94,14 @@ typedef struct srx_image {
     size_t stride;
 } srx_image;
 
+/* srx_options.patch_h / patch_w: SRX_PATCH_AUTO (both, the default) takes the largest
+ * patch whose peak memory (modelled from the graph) fits the budget, and an image that fits
+ * runs whole at its own legal size; networks whose output depends on the whole patch (no
+ * finite halo: BPP's instance norm) keep the manifest's patch. SRX_PATCH_BUNDLE: the
+ * manifest's patch. A positive patch_h (patch_w 0: the same): that patch. */
+#define SRX_PATCH_AUTO 0
+#define SRX_PATCH_BUNDLE (-1)
+
 /* Options of srx_open. Always call srx_options_init first: it sets the defaults and
  * struct_size, which lets later library versions add fields without breaking callers. */
 typedef struct srx_options {
@@ -100,8 +109,8 @@ typedef struct srx_options {
     const char* backend;    /* "auto" (default), "tensorrt", "openvino", "onnxruntime", "opencv" */
     const char* precision;  /* "fp32" (default), "fp16", "int8": the bundle's graph;
                                "bf16": the fp32 graph computed in bf16 (openvino, BF16 CPUs) */
-    int patch_h, patch_w;   /* patch in the graph's input pixels; 0 = the manifest's */
-    int overlap;            /* overlap in input pixels; -1 = the manifest's */
+    int patch_h, patch_w;   /* patch in the graph's input pixels; SRX_PATCH_AUTO (default), SRX_PATCH_BUNDLE */
+    int overlap;            /* overlap in input pixels (window blending); -1 = the manifest's */
     const char* window;     /* "hamming" (default), "bartlett", "none" */
     int batch;              /* patches per backend call, >= 1 (default 1) */
     double noise;           /* noise amplitude W for models with noise inputs (default 0) */
@@ -110,6 +119,11 @@ typedef struct srx_options {
     int verify_hashes;      /* 1 (default): check every file's SHA-256 on open */
     const char* cache_dir;  /* TensorRT: folder for built engines; OpenVINO: its CACHE_DIR (NULL: none) */
     int device;             /* TensorRT: CUDA device index (default 0) */
+    const char* stitch;     /* "auto" (default): crop stitching where the manifest's halo is finite and no
+                               overlap is given (exact: tiles overlap by 2 * halo, each output pixel from the
+                               tile where it lies at least a halo inside), window blending otherwise;
+                               "crop" or "blend" */
+    double memory_gib;      /* patch auto's memory budget in GiB; 0 (default): half of the available RAM */
 } srx_options;
 
 /* What an open bundle holds and how it will be run. Strings live as long as the handle. */
@@ -120,10 +134,20 @@ typedef struct srx_info {
     const char* input_kind;  /* "lr" or "upscaled" (bicubic pre-upscale) */
     const char* backend;     /* the backend actually used, e.g. "opencv" */
     const char* precision;
-    int patch_h, patch_w, overlap, batch;
+    int patch_h, patch_w, overlap, batch;  /* patch 0 x 0: patch auto (per image: srx_get_plan) */
     int noise_inputs;        /* number of noise inputs of the graph */
     const char* window;
 } srx_info;
+
+/* How one image is tiled, in the graph's input pixels (srx_get_plan). */
+typedef struct srx_plan {
+    int patch_h, patch_w;  /* the patch the network runs */
+    int tiles;             /* number of patches */
+    int overlap;           /* between neighbouring tiles (crop stitching: 2 * halo) */
+    int crop;              /* 1: crop stitching, 0: window blending */
+    int pad_top, pad_bottom, pad_left, pad_right;  /* reflect padding of an image smaller than a patch */
+    long long computed_pixels;                     /* input pixels the network computes */
+} srx_plan;
 
 /* Progress after each batch of patches: done and total patches of this image. Return
  * non-zero to cancel (srx_upscale then returns SRX_ERR_CANCELLED). */
@@ -149,6 +173,14 @@ SRX_API srx_status srx_get_info(const srx_upscaler* upscaler, srx_info* info);
 /* Output size for an input of width x height. */
 SRX_API srx_status srx_output_size(const srx_upscaler* upscaler, int width, int height, int* out_width,
                                    int* out_height);
+
+/* The tiling srx_upscale uses for an input of width x height (patch auto: the patch the
+ * budget allows for this image). */
+SRX_API srx_status srx_get_plan(const srx_upscaler* upscaler, int width, int height, srx_plan* plan);
+
+/* One line on how images are tiled (patch, stitching, budget), as the Python runtime's run
+ * line says it; lives as long as the handle. */
+SRX_API const char* srx_tiling_note(const srx_upscaler* upscaler);
 
 /* Change the noise amplitude and seed of an open handle (applies to later calls). */
 SRX_API srx_status srx_set_noise(srx_upscaler* upscaler, double noise, uint64_t seed);

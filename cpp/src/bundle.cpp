@@ -101,6 +101,9 @@ Manifest parse_manifest(const std::string& text, const std::string& manifest_pat
         m.shape_rules.output_scale = get_int(r, "output_scale");
         if (r.contains("halo") && !r["halo"].is_null()) m.shape_rules.halo = get_int(r, "halo");
         if (r.contains("pad_rule")) m.shape_rules.pad_rule = get<std::string>(r, "pad_rule");
+        if (r.contains("pad_align")) m.shape_rules.pad_align = get<std::string>(r, "pad_align");
+        if (m.shape_rules.pad_align != "end" && m.shape_rules.pad_align != "split")
+            throw std::runtime_error("shape_rules.pad_align must be 'end' or 'split'");
         m.patch = get_int(data, "patch");
         m.overlap = get_int(data, "overlap");
         for (const auto& item : data.at("precisions").items())

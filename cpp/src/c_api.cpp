@@ -8,7 +8,7 @@
 
 struct srx_upscaler {
     srexport::Upscaler upscaler;
-    std::string model, variant, input_kind, backend, precision, window;
+    std::string model, variant, input_kind, backend, precision, window, tiling_note;
 };
 
 namespace {
@@ -94,6 +94,9 @@ void srx_options_init(srx_options* o) {
     o->window = "hamming";
     o->batch = 1;
     o->verify_hashes = 1;
+    o->patch_h = o->patch_w = SRX_PATCH_AUTO;
+    o->stitch = "auto";
+    o->memory_gib = 0.0;
 }
 
 srx_status srx_open(const char* bundle_dir, const srx_options* options, srx_upscaler** out) {
@@ -124,7 +127,9 @@ srx_status srx_open(const char* bundle_dir, const srx_options* options, srx_upsc
         opt.verify_hashes = o.verify_hashes != 0;
         opt.cache_dir = o.cache_dir ? o.cache_dir : "";
         opt.device = o.device;
-        auto* handle = new srx_upscaler{srexport::Upscaler(bundle_dir, opt), {}, {}, {}, {}, {}, {}};
+        opt.stitch = or_default(o.stitch, "auto");
+        opt.memory_gib = o.memory_gib;
+        auto* handle = new srx_upscaler{srexport::Upscaler(bundle_dir, opt), {}, {}, {}, {}, {}, {}, {}};
         const srexport::Info& info = handle->upscaler.info();
         handle->model = info.manifest.model;
         handle->variant = info.manifest.variant;
@@ -132,6 +137,7 @@ srx_status srx_open(const char* bundle_dir, const srx_options* options, srx_upsc
         handle->backend = info.backend;
         handle->precision = info.precision;
         handle->window = info.window;
+        handle->tiling_note = info.tiling_note;
         *out = handle;
     });
 }
@@ -164,6 +170,25 @@ srx_status srx_output_size(const srx_upscaler* up, int width, int height, int* o
         *out_height = size.second;
     });
 }
+
+srx_status srx_get_plan(const srx_upscaler* up, int width, int height, srx_plan* plan) {
+    if (!up || !plan) return set_error(SRX_ERR_ARGUMENT, "srx_get_plan: NULL argument");
+    return guard([&] {
+        const srexport::Plan p = up->upscaler.plan(width, height);
+        plan->patch_h = p.patch_h;
+        plan->patch_w = p.patch_w;
+        plan->tiles = p.tiles;
+        plan->overlap = p.overlap;
+        plan->crop = p.crop ? 1 : 0;
+        plan->pad_top = p.pad_top;
+        plan->pad_bottom = p.pad_bottom;
+        plan->pad_left = p.pad_left;
+        plan->pad_right = p.pad_right;
+        plan->computed_pixels = p.computed_pixels;
+    });
+}
+
+const char* srx_tiling_note(const srx_upscaler* up) { return up ? up->tiling_note.c_str() : ""; }
 
 srx_status srx_set_noise(srx_upscaler* up, double noise, uint64_t seed) {
     if (!up) return set_error(SRX_ERR_ARGUMENT, "srx_set_noise: NULL handle");

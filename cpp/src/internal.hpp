@@ -29,34 +29,82 @@ std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> counter, st
                                         int rounds = 10);
 
 // ---- tiler.py ----------------------------------------------------------------------
+// Tiling of an image of (height, width) graph input pixels. The image is reflect-padded by
+// (extra_h, extra_w) only where it is smaller than one legal patch, before_h / before_w of
+// it before the image (the model's pad_align), the rest after. Tiles are (patch_h,
+// patch_w) at (top, left) of the padded image. `owned` (crop stitching) gives per tile the
+// (top, bottom, left, right) rectangle of the padded image whose output comes from that
+// tile alone; empty for window blending.
+struct Rect {
+    int top, bottom, left, right;
+};
 struct TilePlan {
     int height = 0, width = 0;
     int patch_h = 0, patch_w = 0;
     int extra_h = 0, extra_w = 0;
+    int before_h = 0, before_w = 0;
     std::vector<std::pair<int, int>> tiles;  // (top, left), rows outer
+    std::vector<Rect> owned;
+    bool crop() const { return !owned.empty(); }
+    long long computed_pixels() const { return (long long)tiles.size() * patch_h * patch_w; }
 };
 std::vector<int> axis_starts(int length, int patch, int overlap);
+std::vector<int> axis_cuts(const std::vector<int>& starts, int patch, int length);
+int split_pad(int extra, const std::string& align);
+int legal_patch(int requested, const ShapeRules& rules);
 TilePlan plan_tiles(int height, int width, int patch_h, int patch_w, int overlap, const ShapeRules& rules);
+int crop_overlap(const ShapeRules& rules);
+bool crop_patch_ok(int patch_h, int patch_w, const ShapeRules& rules);
+TilePlan plan_crop(int height, int width, int patch_h, int patch_w, const ShapeRules& rules);
+
+// ---- budget.py ---------------------------------------------------------------------
+constexpr double BACKEND_FACTOR = 2.5;  // backend work buffers on top of the graph's live tensors
+constexpr double RAM_FRACTION = 0.5;    // of MemAvailable: the default budget on the CPU
+constexpr double MIN_MEMORY_GIB = 1e-3, MAX_MEMORY_GIB = 1048576.0;  // validation.py's bounds of --memory
+
+// Peak bytes of one graph call: fixed (weights) + factor x per_pixel x input pixels x batch.
+struct MemoryModel {
+    double per_pixel = 0.0;  // live activation bytes per graph input pixel (graph only)
+    double fixed = 0.0;      // weight bytes
+    double factor = BACKEND_FACTOR;
+    double patch_bytes(int height, int width, int batch = 1) const;
+};
+// The model of one ONNX graph of the bundle (onnx_memory.cpp).
+MemoryModel graph_memory_model(const std::string& graph_path, const Manifest& manifest);
+
+struct Budget {
+    std::int64_t bytes = 0;
+    std::string source;  // how it was chosen, for the run line
+};
+std::int64_t available_memory();  // MemAvailable, else the physical total
+Budget default_budget(double memory_gib);  // memory_gib > 0: that; else RAM_FRACTION of available memory
+double image_bytes(int height, int width, int output_scale, bool blend);
+// The legal (ph, pw) whose call fits what the budget leaves after the image's own buffers
+// and that computes the fewest pixels on this image; false when the whole image fits.
+// `cap` (0: none) bounds each patch edge (a backend built for at most that shape).
+bool largest_patch(const MemoryModel& model, std::int64_t budget, const ShapeRules& rules, int height, int width,
+                   int batch, bool blend, int floor, int overlap, std::pair<int, int>& patch, int cap = 0);
 
 // ---- blend.py ----------------------------------------------------------------------
 bool known_window(const std::string& kind);
 std::vector<float> window_1d(const std::string& kind, int length);
 
 // Accumulates weighted NCHW output patches into float32 canvases (C x H x W) and a
-// weight plane; result() = canvas / weight over the top-left region.
+// weight plane; result() = canvas / weight over a region.
 class Accumulator {
 public:
     virtual ~Accumulator() = default;
     // A batch of n patches (n x C x ph x pw, float32) at output offsets (top, left).
     virtual void add(const float* patches, int n, const std::vector<std::pair<int, int>>& offsets) = 0;
-    virtual std::vector<float> result(int height, int width) = 0;  // C x height x width
+    // C x height x width: canvas / weight over the region at (top, left).
+    virtual std::vector<float> result(int top, int left, int height, int width) = 0;
 };
 
 class CpuBlender : public Accumulator {
 public:
     CpuBlender(int channels, int height, int width, std::vector<float> wy, std::vector<float> wx);
     void add(const float* patches, int n, const std::vector<std::pair<int, int>>& offsets) override;
-    std::vector<float> result(int height, int width) override;
+    std::vector<float> result(int top, int left, int height, int width) override;
 
 private:
     int channels_, height_, width_;
@@ -65,10 +113,26 @@ private:
     std::vector<float> canvas_, weight_;
 };
 
+// Crop stitching (pipeline.py CropStitcher): each tile's output supplies exactly its owned
+// rectangle, found by the tile's output offset (tiles of a plan sit at distinct offsets).
+class CropStitcher : public Accumulator {
+public:
+    CropStitcher(int channels, const TilePlan& plan, int scale);
+    void add(const float* patches, int n, const std::vector<std::pair<int, int>>& offsets) override;
+    std::vector<float> result(int top, int left, int height, int width) override;
+
+private:
+    int channels_, s_;
+    const TilePlan& plan_;
+    std::vector<std::pair<std::pair<int, int>, std::size_t>> index_;  // sorted (output offset, tile)
+    std::vector<float> canvas_;  // C x (s * height) x (s * width): the image only
+};
+
 // ---- padding.py --------------------------------------------------------------------
-// Reflect-pad the bottom/right of C planes of height x width (edge mode when the image
-// is one pixel thin), as numpy.pad(mode="reflect"), however large the pad.
-std::vector<float> reflect_pad(const float* planes, int channels, int height, int width, int bottom, int right);
+// Reflect-pad C planes of height x width by (top, bottom, left, right) (edge mode when the
+// image is one pixel thin), as numpy.pad(mode="reflect"), however large the pad.
+std::vector<float> reflect_pad(const float* planes, int channels, int height, int width, int top, int bottom,
+                               int left, int right);
 
 // ---- resize.py ---------------------------------------------------------------------
 void bicubic_plane(const float* in, int height, int width, float* out, int out_height, int out_width);
@@ -102,6 +166,9 @@ public:
                                                             const std::vector<float>& /*wx*/) {
         return nullptr;
     }
+    // The largest patch edge (graph input pixels) this session runs, 0 = any: a backend
+    // built for fixed shapes bounds what patch auto may choose.
+    virtual int max_patch() const { return 0; }
     virtual void run_and_blend(const std::vector<NamedInput>& inputs,
                                const std::vector<std::pair<int, int>>& offsets, Accumulator& accumulator) {
         Tensor out;

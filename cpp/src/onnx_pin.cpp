@@ -9,52 +9,11 @@
 #include <map>
 
 #include "internal.hpp"
+#include "protobuf.hpp"
 
 namespace srexport {
 namespace detail {
 namespace {
-
-struct Reader {
-    const char* p;
-    const char* end;
-
-    bool done() const { return p >= end; }
-    std::uint64_t varint() {
-        std::uint64_t v = 0;
-        for (int shift = 0; shift < 64; shift += 7) {
-            if (p >= end) fail(Status::Bundle, "ONNX graph is truncated (varint)");
-            const unsigned char b = static_cast<unsigned char>(*p++);
-            v |= std::uint64_t(b & 0x7f) << shift;
-            if (!(b & 0x80)) return v;
-        }
-        fail(Status::Bundle, "ONNX graph is corrupt (varint)");
-    }
-    // One field: returns (field, wire type), the payload for length-delimited fields and
-    // the raw bytes of the whole field.
-    void field(std::uint32_t& number, int& wire, std::string_view& payload, std::string_view& raw) {
-        const char* start = p;
-        const std::uint64_t tag = varint();
-        number = std::uint32_t(tag >> 3), wire = int(tag & 7);
-        switch (wire) {
-            case 0: varint(); break;
-            case 1: skip(8); break;
-            case 5: skip(4); break;
-            case 2: {
-                const std::uint64_t n = varint();
-                if (n > std::uint64_t(end - p)) fail(Status::Bundle, "ONNX graph is truncated (field length)");
-                payload = std::string_view(p, std::size_t(n));
-                p += n;
-                break;
-            }
-            default: fail(Status::Bundle, "ONNX graph uses an unsupported protobuf wire type " + std::to_string(wire));
-        }
-        raw = std::string_view(start, std::size_t(p - start));
-    }
-    void skip(std::size_t n) {
-        if (n > std::size_t(end - p)) fail(Status::Bundle, "ONNX graph is truncated");
-        p += n;
-    }
-};
 
 void put_varint(std::string& out, std::uint64_t v) {
     while (v >= 0x80) out += char((v & 0x7f) | 0x80), v >>= 7;

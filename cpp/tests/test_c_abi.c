@@ -26,11 +26,13 @@ int main(int argc, char** argv) {
     srx_options opt;
     srx_upscaler* up = NULL;
     srx_info info;
+    srx_plan plan;
     int ow = 0, oh = 0, calls = 0;
     float field[6];
     if (argc < 2) return 2;
     srx_options_init(&opt);
     EXPECT(opt.struct_size == sizeof opt && opt.batch == 1 && opt.overlap == -1 && opt.verify_hashes == 1);
+    EXPECT(opt.patch_h == SRX_PATCH_AUTO && opt.patch_w == SRX_PATCH_AUTO && strcmp(opt.stitch, "auto") == 0);
     EXPECT(strcmp(srx_version(), "0.1.0") == 0);
     EXPECT(srx_open("/nonexistent/bundle", &opt, &up) == SRX_ERR_BUNDLE && up == NULL);
     EXPECT(strstr(srx_last_error(), "bundle not found: /nonexistent/bundle is not a directory") != NULL);
@@ -48,7 +50,12 @@ int main(int argc, char** argv) {
         opt.threads = 1;
         EXPECT(srx_open(argv[1], &opt, &up) == SRX_OK && up != NULL);
         EXPECT(srx_get_info(up, &info) == SRX_OK && strcmp(info.model, "tiny") == 0 && info.scale == 2);
-        EXPECT(strcmp(info.backend, "opencv") == 0 && info.patch_h == 16 && info.overlap == 4);
+        /* patch auto (the default): chosen per image; a 5x4 image fits the budget and runs whole */
+        EXPECT(strcmp(info.backend, "opencv") == 0 && info.patch_h == 0 && info.overlap == 4);
+        EXPECT(strstr(srx_tiling_note(up), "patch auto (memory budget ") == srx_tiling_note(up));
+        EXPECT(srx_get_plan(up, 5, 4, &plan) == SRX_OK && plan.tiles == 1 && plan.patch_h == 4 && plan.patch_w == 5);
+        EXPECT(plan.crop == 1 && plan.computed_pixels == 20 && plan.pad_bottom == 0);
+        EXPECT(srx_get_plan(up, 0, 4, &plan) == SRX_ERR_IMAGE);
         EXPECT(srx_output_size(up, 5, 4, &ow, &oh) == SRX_OK && ow == 10 && oh == 8);
         for (i = 0; i < (int)sizeof in; ++i) in[i] = (unsigned char)(i * 5);
         out = (unsigned char*)malloc((size_t)ow * oh * 3);

@@ -85,11 +85,11 @@ TEST(windows_are_sampled_at_pixel_centres) {
 
 TEST(reflect_pad_is_numpy_reflect_for_any_pad) {
     const float row[3] = {0, 1, 2};
-    const auto padded = reflect_pad(row, 1, 1, 3, 0, 7);  // one pixel high: numpy uses "edge"
+    const auto padded = reflect_pad(row, 1, 1, 3, 0, 0, 0, 7);  // one pixel high: numpy uses "edge"
     CHECK(padded[3] == 2.0f && padded[9] == 2.0f);
     std::vector<float> img(2 * 3);
     for (int i = 0; i < 6; ++i) img[std::size_t(i)] = float(i);
-    const auto p = reflect_pad(img.data(), 1, 2, 3, 3, 5);  // np.pad(a, ((0,3),(0,5)), "reflect")
+    const auto p = reflect_pad(img.data(), 1, 2, 3, 0, 3, 0, 5);  // np.pad(a, ((0,3),(0,5)), "reflect")
     const std::vector<float> row0 = {0, 1, 2, 1, 0, 1, 2, 1};
     for (int x = 0; x < 8; ++x) CHECK_EQ(p[std::size_t(x)], row0[std::size_t(x)]);
     // rows: 0, 1, 0, 1, 0
@@ -108,13 +108,77 @@ TEST(bicubic_keeps_constants_and_matches_pil_shape_rules) {
     CHECK(ramp == same);
 }
 
+TEST(crop_plan_owns_every_pixel_once_a_halo_inside) {
+    // tiler.py plan_crop: tiles overlap by 2 * halo, the owned rectangles partition the padded
+    // image and lie >= halo from every tile edge that is not an image edge.
+    ShapeRules rules;
+    rules.halo = 5;
+    const int cases[4][3] = {{100, 37, 20}, {11, 64, 11}, {57, 57, 12}, {30, 200, 31}};
+    for (const auto& c : cases) {
+        const TilePlan plan = plan_crop(c[0], c[1], c[2], c[2], rules);
+        const int ph = c[0] + plan.extra_h, pw = c[1] + plan.extra_w;
+        std::vector<int> count(std::size_t(ph) * pw, 0);
+        for (std::size_t i = 0; i < plan.tiles.size(); ++i) {
+            const auto [top, left] = plan.tiles[i];
+            const Rect& r = plan.owned[i];
+            for (int y = r.top; y < r.bottom; ++y)
+                for (int x = r.left; x < r.right; ++x) ++count[std::size_t(y) * pw + x];
+            CHECK(top == 0 || r.top - top >= 5);
+            CHECK(left == 0 || r.left - left >= 5);
+            CHECK(top + plan.patch_h == ph || top + plan.patch_h - r.bottom >= 5);
+            CHECK(left + plan.patch_w == pw || left + plan.patch_w - r.right >= 5);
+        }
+        for (int n : count) CHECK_EQ(n, 1);
+    }
+    CHECK((axis_cuts({0, 12, 24}, 16, 40) == std::vector<int>{0, 14, 26, 40}));
+    CHECK_THROWS(plan_crop(30, 30, 10, 10, rules), Status::Shape,
+                 "patch 10 is too small for crop stitching: it must exceed twice the halo (10); use a larger patch "
+                 "or stitch blend");
+}
+
+TEST(split_padding_puts_ceil_half_before) {
+    CHECK_EQ(split_pad(5, "split"), 3);
+    CHECK_EQ(split_pad(4, "split"), 2);
+    CHECK_EQ(split_pad(5, "end"), 0);
+    ShapeRules rules;
+    rules.multiple_of = 8, rules.min_size = 8, rules.halo = 2, rules.pad_align = "split";
+    const TilePlan plan = plan_crop(19, 13, 64, 64, rules);  // legal 24 x 16
+    CHECK(plan.extra_h == 5 && plan.before_h == 3 && plan.extra_w == 3 && plan.before_w == 2);
+    std::vector<float> img(2 * 3);
+    for (int i = 0; i < 6; ++i) img[std::size_t(i)] = float(i);
+    const auto q = reflect_pad(img.data(), 1, 2, 3, 1, 0, 3, 2);  // np.pad(a, ((1, 0), (3, 2)), "reflect")
+    const std::vector<float> top_row = {4, 5, 4, 3, 4, 5, 4, 3};  // row 1 reflected above, then columns
+    for (int x = 0; x < 8; ++x) CHECK_EQ(q[std::size_t(x)], top_row[std::size_t(x)]);
+}
+
+TEST(largest_patch_follows_the_budget) {
+    // budget.py largest_patch: the whole image when it fits; else the legal patch computing the
+    // fewest pixels among those that fit (tight patches per tile count).
+    ShapeRules rules;
+    rules.output_scale = 2, rules.halo = 4;
+    MemoryModel model;
+    model.per_pixel = 100.0, model.fixed = 1000.0;
+    std::pair<int, int> patch;
+    const double own = image_bytes(100, 100, 2, false);
+    const auto budget = [&](double area) { return std::int64_t(own + model.fixed + 2.5 * 100.0 * area); };
+    CHECK(!largest_patch(model, budget(100 * 100), rules, 100, 100, 1, false, 9, 8, patch));
+    CHECK(largest_patch(model, budget(100 * 100) - 1, rules, 100, 100, 1, false, 9, 8, patch));
+    // 2 tiles per axis with overlap 8 need 54 each (2 * 54 - 8 = 100): 54 x 54 = 2916 px fit 3000.
+    CHECK(largest_patch(model, budget(3000), rules, 100, 100, 1, false, 9, 8, patch));
+    CHECK_EQ(patch.first, 54);
+    CHECK_EQ(patch.second, 54);
+    // nothing fits: the floor
+    CHECK(largest_patch(model, 0, rules, 100, 100, 1, false, 9, 8, patch));
+    CHECK(patch.first == 9 && patch.second == 9);
+}
+
 TEST(cpu_blender_of_constant_patches_is_constant) {
     const auto wy = window_1d("hamming", 8), wx = window_1d("hamming", 8);
     CpuBlender blender(3, 14, 14, wy, wx);
     std::vector<float> patches(2 * 3 * 64, 0.5f);
     blender.add(patches.data(), 2, {{0, 0}, {6, 6}});
     blender.add(patches.data(), 2, {{0, 6}, {6, 0}});
-    const auto out = blender.result(13, 14);
+    const auto out = blender.result(0, 0, 13, 14);
     float err = 0.0f;
     for (float v : out) err = std::max(err, std::fabs(v - 0.5f));
     CHECK(err < 1e-6f);

@@ -7,9 +7,10 @@
 //              {out.data(), ow, oh, 3, srexport::DType::UInt8});
 //
 // The output equals the Python runtime's (srexport.load(bundle).upscale(array)) on the
-// same bundle, options and image: same tiles, same window blending in float32, same
-// noise fields for the same seed (Philox4x32-10 + Box-Muller), same bicubic pre-upscale
-// (PIL's filter) and the same 8/16-bit quantisation round(clamp(y, 0, 1) * peak).
+// same bundle, options and image: same tiles (patch auto from the same memory model and
+// budget), same crop stitching or window blending in float32, same padding (pad_align),
+// same noise fields for the same seed (Philox4x32-10 + Box-Muller), same bicubic
+// pre-upscale (PIL's filter) and the same 8/16-bit quantisation round(clamp(y, 0, 1) * peak).
 //
 // Errors are thrown as srexport::Error (a std::runtime_error with a Status and a one-line
 // message). Thread safety is that of the C API (srexport.h): calls on one Upscaler are
@@ -68,11 +69,23 @@ struct ImageView {
     std::size_t stride = 0;
 };
 
+// Patch sizes of Options (graph input pixels): PATCH_AUTO (both 0, the default) takes the
+// largest patch the memory budget allows, an image that fits running whole at its own legal
+// size (networks without a finite halo keep the manifest's patch); PATCH_BUNDLE the
+// manifest's patch; a positive patch_h (patch_w 0: square) that patch.
+constexpr int PATCH_AUTO = SRX_PATCH_AUTO;
+constexpr int PATCH_BUNDLE = SRX_PATCH_BUNDLE;
+
 struct Options {
     std::string backend = "auto";  // "auto", "tensorrt", "openvino", "onnxruntime", "opencv"
     std::string precision = "fp32";
-    int patch_h = 0, patch_w = 0;  // 0: the manifest's patch
-    int overlap = -1;              // -1: the manifest's overlap
+    int patch_h = PATCH_AUTO, patch_w = PATCH_AUTO;
+    int overlap = -1;  // -1: the manifest's overlap (and crop stitching where it is exact)
+    // "auto": crop stitching (exact: overlap 2 * halo, each output pixel from the tile where it
+    // lies at least a halo inside) where the halo is finite and the patch leaves room for it,
+    // unless an overlap is given; window blending otherwise. "crop" or "blend" to choose.
+    std::string stitch = "auto";
+    double memory_gib = 0.0;  // budget of patch auto; 0: half of the available RAM
     std::string window = "hamming";
     int batch = 1;
     double noise = 0.0;
@@ -89,8 +102,9 @@ struct ShapeRules {
     int offset = 0;
     int min_size = 1;
     int output_scale = 1;
-    std::optional<int> halo;
+    std::optional<int> halo;  // receptive-field radius in input pixels; none: output depends on the whole patch
     std::string pad_rule;
+    std::string pad_align = "end";  // "end": padding after the image; "split": ceil(d/2) before, floor(d/2) after
 
     bool is_legal(int size) const;
     int legal_at_least(int size) const;
@@ -128,7 +142,23 @@ struct Info {
     Manifest manifest;
     std::string backend, precision, window;
     std::string backend_note;  // why "auto" chose this backend, or ""
+    // patch auto: patch_h/patch_w are 0 (chosen per image; see Upscaler::plan).
     int patch_h = 0, patch_w = 0, overlap = 0, batch = 1;
+    bool patch_auto = false;
+    std::string stitch;            // "auto", "crop" or "blend", as asked
+    std::int64_t budget_bytes = 0;  // patch auto's memory budget (0 otherwise)
+    std::string budget_source;
+    std::string tiling_note;  // the run line's tiling part, as the Python runtime prints it
+};
+
+// How one image is tiled (in the graph's input pixels).
+struct Plan {
+    int patch_h = 0, patch_w = 0;
+    int tiles = 0;
+    int overlap = 0;  // crop stitching: 2 * halo
+    bool crop = false;
+    int pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;  // reflect padding of a small image
+    long long computed_pixels = 0;  // input pixels the network computes (tiles x patch)
 };
 
 // Called after each batch of patches; return false to cancel (Error(Status::Cancelled)).
@@ -146,6 +176,8 @@ public:
     const Info& info() const;
     // (width, height) of the output for an input of width x height.
     std::pair<int, int> output_size(int width, int height) const;
+    // The tiling of an LR image of width x height (patch auto: chosen from the budget).
+    Plan plan(int width, int height) const;
     void set_noise(double noise, std::uint64_t seed);
 
     // HWC image in, HWC image out (out: output_size, same channels, any dtype).

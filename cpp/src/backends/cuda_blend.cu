@@ -109,13 +109,13 @@ void CudaBlender::add_device(const float* device_patches, int n, const std::vect
     }
 }
 
-std::vector<float> CudaBlender::result(int height, int width) {
+std::vector<float> CudaBlender::result(int top, int left, int height, int width) {
     auto s = static_cast<cudaStream_t>(stream_);
     const std::size_t count = std::size_t(height) * width * channels_;
     float* hwc = device_alloc<float>(count, "result");
     const dim3 block(32, 8);
     const dim3 grid((width + 31) / 32, (height + 7) / 8);
-    srx_blend_finalize_f32<<<grid, block, 0, s>>>(canvas_, weight_, channels_, height_, width_, 0, 0, height, width,
+    srx_blend_finalize_f32<<<grid, block, 0, s>>>(canvas_, weight_, channels_, height_, width_, top, left, height, width,
                                                   hwc);
     std::vector<float> host(count);
     cudaError_t err = cudaGetLastError();

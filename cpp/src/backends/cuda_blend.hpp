@@ -23,7 +23,7 @@ public:
     void add(const float* patches, int n, const std::vector<std::pair<int, int>>& offsets) override;
     // Patches already in device memory (n x C x ph x pw float32), ordered on the stream.
     void add_device(const float* device_patches, int n, const std::vector<std::pair<int, int>>& offsets);
-    std::vector<float> result(int height, int width) override;
+    std::vector<float> result(int top, int left, int height, int width) override;
 
 private:
     int channels_, height_, width_, ph_, pw_;

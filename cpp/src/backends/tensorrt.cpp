@@ -73,7 +73,8 @@ struct DeviceBuffer {
 
 class TrtSession : public Session {
 public:
-    explicit TrtSession(const SessionRequest& request) : manifest_(*request.manifest) {
+    explicit TrtSession(const SessionRequest& request)
+        : manifest_(*request.manifest), max_patch_h_(request.patch_h), max_patch_w_(request.patch_w) {
         const std::string sm = cuda_device_key(request.device);
         cuda_check(cudaSetDevice(request.device), "cudaSetDevice");
         runtime_.reset(nvinfer1::createInferRuntime(logger_));
@@ -130,6 +131,9 @@ public:
                    "download");
         cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     }
+
+    // The engine's optimisation profile ends at the patch it was built for.
+    int max_patch() const override { return std::min(max_patch_h_, max_patch_w_); }
 
     std::unique_ptr<Accumulator> device_accumulator(int channels, int height, int width, const std::vector<float>& wy,
                                                     const std::vector<float>& wx) override {
@@ -205,6 +209,7 @@ private:
     }
 
     Manifest manifest_;
+    int max_patch_h_ = 0, max_patch_w_ = 0;
     Logger logger_;
     TrtPtr<nvinfer1::IRuntime> runtime_;
     TrtPtr<nvinfer1::ICudaEngine> engine_;
