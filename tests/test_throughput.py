@@ -243,3 +243,22 @@ def test_onnxruntime_runs_one_item_at_a_time(bundle):
     frames = _frames(3)
     for frame, out in zip(frames, up.upscale_frames(frames)):
         assert np.array_equal(out, up.upscale(frame))
+
+
+@needs_openvino
+def test_the_memory_budget_plans_for_every_patch_in_flight(bundle):
+    from srexport.runtime.backends.openvino import OvSession
+    from srexport.runtime.budget import image_bytes
+
+    gib = (image_bytes(300, 400, 2, False) + 5e6) / 2**30  # about 5 MB left for the network
+    up = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=2), patch="auto", memory=gib)
+    assert up.patches_in_flight == 2
+    plan = up.plan(300, 400)
+    assert len(plan.tiles) > 1
+    left = up.budget.bytes - image_bytes(300, 400, 2, False)
+    model = up.memory_model()
+    # two patches of this size fit what the budget leaves; the one-at-a-time choice would not
+    assert model.patch_bytes(plan.patch_h, plan.patch_w, 2) <= left
+    single = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch="auto", memory=gib)
+    one = single.plan(300, 400)
+    assert model.patch_bytes(one.patch_h, one.patch_w, 2) > left

@@ -102,6 +102,11 @@ class Upscaler:
         plan = getattr(self.session, "stream_plan", None)
         return f"throughput: {plan.note()}" if plan is not None else "throughput: 1 stream"
 
+    @property
+    def patches_in_flight(self) -> int:
+        """Patches in memory at once: the batch, or one per stream (what the budget plans for)."""
+        return self.batch if self.batch > 1 else self.concurrency
+
     def _stream_run(self):
         """The session call for one of several items in flight."""
         run = getattr(self.session, "run_concurrent", None)
@@ -145,7 +150,7 @@ class Upscaler:
         if self.auto:
             crop = self.stitch != "blend"
             floor = 2 * rules.halo + 1 if crop else rules.min_size
-            chosen = largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.batch,
+            chosen = largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.patches_in_flight,
                                    not crop, floor, 2 * rules.halo if crop else self.overlap)
             patch = (rules.legal_at_least(height), rules.legal_at_least(width)) if chosen is None else chosen
         if self.crops(patch, height, width):
