@@ -272,6 +272,11 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
     configs["sr-export default"] = lambda: list(default.upscale_frames(items))
     configs["sr-export default, graph without rewrites"] = lambda: list(unrewritten.upscale_frames(items))
     configs["sr-export default, one item at a time"] = lambda: [default.upscale(x) for x in items]
+    if name in args.onnxruntime.split(","):  # the rewrites on the fallback backend
+        ort_tuned = srexport.load(tuned.root, "onnxruntime", "fp32")
+        ort_plain = srexport.load(plain.root, "onnxruntime", "fp32")
+        configs["onnxruntime, rewritten graph"] = lambda: list(ort_tuned.upscale_frames(items))
+        configs["onnxruntime, graph without rewrites"] = lambda: list(ort_plain.upscale_frames(items))
     if int8 is not None:
         quantized = srexport.load(int8.root, precision="int8")
         configs["sr-export --precision int8"] = lambda: list(quantized.upscale_frames(items))
@@ -292,6 +297,10 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
                     "met_vs_direct": ratio >= TARGET_VS_DIRECT,
                     "default_of_fp32_peak": mine["of_fp32_peak"], "target_of_fp32_peak": TARGET_OF_FP32_PEAK,
                     "met_of_peak": mine["of_fp32_peak"] >= TARGET_OF_FP32_PEAK}
+        if "mpx_s" in rows.get("onnxruntime, rewritten graph", {}) and "mpx_s" in rows.get(
+                "onnxruntime, graph without rewrites", {}):
+            summary["onnxruntime_rewritten_vs_plain"] = (rows["onnxruntime, rewritten graph"]["mpx_s"]
+                                                         / rows["onnxruntime, graph without rewrites"]["mpx_s"])
         if "mpx_s" in rows.get("sr-export --precision int8", {}):
             summary["int8_vs_fp32_default"] = rows["sr-export --precision int8"]["mpx_s"] / mine["mpx_s"]
         for key in ("sr-export default, graph without rewrites", "sr-export default, one item at a time"):
@@ -348,7 +357,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--vsmlrt-python", default=os.environ.get("VSMLRT_PYTHON"),
                         help="a Python with vapoursynth and vapoursynth-mlrt-ov (its own venv)")
+    parser.add_argument("--onnxruntime", default="pcarn-frames",
+                        help="workloads that also run ONNX Runtime on both graphs")
     parser.add_argument("--int8", action="store_true", help="also PCARN-M with its INT8 graph (calibrated here)")
+    parser.add_argument("--out", type=Path, help="also write the report here after each workload")
     parser.add_argument("--work", type=Path, help="keep (and reuse) the built bundles here")
     parser.add_argument("--build-only", action="store_true", help="build the bundles into --work and stop")
     parser.add_argument("--vsmlrt-note", default="", help="why vs-mlrt is not measured (recorded as given)")
@@ -402,6 +414,8 @@ def main() -> None:
             int8 = build_int8("pcarn-m", {"scale": 4}, work, log) if args.int8 and name.startswith("pcarn") else None
             report["workloads"].append(workload(name, items, *bundles, args, peak, log, int8))
             log(f"{name}: done")
+            if args.out:  # what is measured so far survives an interrupted run
+                args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
             print(json.dumps(report["workloads"][-1]["summary"]), file=sys.stderr, flush=True)
     report["matmul_peaks_end"] = peaks(threads, caps)
     report["machine"]["load_average_end"] = os.getloadavg()

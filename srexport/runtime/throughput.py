@@ -45,9 +45,10 @@ def plan_streams(backend: str, threads: int, *, streams: int | None = None, devi
     - openvino: `device_streams`, what OpenVINO's THROUGHPUT hint chose for this thread
       budget (one stream per physical core on a small CPU), at least 1;
     - tensorrt: `contexts` execution contexts (each on its own CUDA stream), default 2:
-      one copies while the other computes;
-    - onnxruntime and torch: 1 (every thread on one item; measured on 2 cores, two
-      concurrent ONNX Runtime sessions of one thread each were no faster than one of two).
+      one copies while the other computes (TrtSession splits each batch over them; it
+      serves one caller at a time, so its items are not run concurrently);
+    - onnxruntime and torch: 1 (every thread on one item; concurrent sessions are not
+      used until a measurement shows them paying).
     """
     threads = max(1, threads)
     if streams is not None:
