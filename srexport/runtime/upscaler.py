@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable
-
-import threading
 
 import numpy as np
 from PIL import Image
