@@ -133,6 +133,7 @@ class Manifest:
     tools: dict = field(default_factory=dict)
     verification: list[ParityCheck] = field(default_factory=list)
     plugin_graph: dict | None = None
+    graph_rewrites: dict | None = None  # srexport.export.cpu_rewrites.RewriteRecord
     value_range: tuple[float, float] = (0.0, 1.0)
     channel_order: str = "RGB"
     layout: str = "NCHW"
@@ -439,7 +440,7 @@ def validate_manifest(data: object) -> None:
             _req_type(data, key, dict, "an object")
     if "verification" in data:
         _req_type(data, "verification", list, "an array")
-    for key in ("checkpoint", "plugin_graph"):
+    for key in ("checkpoint", "plugin_graph", "graph_rewrites"):
         if data.get(key) is not None:
             _req_type(data, key, dict, "an object or null")
     if data.get("plugin_graph") is not None:

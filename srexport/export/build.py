@@ -22,8 +22,9 @@ from srexport.bundle import (
     write_manifest,
 )
 from srexport.errors import BundleError, ExportError
+from srexport.export.cpu_rewrites import rewrite_exported
 from srexport.export.model_bundle import recommended_overlap
-from srexport.export.onnx_export import OPSET, OUTPUT, export_onnx, input_names
+from srexport.export.onnx_export import OPSET, OUTPUT, export_onnx, input_names, save_onnx
 from srexport.export.verify import TOLERANCE, check_parity
 from srexport.fsutil import atomic_directory, sha256_file
 from srexport.version import __version__
@@ -119,13 +120,16 @@ def export_bundle(
     plugins: bool = False,
     engines: EngineOptions | None = None,
     log: Callable[[str], None] = print,
+    cpu_rewrites: bool = True,
 ) -> Bundle:
     """Export `model` into a verified bundle at `out` (atomically replacing it).
 
     `identity`: the registry's model, variant, scale and task (a `ModelIdentity`, or a
     dict of those fields). With `plugins`, a
     second graph keeps layers that have a TensorRT plugin (VN+SC) fused as one node;
-    model.fp32.onnx keeps the standard-op decomposition every backend runs.
+    model.fp32.onnx keeps the standard-op decomposition every backend runs. With
+    `cpu_rewrites`, model.fp32.onnx is the exported graph after the passes of
+    `srexport.export.cpu_rewrites` (checked against the export, recorded in the manifest).
     """
     model = model.eval()
     if not isinstance(identity, ModelIdentity):
@@ -140,7 +144,12 @@ def export_bundle(
     try:
         with atomic_directory(out) as tmp:
             graph_file = "model.fp32.onnx"
-            export_onnx(model, tmp / graph_file)
+            exported = export_onnx(model, tmp / graph_file)
+            rewrites = None
+            if cpu_rewrites:
+                rewritten, rewrites = rewrite_exported(model, exported)
+                if rewrites is not None:
+                    save_onnx(rewritten, tmp / graph_file)
             save_weights(model.state_dict(), tmp / WEIGHTS)
             checks = check_parity(model, tmp / graph_file)
             worst = max(c.max_abs_error for c in checks)
@@ -172,6 +181,7 @@ def export_bundle(
                 tools=_tool_versions(),
                 verification=checks,
                 plugin_graph=plugin_graph,
+                graph_rewrites=rewrites.to_dict() if rewrites is not None else None,
             )
             if engines is not None and engines.device != "cpu":
                 from srexport.tensorrt.builder import build_engines

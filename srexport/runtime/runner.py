@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from srexport.errors import ImageError, Interrupted, SrExportError
+from srexport.runtime.imageio import LoadedImage, read_image, write_png
 from srexport.runtime.upscaler import load
 from srexport.validation import refuse_overwriting_inputs
 
@@ -83,7 +84,8 @@ def describe(upscaler) -> str:
     providers = getattr(session, "providers", None)
     where = f" ({', '.join(providers)})" if providers else ""
     note = getattr(session, "selection_note", "")
-    return f"backend {session.name}{where}{f' - {note}' if note else ''}; {upscaler.tiling_note()}"
+    return (f"backend {session.name}{where}{f' - {note}' if note else ''}; {upscaler.tiling_note()}; "
+            f"{upscaler.streams_note()}")
 
 
 def run_images(
@@ -116,14 +118,16 @@ def run_images(
             ) as progress:
                 images = progress.add_task("images", total=len(inputs))
                 patches = progress.add_task("patches", total=None)
-                for src, dst in zip(inputs, targets):
-                    progress.update(patches, description=f"  {src.name}", completed=0, total=None)
 
-                    def on_patch(done: int, total: int) -> None:
-                        progress.update(patches, completed=done, total=total)
+                def on_patch(done: int, total: int) -> None:
+                    progress.update(patches, completed=done, total=total)
 
+                for src, dst, result in upscale_files(upscaler, inputs, targets, on_patch):
+                    progress.update(patches, description=f"  {src.name}")
                     try:
-                        upscaler.upscale_file(src, dst, on_patch)
+                        if isinstance(result, ImageError):
+                            raise result
+                        write_png(dst, result.pixels, result.alpha, result.bits)
                         written += 1
                     except ImageError as exc:
                         failures += 1
@@ -132,6 +136,30 @@ def run_images(
     except (Stop, KeyboardInterrupt) as stop:
         raise interrupted(stop, written, targets, output) from None
     return failures
+
+
+def upscale_files(upscaler, inputs: list[Path], targets: list[Path], on_patch: Callable[[int, int], None]
+                  ) -> Iterator[tuple[Path, Path, "LoadedImage | ImageError"]]:
+    """(input, target, upscaled image or its ImageError) per input, in order: images are read
+    on a reader thread and `upscaler.concurrency` of them upscaled at once, while the caller
+    writes the previous ones (writing stays on the calling thread, where signals arrive)."""
+    def read(pairs):
+        for src, dst in pairs:
+            try:
+                yield src, dst, read_image(src)
+            except ImageError as exc:
+                yield src, dst, exc
+
+    def work(item):
+        src, dst, image = item
+        if isinstance(image, ImageError):
+            return src, dst, image
+        try:
+            return src, dst, upscaler.upscale_loaded(image, on_patch if upscaler.concurrency == 1 else None)
+        except ImageError as exc:
+            return src, dst, exc
+
+    return upscaler.in_flight(read(zip(inputs, targets)), work)
 
 
 def interrupted(stop: BaseException, written: int, targets: list[Path], output: Path) -> Interrupted:

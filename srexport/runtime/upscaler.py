@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,7 @@ from srexport.runtime.noise import normal_field
 from srexport.runtime.pipeline import LUMA, batches, box_windows, finish, pad_image, pre_upscale, stitcher, to_planes
 from srexport.runtime import recipes
 from srexport.runtime.recipes import BlockRecipe, plan_blocks, pre_upscale_8bit
+from srexport.runtime.throughput import ordered_map
 from srexport.runtime.tiler import TilePlan, crop_overlap, crop_patch_ok, plan_crop, plan_tiles
 
 Progress = Callable[[int, int], None]
@@ -91,6 +93,37 @@ class Upscaler:
         self.budget = default_budget(getattr(session, "device", "cpu"), memory) if self.auto else None
         self._memory_model = None
         self._precision = getattr(session, "precision", "fp32")
+        self._pipelined = threading.local()  # set on the frame / folder pipelines' worker threads
+
+    # -- throughput ---------------------------------------------------------------------
+    @property
+    def concurrency(self) -> int:
+        """Items (frames, images, tiles) the session runs at once (its stream plan)."""
+        return max(1, int(getattr(self.session, "concurrency", 1)))
+
+    def streams_note(self) -> str:
+        """The run line's streams part."""
+        plan = getattr(self.session, "stream_plan", None)
+        return f"throughput: {plan.note()}" if plan is not None else "throughput: 1 stream"
+
+    @property
+    def patches_in_flight(self) -> int:
+        """Patches in memory at once: the batch, or one per stream (what the budget plans for)."""
+        return self.batch if self.batch > 1 else self.concurrency
+
+    def _stream_run(self):
+        """The session call for one of several items in flight."""
+        run = getattr(self.session, "run_concurrent", None)
+        return run if run is not None and self.concurrency > 1 else self.session.run
+
+    def in_flight(self, items, work, depth: int | None = None):
+        """`work(item)` for each item, in order, `concurrency` at once (reading ahead on a
+        reader thread, up to `depth` items); each worker runs its item's patches on one stream."""
+        def flagged(item):
+            self._pipelined.on = True
+            return work(item)
+
+        return ordered_map(items, flagged, self.concurrency, depth)
 
     # -- planning ---------------------------------------------------------------------
     def crops(self, patch: tuple[int, int], height: int | None = None, width: int | None = None) -> bool:
@@ -123,7 +156,7 @@ class Upscaler:
         if self.auto:
             crop = self.stitch != "blend"
             floor = 2 * rules.halo + 1 if crop else rules.min_size
-            chosen = largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.batch,
+            chosen = largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.patches_in_flight,
                                    not crop, floor, 2 * rules.halo if crop else self.overlap)
             patch = (rules.legal_at_least(height), rules.legal_at_least(width)) if chosen is None else chosen
         if self.crops(patch, height, width):
@@ -163,6 +196,26 @@ class Upscaler:
         gpu = self._device_blender_for(plan)
         target = None if gpu else stitcher(plan, s, self.window)
         total = len(plan.tiles)
+        run = self.session.run
+        stream = self.concurrency > 1 and self.batch == 1 and not gpu
+        if stream and getattr(self._pipelined, "on", False):
+            run = self._stream_run()  # this image is one of several in flight: one stream
+        elif stream and total > 1:
+            # a tiled image: its tiles in flight on the streams, stitched here in order
+            run = self._stream_run()
+
+            def infer(job):
+                first, tiles, patches = job
+                inputs = {"image": patches}
+                inputs.update(self.noise_batch(plan, tiles))
+                return first, run(inputs)
+
+            for first, outputs in ordered_map(batches(padded, plan, self.batch), infer, self.concurrency):
+                for index, out in enumerate(outputs, first):
+                    target.add(out, index)
+                if progress:
+                    progress(min(first + self.batch, total), total)
+            return target.result()
         for first, tiles, patches in batches(padded, plan, self.batch):
             inputs = {"image": patches}
             inputs.update(self.noise_batch(plan, tiles))
@@ -176,7 +229,7 @@ class Upscaler:
                 batch = self.session.run_to_device(inputs)
                 gpu.add_batch(batch.pointer, [(s * t, s * l) for t, l in tiles], dtype=batch.dtype)
             else:
-                for index, out in enumerate(self.session.run(inputs), first):
+                for index, out in enumerate(run(inputs), first):
                     target.add(out, index)
             if progress:
                 progress(min(first + self.batch, total), total)
@@ -263,10 +316,21 @@ class Upscaler:
         return Path(dst)
 
     def upscale_frames(self, frames, *, static_noise: bool = False, depth: int = 2):
-        """Iterator of upscaled frames, in order, several in flight (see srexport.video.frames)."""
-        from srexport.video.frames import upscale_frames
+        """Upscale each frame (whatever `upscale` takes) and yield the results in order.
 
-        return upscale_frames(self, frames, static_noise=static_noise, depth=depth)
+        Frames are pulled from `frames` on a reader thread and `concurrency` of them are upscaled
+        at once on worker threads (pre-upscaling, tiling and stitching there too, each frame's
+        patches on one stream) while the caller handles earlier results; at most
+        max(depth, 2 * concurrency) frames are read ahead. Frame k's noise seed is
+        `srexport.video.seeds.frame_seed(seed, k)` unless `static_noise`. The outputs are those
+        of `upscale` called on each frame in turn."""
+        from srexport.video.seeds import upscaler_for_frame
+
+        def work(item):
+            index, frame = item
+            return upscaler_for_frame(self, index, static_noise).upscale(frame)
+
+        return self.in_flight(enumerate(frames), work, max(depth, 2 * self.concurrency))
 
     def upscale_video(self, src: str | Path, dst: str | Path, progress=None, **options):
         """Upscale a video file into `dst`, other streams copied (options: srexport.video.VideoOptions)."""

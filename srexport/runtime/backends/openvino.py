@@ -27,6 +27,13 @@ concurrent infer requests, one per stream, each kept busy. Pass `batch` (what
 `Upscaler(batch=...)` will send) to fix the mode for the session, so the last, partial
 batch of an image reuses the same compiled model; without it the mode follows each call.
 
+Throughput mode (`run_concurrent`, for callers on several threads at once: the frame and
+folder pipelines and the tile scheduler of `Upscaler`): one-patch batches compile with
+PERFORMANCE_HINT THROUGHPUT and NUM_STREAMS from `srexport.runtime.throughput.plan_streams`
+(`stream_plan`; `streams` overrides it); each call takes a free infer request (a stream) from
+the compiled model's pool, so `concurrency` calls run at once. `run` may be called from
+several threads too: its requests come from the same kind of pool.
+
 OpenVINO's on-disk model cache (CACHE_DIR) is off by default: measured on G-MGBP and BPP
 it saves only about a quarter of the compile time (hashing the model costs the rest) and
 stores the compiled weights again per shape (76 MB per BPP shape). Pass `cache_dir` to
@@ -35,6 +42,7 @@ turn it on.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -46,6 +54,7 @@ from srexport.errors import SrExportError
 from srexport.fsutil import sha256_file
 from srexport.lazy import import_openvino
 from srexport.runtime.backends.onnxruntime import physical_threads
+from srexport.runtime.throughput import StreamPlan, plan_streams
 
 PRECISIONS = ("fp32", "bf16", "int8")
 CACHE_SIZE = 32  # compiled models kept per process: every shape a folder run uses (CSet14: 10 sizes) stays compiled
@@ -142,12 +151,15 @@ class OvSession:
         threads: int = 0,
         batch: int | None = None,
         cache_dir: str | Path | None = None,
+        streams: int | None = None,
     ):
         check_precision(precision)
         ov_core = core()
         self.precision = precision
         self.threads = threads or physical_threads()
         self.batch = batch
+        self.stream_plan: StreamPlan = plan_streams("openvino", self.threads, streams=streams,
+                                                    device_streams=default_streams(self.threads))
         self.inference_precision = _OV_TYPE.get(precision) or int8_remainder()
         self.providers = [f"CPU ({'int8 + ' if precision == 'int8' else ''}{self.inference_precision})"]
         graph_precision = _GRAPH[precision]
@@ -208,6 +220,11 @@ class OvSession:
                 _compiled.popitem(last=False)
         return entry
 
+    @property
+    def concurrency(self) -> int:
+        """How many `run_concurrent` callers run at once."""
+        return self.stream_plan.streams
+
     def mode(self, batch: int) -> str:
         """THROUGHPUT (streams, one request per patch) for batches, LATENCY for one patch."""
         return "THROUGHPUT" if (self.batch or batch) > 1 else "LATENCY"
@@ -237,13 +254,39 @@ class OvSession:
         hint = self.mode(batch)
         if hint == "LATENCY":
             entry = self.compiled({n: a.shape for n, a in arrays.items()}, hint)
-            with entry.lock:
-                request = entry.requests[0]
-                request.infer(arrays, share_inputs=True)
-                return np.array(request.get_output_tensor(0).data, copy=True)
+            requests = entry.take(1)
+            try:
+                requests[0].infer(arrays, share_inputs=True)
+                return np.array(requests[0].get_output_tensor(0).data, copy=True)
+            finally:
+                entry.give(requests)
         entry = self.compiled({n: (1,) + a.shape[1:] for n, a in arrays.items()}, hint, self.streams())
-        with entry.lock:
-            return _run_streams(entry.requests, arrays, batch)
+        requests = entry.take(batch)
+        try:
+            return _run_streams(requests, arrays, batch)
+        finally:
+            entry.give(requests)
+
+    def run_concurrent(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """`run` for one of several callers at once: every patch on one stream of a
+        THROUGHPUT compile with the stream plan's streams."""
+        if self.concurrency == 1:
+            return self.run(inputs)
+        arrays = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
+        batch = arrays[self.input_names[0]].shape[0]
+        entry = self.compiled({n: (1,) + a.shape[1:] for n, a in arrays.items()}, "THROUGHPUT",
+                              self.stream_plan.streams)
+        requests = entry.take(batch)
+        try:
+            return _run_streams(requests, arrays, batch)
+        finally:
+            entry.give(requests)
+
+
+def default_streams(threads: int) -> int:
+    """Streams for a thread budget: one per thread up to 4 threads (small convolutions keep
+    one core busy each), then one per 4 threads (as OpenVINO's THROUGHPUT hint groups cores)."""
+    return max(1, threads if threads <= 4 else threads // 4)
 
 
 def _run_streams(requests: list, arrays: dict[str, np.ndarray], batch: int) -> np.ndarray:
@@ -272,14 +315,31 @@ def _run_streams(requests: list, arrays: dict[str, np.ndarray], batch: int) -> n
 
 class _Compiled:
     """A compiled model with its OPTIMAL_NUMBER_OF_INFER_REQUESTS infer requests (one per
-    stream), created once; the lock serialises callers that share it."""
+    stream), created once, in a pool: each caller takes the requests it runs on and gives
+    them back, so callers on several threads share the streams."""
 
     def __init__(self, model):
         self.model = model
         count = max(1, int(model.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.requests = [model.create_infer_request() for _ in range(count)]
         self.streams = int(model.get_property("NUM_STREAMS"))
-        self.lock = threading.Lock()
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for request in self.requests:
+            self._free.put(request)
+
+    def take(self, wanted: int) -> list:
+        """One free request (waiting for it), then up to `wanted` - 1 more that are free now."""
+        taken = [self._free.get()]
+        while len(taken) < wanted:
+            try:
+                taken.append(self._free.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def give(self, requests: list) -> None:
+        for request in requests:
+            self._free.put(request)
 
 
 def _first_line(exc: BaseException) -> str:

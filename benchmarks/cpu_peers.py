@@ -1,0 +1,428 @@
+"""sr-export's default run against its CPU peers, in one run, on the same graphs and frames.
+
+    flock /tmp/bench.lock python benchmarks/cpu_peers.py [--workloads pcarn-frames,...] > cpu_peers.json
+
+Workloads (issue 17's): PCARN-M x4 (PCARN-M-L1 weights) on 320x180 frames and on CSet14
+(bicubic 1/4 of the HR images); G-MGBP R1 (BOE-R1) on CSet5 (1/4); BPP x4 on 192x192 graph
+patches (the bicubic x4 of 48x48 crops of a 1080p frame made from CSet14 images). Per workload:
+
+- OpenVINO called directly on the exported graph (before sr-export's CPU rewrites), every
+  configuration: PERFORMANCE_HINT LATENCY and THROUGHPUT, one and two requests in flight
+  (two: two threads each running a request of the item's compiled shape), the same graph
+  inputs as sr-export's (padded to legal sizes, zero noise), compiles in the warm-up;
+- sr-export's default: `srexport.load(bundle)` (backend auto, precision auto, patch auto)
+  and `up.upscale_frames(items)` (uint8 frames in, uint8 frames out: conversion, padding,
+  tiling, stitching and quantising included), on the bundle built with its CPU rewrites;
+  and, to split the gains, the same on the bundle built without rewrites, and one item at
+  a time (`up.upscale` in a loop);
+- vs-mlrt (vapoursynth + vapoursynth-mlrt-ov) where `--vsmlrt-python` names a Python with
+  them installed (its own virtual environment); otherwise the reason it is not measured;
+- the FP32 matrix-multiply peak (torch / OpenVINO MatMul), BF16 where the CPU computes it,
+  INT8 (OpenVINO MatMul between QDQ pairs), measured before and after the workloads.
+
+Each configuration runs once to warm up, then `--rounds` interleaved rounds; medians reported.
+Throughput is output Mpx/s; achieved GFLOP/s counts the graph's FLOPs (srexport.profiling.flops)
+over the items' graph shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import SHARED, weights_for  # noqa: E402
+from cpu_backends import cpu_flags, machine, peaks  # noqa: E402
+
+WORKLOADS = ("pcarn-frames", "pcarn-cset14", "gmgbp-cset5", "bpp-patches")
+TARGET_VS_DIRECT = 1.2
+TARGET_OF_FP32_PEAK = 0.5
+
+
+# -- inputs --------------------------------------------------------------------------------
+def _downscale(path: Path, factor: int = 4) -> np.ndarray:
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    return np.asarray(image.resize((max(1, w // factor), max(1, h // factor)), Image.BICUBIC))
+
+
+def frames_320x180(count: int) -> list[np.ndarray]:
+    """320x180 frames: CSet14 images resized to 320x180 (a 16:9 frame of real content each)."""
+    files = sorted((SHARED / "images" / "CSet14").glob("*.png"))
+    return [np.asarray(Image.open(files[k % len(files)]).convert("RGB").resize((320, 180), Image.BICUBIC))
+            for k in range(count)]
+
+
+def folder(name: str, limit: int) -> list[np.ndarray]:
+    files = sorted((SHARED / "images" / name).glob("*.png"))
+    return [_downscale(f) for f in files[:limit or None]]
+
+
+def bpp_patches(count: int) -> list[np.ndarray]:
+    """48x48 LR crops of a 1080p frame (BPP's graph input is their bicubic x4: 192x192)."""
+    files = sorted((SHARED / "images" / "CSet14").glob("*.png"))
+    frame = np.asarray(Image.open(files[1]).convert("RGB").resize((1920, 1080), Image.BICUBIC))
+    rng = np.random.default_rng(0)
+    crops = []
+    for _ in range(count):
+        y, x = int(rng.integers(0, 1080 - 48)), int(rng.integers(0, 1920 - 48))
+        crops.append(np.ascontiguousarray(frame[y:y + 48, x:x + 48]))
+    return crops
+
+
+def graph_feeds(bundle, items: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The graph inputs sr-export computes for each whole item: planes, bicubic where the
+    model takes an upscaled input, reflect-padded to the next legal size, zero noise."""
+    from srexport.runtime.padding import pad_to_legal
+    from srexport.runtime.pipeline import pre_upscale
+
+    m = bundle.manifest
+    feeds = []
+    for item in items:
+        planes = np.ascontiguousarray(item.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+        planes = pre_upscale(planes, m.input_kind, m.scale)
+        image = pad_to_legal(planes[None], m.shape_rules)
+        feed = {"image": np.ascontiguousarray(image, dtype=np.float32)}
+        for spec in m.noise_inputs:
+            feed[spec.name] = np.zeros(spec.shape(1, *image.shape[2:]), np.float32)
+        feeds.append(feed)
+    return feeds
+
+
+# -- OpenVINO called directly --------------------------------------------------------------
+class DirectOpenVINO:
+    """One OpenVINO configuration on a graph: a compiled model (and two requests) per shape."""
+
+    def __init__(self, graph: Path, hint: str, inflight: int, threads: int):
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(graph))
+        self.hint, self.inflight, self.threads = hint, inflight, threads
+        self.compiled: dict[tuple, list] = {}
+        self.lock = threading.Lock()
+
+    def requests(self, feed: dict) -> list:
+        key = tuple((k, v.shape) for k, v in feed.items())
+        if key not in self.compiled:
+            self.model.reshape({k: list(v.shape) for k, v in feed.items()})
+            compiled = self.core.compile_model(self.model, "CPU", {
+                "PERFORMANCE_HINT": self.hint, "INFERENCE_NUM_THREADS": self.threads,
+                "INFERENCE_PRECISION_HINT": "f32"})
+            pool = [compiled.create_infer_request() for _ in range(self.inflight)]
+            self.compiled[key] = (compiled, pool)
+        return self.compiled[key][1]
+
+    def __call__(self, feeds: list[dict]) -> None:
+        if self.inflight == 1:
+            for feed in feeds:
+                request = self.requests(feed)[0]
+                request.infer(feed, share_inputs=True)
+                np.array(request.get_output_tensor(0).data, copy=True)
+            return
+        slots: dict[tuple, list[int]] = {}
+        guard = threading.Lock()
+
+        def one(feed):
+            key = tuple((k, v.shape) for k, v in feed.items())
+            with guard:
+                pool = self.requests(feed)
+                index = slots.setdefault(key, list(range(self.inflight))).pop()
+            try:
+                pool[index].infer(feed, share_inputs=True)
+                np.array(pool[index].get_output_tensor(0).data, copy=True)
+            finally:
+                with guard:
+                    slots[key].append(index)
+
+        with ThreadPoolExecutor(self.inflight) as pool:
+            list(pool.map(one, feeds))
+
+
+# -- vs-mlrt ---------------------------------------------------------------------------------
+VSMLRT_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import vapoursynth as vs
+from vsmlrt import inference, Backend
+graph, h, w, count, hint = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+core = vs.core
+clip = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=count)
+backend = Backend.OV_CPU(num_streams=2 if hint == "THROUGHPUT" else 1)
+out = inference(clip, graph, backend=backend)
+for f in out.frames(): pass
+start = time.perf_counter()
+for f in out.frames(): pass
+print(json.dumps({"seconds": time.perf_counter() - start, "frames": count}))
+"""
+
+
+def vsmlrt(python: str | None, graph: Path, items: list[np.ndarray], scale: int) -> dict:
+    if not python:
+        return {"unavailable": "no --vsmlrt-python given"}
+    shapes = {item.shape[:2] for item in items}
+    if len(shapes) != 1:
+        return {"unavailable": "vs-mlrt runs clips of one frame size; this workload's items differ in size"}
+    (h, w), = shapes
+    result = {}
+    for hint in ("LATENCY", "THROUGHPUT"):
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(VSMLRT_SCRIPT)
+        run = subprocess.run([python, f.name, str(graph), str(h), str(w), str(len(items)), hint],
+                             capture_output=True, text=True, timeout=1800)
+        os.unlink(f.name)
+        if run.returncode:
+            result[hint] = {"error": (run.stderr.strip().splitlines() or ["?"])[-1]}
+            continue
+        got = json.loads(run.stdout.strip().splitlines()[-1])
+        result[hint] = {"median_s": got["seconds"], "mpx_s": len(items) * h * w * scale * scale / got["seconds"] / 1e6}
+    return result
+
+
+# -- one workload ----------------------------------------------------------------------------
+def build_pair(model: str, kwargs: dict, root: Path, log):
+    """The bundle with sr-export's CPU rewrites, and the plain export (the peers' graph)."""
+    from srexport.bundle import load_bundle
+    from srexport.export.build import build_bundle, BuildRequest
+
+    if (root / f"{model}-tuned" / "manifest.json").exists() and (root / f"{model}-plain" / "manifest.json").exists():
+        return load_bundle(root / f"{model}-tuned"), load_bundle(root / f"{model}-plain")
+    start = time.perf_counter()
+    tuned = build_bundle(BuildRequest(model=model, weights=weights_for(model), out=root / f"{model}-tuned", **kwargs),
+                         warn=lambda m: None)
+    from srexport.export.build import export_bundle, model_from_bundle
+
+    m = tuned.manifest
+    identity = {"model": m.model, "variant": m.variant, "scale": m.scale, "task": m.task}
+    plain = export_bundle(model_from_bundle(tuned), root / f"{model}-plain", identity, tuned.manifest.checkpoint,
+                          log=lambda msg: None, cpu_rewrites=False)
+    log(f"{model}: bundles built in {time.perf_counter() - start:.0f} s")
+    return tuned, plain
+
+
+def build_int8(model: str, kwargs: dict, root: Path, log):
+    """The bundle with an INT8 graph (calibrated on CSet5 by srexport.calib), or None."""
+    from srexport.bundle import load_bundle
+    from srexport.calib.options import PrecisionOptions
+    from srexport.export.build import BuildRequest, build_bundle
+
+    out = root / f"{model}-int8"
+    if (out / "manifest.json").exists():
+        return load_bundle(out)
+    start = time.perf_counter()
+    options = PrecisionOptions(int8=True, calib_dir=SHARED / "images" / "CSet5", calib_patches=16)
+    bundle = build_bundle(BuildRequest(model=model, weights=weights_for(model), out=out, precision=options, **kwargs),
+                          warn=lambda m: None)
+    log(f"{model}: int8 bundle built in {time.perf_counter() - start:.0f} s")
+    return bundle
+
+
+def measure(configs: dict, rounds: int) -> dict:
+    results = {}
+    for name, fn in list(configs.items()):
+        start = time.perf_counter()
+        try:
+            fn()
+        except Exception as exc:
+            results[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+            del configs[name]
+            continue
+        results[name] = {"warmup_s": time.perf_counter() - start, "times": []}
+    for _ in range(rounds):
+        for name, fn in configs.items():
+            start = time.perf_counter()
+            fn()
+            results[name]["times"].append(time.perf_counter() - start)
+    for entry in results.values():
+        times = entry.pop("times", [])
+        if times:
+            entry.update(median_s=statistics.median(times), min_s=min(times), runs=len(times))
+    return results
+
+
+def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict, log, int8=None) -> dict:
+    import srexport
+    from srexport.profiling.flops import count_bundle
+    from srexport.runtime.runner import describe
+
+    threads = args.threads or len(os.sched_getaffinity(0))
+    feeds = graph_feeds(plain, items)
+    flops = sum(count_bundle(plain, *f["image"].shape[2:]).flops for f in feeds)
+    scale = plain.manifest.scale
+    out_px = sum(item.shape[0] * item.shape[1] for item in items) * scale * scale
+    configs = {}
+    for hint in ("LATENCY", "THROUGHPUT"):
+        for inflight in (1, 2):
+            direct = DirectOpenVINO(plain.graph_path("fp32"), hint, inflight, threads)
+            configs[f"openvino direct {hint} {inflight} in flight"] = (lambda d=direct: d(feeds))
+    default = srexport.load(tuned.root)
+    unrewritten = srexport.load(plain.root)
+    configs["sr-export default"] = lambda: list(default.upscale_frames(items))
+    configs["sr-export default, graph without rewrites"] = lambda: list(unrewritten.upscale_frames(items))
+    configs["sr-export default, one item at a time"] = lambda: [default.upscale(x) for x in items]
+    if name in args.onnxruntime.split(","):  # the rewrites on the fallback backend
+        ort_tuned = srexport.load(tuned.root, "onnxruntime", "fp32")
+        ort_plain = srexport.load(plain.root, "onnxruntime", "fp32")
+        configs["onnxruntime, rewritten graph"] = lambda: list(ort_tuned.upscale_frames(items))
+        configs["onnxruntime, graph without rewrites"] = lambda: list(ort_plain.upscale_frames(items))
+    if int8 is not None:
+        quantized = srexport.load(int8.root, precision="int8")
+        configs["sr-export --precision int8"] = lambda: list(quantized.upscale_frames(items))
+    log(f"{name}: {len(items)} items, {len(configs)} configurations, {args.rounds} rounds")
+    rows = measure(configs, args.rounds)
+    for row in rows.values():
+        if "median_s" in row:
+            row["mpx_s"] = out_px / row["median_s"] / 1e6
+            row["gflops"] = flops / row["median_s"] / 1e9
+            row["of_fp32_peak"] = row["gflops"] / peak["fp32"]["gflops"]
+    direct_rows = {k: v for k, v in rows.items() if k.startswith("openvino direct") and "mpx_s" in v}
+    best = max(direct_rows, key=lambda k: direct_rows[k]["mpx_s"]) if direct_rows else None
+    mine = rows.get("sr-export default", {})
+    summary = {"fastest_direct": best}
+    if best and "mpx_s" in mine:
+        ratio = mine["mpx_s"] / direct_rows[best]["mpx_s"]
+        summary |= {"default_vs_fastest_direct": ratio, "target_vs_direct": TARGET_VS_DIRECT,
+                    "met_vs_direct": ratio >= TARGET_VS_DIRECT,
+                    "default_of_fp32_peak": mine["of_fp32_peak"], "target_of_fp32_peak": TARGET_OF_FP32_PEAK,
+                    "met_of_peak": mine["of_fp32_peak"] >= TARGET_OF_FP32_PEAK}
+        if "mpx_s" in rows.get("onnxruntime, rewritten graph", {}) and "mpx_s" in rows.get(
+                "onnxruntime, graph without rewrites", {}):
+            summary["onnxruntime_rewritten_vs_plain"] = (rows["onnxruntime, rewritten graph"]["mpx_s"]
+                                                         / rows["onnxruntime, graph without rewrites"]["mpx_s"])
+        if "mpx_s" in rows.get("sr-export --precision int8", {}):
+            summary["int8_vs_fp32_default"] = rows["sr-export --precision int8"]["mpx_s"] / mine["mpx_s"]
+        for key in ("sr-export default, graph without rewrites", "sr-export default, one item at a time"):
+            if "mpx_s" in rows.get(key, {}):
+                summary[f"default_vs_{key.split(', ', 1)[1].replace(' ', '_')}"] = mine["mpx_s"] / rows[key]["mpx_s"]
+    return {"workload": name, "model": plain.manifest.model, "variant": plain.manifest.variant, "scale": scale,
+            "weights": plain.manifest.checkpoint["file"] if plain.manifest.checkpoint else "random init",
+            "items": len(items), "item_sizes": sorted({tuple(i.shape[:2]) for i in items}),
+            "output_px": out_px, "gflop": flops / 1e9, "run_line": describe(default),
+            "rewrites": tuned.manifest.graph_rewrites, "configs": rows, "summary": summary,
+            "vs_mlrt": vsmlrt(args.vsmlrt_python, plain.graph_path("fp32"), items, scale)}
+
+
+def int8_peak(threads: int, n: int = 1024, seconds: float = 1.0) -> dict:
+    """GFLOP/s (2 ops per multiply-add) of one n x n MatMul between QDQ pairs in OpenVINO
+    (its int8 kernels: VNNI / AMX-INT8 where present, AVX2 pmaddubsw otherwise)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from srexport.runtime.backends.openvino import core
+
+    rng = np.random.default_rng(0)
+    scale = numpy_helper.from_array(np.array(0.01, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "z")
+    b = numpy_helper.from_array(rng.integers(-100, 100, (n, n)).astype(np.int8), "b")
+    nodes = [helper.make_node("QuantizeLinear", ["a", "s", "z"], ["aq"]),
+             helper.make_node("DequantizeLinear", ["aq", "s", "z"], ["ad"]),
+             helper.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"]),
+             helper.make_node("MatMul", ["ad", "bd"], ["c"])]
+    graph = helper.make_graph(nodes, "int8mm", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])], [scale, zero, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    ov_core = core()
+    compiled = ov_core.compile_model(ov_core.read_model(model.SerializeToString(), b""), "CPU",
+                                     {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    a = rng.random((n, n), dtype=np.float32)
+    request.infer({"a": a})
+    rates, deadline = [], time.perf_counter() + seconds
+    while len(rates) < 3 or (time.perf_counter() < deadline and len(rates) < 200):
+        start = time.perf_counter()
+        request.infer({"a": a})
+        rates.append(2.0 * n**3 / (time.perf_counter() - start) / 1e9)
+    return {"gflops": max(rates), "median_gflops": statistics.median(rates), "n": n, "threads": threads,
+            "source": "openvino QDQ MatMul", "vnni_or_amx": bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--frames", type=int, default=4, help="320x180 frames (pcarn-frames)")
+    parser.add_argument("--images", type=int, default=0, help="images of CSet14/CSet5 (0: all)")
+    parser.add_argument("--patches", type=int, default=4, help="BPP patches")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--vsmlrt-python", default=os.environ.get("VSMLRT_PYTHON"),
+                        help="a Python with vapoursynth and vapoursynth-mlrt-ov (its own venv)")
+    parser.add_argument("--onnxruntime", default="pcarn-frames",
+                        help="workloads that also run ONNX Runtime on both graphs")
+    parser.add_argument("--int8", action="store_true", help="also PCARN-M with its INT8 graph (calibrated here)")
+    parser.add_argument("--out", type=Path, help="also write the report here after each workload")
+    parser.add_argument("--work", type=Path, help="keep (and reuse) the built bundles here")
+    parser.add_argument("--build-only", action="store_true", help="build the bundles into --work and stop")
+    parser.add_argument("--vsmlrt-note", default="", help="why vs-mlrt is not measured (recorded as given)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+    from srexport.runtime.backends.openvino import cpu_capabilities
+
+    if args.build_only:
+        if not args.work:
+            raise SystemExit("--build-only needs --work")
+        for model, kwargs in (("pcarn-m", {"scale": 4}), ("gmgbp", {}), ("bpp", {"variant": "x4"})):
+            build_pair(model, kwargs, args.work, log)
+        if args.int8:
+            build_int8("pcarn-m", {"scale": 4}, args.work, log)
+        return
+    threads = args.threads or len(os.sched_getaffinity(0))
+    caps = cpu_capabilities()
+    report = {"machine": machine(threads), "matmul_peaks_start": peaks(threads, caps)}
+    report["matmul_peaks_start"]["int8"] = int8_peak(threads)
+    peak = report["matmul_peaks_start"]
+    log(f"peaks: fp32 {peak['fp32']['gflops']:.1f}, int8 {peak['int8']['gflops']:.1f} GFLOP/s")
+    if args.vsmlrt_note and not args.vsmlrt_python:
+        report["vs_mlrt"] = {"unavailable": args.vsmlrt_note}
+    report["workloads"] = []
+    wanted = args.workloads.split(",")
+    with tempfile.TemporaryDirectory(prefix="srx-peers-") as tmp:
+        built = {}
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+
+        def pair(model, **kwargs):
+            if model not in built:
+                built[model] = build_pair(model, kwargs, work, log)
+            return built[model]
+
+        for name in wanted:
+            if name == "pcarn-frames":
+                items, bundles = frames_320x180(args.frames), pair("pcarn-m", scale=4)
+            elif name == "pcarn-cset14":
+                items, bundles = folder("CSet14", args.images), pair("pcarn-m", scale=4)
+            elif name == "gmgbp-cset5":
+                items, bundles = folder("CSet5", args.images), pair("gmgbp")
+            elif name == "bpp-patches":
+                items, bundles = bpp_patches(args.patches), pair("bpp", variant="x4")
+            else:
+                raise SystemExit(f"unknown workload {name} ({', '.join(WORKLOADS)})")
+            int8 = build_int8("pcarn-m", {"scale": 4}, work, log) if args.int8 and name.startswith("pcarn") else None
+            report["workloads"].append(workload(name, items, *bundles, args, peak, log, int8))
+            log(f"{name}: done")
+            if args.out:  # what is measured so far survives an interrupted run
+                args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+            print(json.dumps(report["workloads"][-1]["summary"]), file=sys.stderr, flush=True)
+    report["matmul_peaks_end"] = peaks(threads, caps)
+    report["machine"]["load_average_end"] = os.getloadavg()
+    report["seconds"] = time.perf_counter() - start
+    json.dump(report, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

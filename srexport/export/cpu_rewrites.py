@@ -1,0 +1,339 @@
+"""ONNX graph passes that remove work the CPU should not pay for, applied at build time.
+
+Each pass is exact in real arithmetic; in float32 it only reassociates sums. The build
+checks the rewritten graph against the exported FP32 graph on random inputs (`check_rewrite`,
+max |diff| <= `REWRITE_TOLERANCE`) and records the passes and the figure in the manifest.
+
+- `fold_trailing_1x1`: a convolution followed by a 1x1 convolution (PCARN's add-mean shift
+  after its exit convolution) becomes one convolution, W' = W1 W, b' = W1 b + b1. The reverse
+  (PCARN's sub-mean shift into its entry convolution) is not exact: the entry convolution
+  zero-pads the shifted image, so the border would see -mean instead of 0;
+- `identity_1x1_to_add`: a 1x1 convolution whose weight is the identity (PCARN's sub-mean
+  shift) becomes an Add of its bias (a per-channel add instead of a convolution);
+- `split_concat_conv`: a 1x1 convolution of a channel concatenation (CARN's cascading
+  blocks, chains of Concat feeding Concat) becomes a sum of 1x1 convolutions of the
+  concatenated tensors, one weight slice each. OpenVINO runs those concatenations with its
+  reference kernel (they feed several consumers, so they cannot be laid out in place),
+  while it fuses the Adds into the convolutions as sum post-ops.
+
+Grouped convolutions are kept grouped: measured on PCARN-M (groups of 16 channels) the
+dense block-diagonal form costs 4x the FLOPs and ran slower on OpenVINO's AVX2 kernels
+(benchmarks/cpu_peers.py reports the per-operator profile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+REWRITE_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class RewriteCount:
+    name: str
+    count: int
+
+
+class _Graph:
+    """Name-indexed views of a graph being rewritten (rebuilt after each pass)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.graph = model.graph
+        self.init = {t.name: t for t in self.graph.initializer}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.producer = {out: node for node in self.graph.node for out in node.output}
+        self.outputs = {o.name for o in self.graph.output}
+        self._names = {n.name for n in self.graph.node} | set(self.init) | set(self.producer)
+
+    def array(self, name: str) -> np.ndarray | None:
+        tensor = self.init.get(name)
+        return None if tensor is None else numpy_helper.to_array(tensor)
+
+    def fresh(self, base: str) -> str:
+        """A name not used in the graph, derived from `base` (deterministic)."""
+        name, k = base, 0
+        while name in self._names:
+            k += 1
+            name = f"{base}_{k}"
+        self._names.add(name)
+        return name
+
+    def add_initializer(self, base: str, array: np.ndarray) -> str:
+        name = self.fresh(base)
+        tensor = numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name)
+        self.graph.initializer.append(tensor)
+        self.init[name] = tensor
+        return name
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _plain_1x1(node: onnx.NodeProto, g: _Graph) -> bool:
+    """A dense 1x1, stride-1, unpadded convolution with constant weights."""
+    if node.op_type != "Conv" or g.array(node.input[1]) is None:
+        return False
+    a = _attrs(node)
+    weight = g.array(node.input[1])
+    return (weight.ndim == 4 and weight.shape[2:] == (1, 1) and a.get("group", 1) == 1
+            and all(p == 0 for p in a.get("pads", [0, 0, 0, 0])) and all(s == 1 for s in a.get("strides", [1, 1]))
+            and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+            and (len(node.input) < 3 or g.array(node.input[2]) is not None))
+
+
+def _bias(node: onnx.NodeProto, g: _Graph, channels: int) -> np.ndarray:
+    if len(node.input) >= 3 and node.input[2]:
+        return g.array(node.input[2]).astype(np.float64)
+    return np.zeros(channels, np.float64)
+
+
+def _replace(g: _Graph, old: onnx.NodeProto, new: list[onnx.NodeProto]) -> None:
+    nodes = list(g.graph.node)
+    at = nodes.index(old)
+    del g.graph.node[:]
+    g.graph.node.extend(nodes[:at] + new + nodes[at + 1:])
+
+
+def _remove(g: _Graph, node: onnx.NodeProto) -> None:
+    # by value: rebuilding the node list (`_replace`) copies the messages
+    nodes = [n for n in g.graph.node if n != node]
+    del g.graph.node[:]
+    g.graph.node.extend(nodes)
+
+
+def fold_trailing_1x1(model: onnx.ModelProto) -> int:
+    """Conv (group 1) -> dense 1x1 Conv, the first's output used only there: one Conv."""
+    count = 0
+    while True:
+        g = _Graph(model)
+        for second in g.graph.node:
+            if not _plain_1x1(second, g):
+                continue
+            first = g.producer.get(second.input[0])
+            if first is None or first.op_type != "Conv" or g.array(first.input[1]) is None:
+                continue
+            if _attrs(first).get("group", 1) != 1 or len(g.consumers[first.output[0]]) != 1:
+                continue
+            if first.output[0] in g.outputs or (len(first.input) >= 3 and g.array(first.input[2]) is None):
+                continue
+            w1 = g.array(second.input[1])[:, :, 0, 0].astype(np.float64)
+            w = g.array(first.input[1]).astype(np.float64)
+            b = _bias(first, g, w.shape[0])
+            weight = np.einsum("pk,kchw->pchw", w1, w)
+            bias = w1 @ b + _bias(second, g, w1.shape[0])
+            wn = g.add_initializer(f"{first.name or 'conv'}.folded.weight", weight)
+            bn = g.add_initializer(f"{first.name or 'conv'}.folded.bias", bias)
+            fused = helper.make_node("Conv", [first.input[0], wn, bn], list(second.output),
+                                     name=g.fresh(f"{first.name}_folded"))
+            fused.attribute.extend(first.attribute)
+            _replace(g, second, [fused])
+            _remove(g, first)
+            count += 1
+            break
+        else:
+            return count
+
+
+def identity_1x1_to_add(model: onnx.ModelProto) -> int:
+    """A 1x1 Conv with identity weight and a bias -> Add(x, bias)."""
+    count = 0
+    while True:
+        g = _Graph(model)
+        for node in g.graph.node:
+            if not _plain_1x1(node, g) or len(node.input) < 3 or not node.input[2]:
+                continue
+            w = g.array(node.input[1])[:, :, 0, 0]
+            if w.shape[0] != w.shape[1] or not np.array_equal(w, np.eye(w.shape[0], dtype=w.dtype)):
+                continue
+            bias = g.array(node.input[2]).reshape(1, -1, 1, 1)
+            bn = g.add_initializer(f"{node.name or 'shift'}.bias4d", bias)
+            add = helper.make_node("Add", [node.input[0], bn], list(node.output), name=g.fresh(f"{node.name}_add"))
+            _replace(g, node, [add])
+            count += 1
+            break
+        else:
+            return count
+
+
+def _concat_leaves(name: str, g: _Graph, rewritten: set[str]) -> list[str] | None:
+    """The tensors a channel Concat joins, nested channel Concats expanded, in order."""
+    node = g.producer.get(name)
+    if node is None or node.op_type != "Concat" or _attrs(node).get("axis") not in (1, -3):
+        return None
+    leaves = []
+    for part in node.input:
+        inner = _concat_leaves(part, g, rewritten)
+        if inner is None:
+            leaves.append(part)
+        else:
+            leaves.extend(inner)
+    return leaves
+
+
+def _channels(name: str, g: _Graph, memo: dict[str, int]) -> int | None:
+    """Channel count of a tensor produced by a Conv or a channel Concat of such tensors."""
+    if name in memo:
+        return memo[name]
+    node = g.producer.get(name)
+    found = None
+    if node is None:
+        found = None
+    elif node.op_type == "Conv" and g.array(node.input[1]) is not None:
+        found = int(g.array(node.input[1]).shape[0])
+    elif node.op_type in ("Relu", "LeakyRelu", "Add", "Mul", "Sigmoid", "Clip", "PRelu") and node.input:
+        found = _channels(node.input[0], g, memo)
+    elif node.op_type == "Concat" and _attrs(node).get("axis") in (1, -3):
+        parts = [_channels(p, g, memo) for p in node.input]
+        found = None if any(p is None for p in parts) else sum(parts)
+    memo[name] = found
+    return found
+
+
+def split_concat_conv(model: onnx.ModelProto) -> int:
+    """1x1 Conv of a channel Concat -> sum of 1x1 Convs of its (flattened) parts."""
+    count = 0
+    g = _Graph(model)
+    memo: dict[str, int] = {}
+    for conv in list(g.graph.node):
+        if not _plain_1x1(conv, g):
+            continue
+        leaves = _concat_leaves(conv.input[0], g, set())
+        if leaves is None or len(leaves) < 2:
+            continue
+        widths = [_channels(leaf, g, memo) for leaf in leaves]
+        w = g.array(conv.input[1])
+        if any(c is None for c in widths) or sum(widths) != w.shape[1]:
+            continue
+        bias = _bias(conv, g, w.shape[0])
+        new, start, total = [], 0, None
+        for k, (leaf, width) in enumerate(zip(leaves, widths)):
+            wn = g.add_initializer(f"{conv.name}.part{k}.weight", w[:, start:start + width])
+            start += width
+            inputs = [leaf, wn]
+            if k == 0:
+                inputs.append(g.add_initializer(f"{conv.name}.part0.bias", bias))
+            part = g.fresh(f"{conv.output[0]}_part{k}")
+            node = helper.make_node("Conv", inputs, [part], name=g.fresh(f"{conv.name}_part{k}"))
+            node.attribute.extend(conv.attribute)
+            new.append(node)
+            if total is None:
+                total = part
+                continue
+            out = conv.output[0] if k == len(leaves) - 1 else g.fresh(f"{conv.output[0]}_sum{k}")
+            new.append(helper.make_node("Add", [total, part], [out], name=g.fresh(f"{conv.name}_sum{k}")))
+            total = out
+        _replace(g, conv, new)
+        count += 1
+    if count:
+        _drop_dead(model)
+    return count
+
+
+def _drop_dead(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nothing uses, then unused initializers."""
+    graph = model.graph
+    while True:
+        used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        alive = [n for n in graph.node if any(o in used for o in n.output)]
+        if len(alive) == len(graph.node):
+            break
+        del graph.node[:]
+        graph.node.extend(alive)
+    used = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+PASSES: dict[str, Callable[[onnx.ModelProto], int]] = {
+    "fold_trailing_1x1": fold_trailing_1x1,
+    "identity_1x1_to_add": identity_1x1_to_add,
+    "split_concat_conv": split_concat_conv,
+}
+DEFAULT_PASSES = ("fold_trailing_1x1", "identity_1x1_to_add", "split_concat_conv")
+
+
+def rewrite_for_cpu(model: onnx.ModelProto, passes: tuple[str, ...] = DEFAULT_PASSES
+                    ) -> tuple[onnx.ModelProto, list[RewriteCount]]:
+    """A rewritten copy of `model` and how often each pass applied (passes that found
+    nothing are left out)."""
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    counts = []
+    for name in passes:
+        count = PASSES[name](rewritten)
+        if count:
+            counts.append(RewriteCount(name, count))
+    if counts:
+        _drop_dead(rewritten)
+        onnx.checker.check_model(rewritten, full_check=True)
+    return rewritten, counts
+
+
+def check_rewrite(original: onnx.ModelProto, rewritten: onnx.ModelProto,
+                  feeds: list[dict[str, np.ndarray]]) -> float:
+    """Max |diff| of the two graphs' outputs over `feeds` on ONNX Runtime's CPU provider."""
+    from srexport.export.verify import make_session
+
+    a, b = make_session(original, 1), make_session(rewritten, 1)
+    worst = 0.0
+    for feed in feeds:
+        ya, yb = a.run(None, feed)[0], b.run(None, feed)[0]
+        worst = max(worst, float(np.max(np.abs(ya.astype(np.float64) - yb))))
+    return worst
+
+
+@dataclass(frozen=True)
+class RewriteRecord:
+    """What the manifest records of the rewrites (`Manifest.graph_rewrites`)."""
+
+    passes: list[RewriteCount]
+    max_abs_diff_vs_export: float
+    checked_sizes: list[tuple[int, int]]
+    tolerance: float = REWRITE_TOLERANCE
+
+    def to_dict(self) -> dict:
+        return {"passes": [{"name": p.name, "count": p.count} for p in self.passes],
+                "max_abs_diff_vs_export": self.max_abs_diff_vs_export,
+                "checked_sizes": [list(s) for s in self.checked_sizes], "tolerance": self.tolerance}
+
+
+def rewrite_exported(model, exported: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteRecord | None]:
+    """The build's step: rewrite the exported FP32 graph of `model` (an SRModel) for the
+    CPU and check it against the export on the verification sizes; an `ExportError` when it
+    differs by more than `REWRITE_TOLERANCE`. (exported, None) when no pass applies."""
+    from srexport.errors import ExportError
+    from srexport.export.onnx_export import input_names
+    from srexport.export.verify import verification_sizes
+    from srexport.runtime.padding import pad_to_legal
+
+    rewritten, counts = rewrite_for_cpu(exported)
+    if not counts:
+        return exported, None
+    rules = model.shape_rules()
+    names = input_names(model)
+    feeds, sizes = [], []
+    for height, width in verification_sizes(rules):
+        rng = np.random.default_rng(height * 7919 + width)
+        image = pad_to_legal(rng.random((1, 3, height, width), dtype=np.float32), rules)
+        inputs = model.example_inputs(1, *image.shape[-2:])
+        feed = {names[0]: image}
+        for name, tensor in zip(names[1:], inputs[1:]):
+            feed[name] = tensor.numpy()
+        feeds.append(feed)
+        sizes.append(tuple(image.shape[-2:]))
+    worst = check_rewrite(exported, rewritten, feeds)
+    if not np.isfinite(worst) or worst > REWRITE_TOLERANCE:
+        raise ExportError(f"the CPU graph rewrites ({', '.join(c.name for c in counts)}) change the output by "
+                          f"{worst:.3g} (> {REWRITE_TOLERANCE:g}); bundle not written")
+    return rewritten, RewriteRecord(counts, worst, sizes)

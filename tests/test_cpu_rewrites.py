@@ -1,0 +1,165 @@
+"""CPU graph rewrites: each pass against a NumPy convolution, and the build records them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from srexport.export.build import export_bundle
+from srexport.export.cpu_rewrites import (
+    REWRITE_TOLERANCE,
+    check_rewrite,
+    fold_trailing_1x1,
+    identity_1x1_to_add,
+    rewrite_for_cpu,
+    split_concat_conv,
+)
+from srexport.export.verify import make_session
+from srexport.fsutil import sha256_file
+from srexport.models.pcarn import PCARNM
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, groups: int = 1) -> np.ndarray:
+    """Direct NCHW convolution in float64 (stride 1, zero padding)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = h + 2 * pad - kh + 1, wd + 2 * pad - kw + 1
+    out = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for g in range(groups):
+        for i in range(kh):
+            for j in range(kw):
+                window = xp[:, g * cg:(g + 1) * cg, i:i + oh, j:j + ow]
+                out[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", window, w[g * og:(g + 1) * og, :, i, j])
+    return out + b.reshape(1, -1, 1, 1)
+
+
+def _model(nodes, inits, channels_in=3, channels_out=3) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels_in, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels_out, None, None])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _conv(x, w, b, y, k, name, group=1):
+    return helper.make_node("Conv", [x, w, b], [y], name=name, kernel_shape=[k, k], pads=[k // 2] * 4, group=group)
+
+
+def _run(model, x):
+    return make_session(model, 1).run(None, {"x": x})[0]
+
+
+RNG = np.random.default_rng(0)
+X = RNG.random((1, 3, 9, 11), dtype=np.float32)
+
+
+def test_a_trailing_1x1_folds_into_the_convolution_before_it():
+    w, b = RNG.standard_normal((5, 3, 3, 3)), RNG.standard_normal(5)
+    w1, b1 = RNG.standard_normal((3, 5, 1, 1)), RNG.standard_normal(3)
+    model = _model([_conv("x", "w", "b", "t", 3, "c3"), _conv("t", "w1", "b1", "y", 1, "c1")],
+                   {"w": w, "b": b, "w1": w1, "b1": b1})
+    assert fold_trailing_1x1(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Conv"]
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731 - the stored weights
+    expected = conv2d(conv2d(X, f32(w), f32(b), 1), f32(w1), f32(b1), 0)
+    assert np.max(np.abs(_run(model, X) - expected)) <= 1e-5
+
+
+def test_a_convolution_used_twice_is_not_folded():
+    w, b = RNG.standard_normal((3, 3, 3, 3)), RNG.standard_normal(3)
+    model = _model([_conv("x", "w", "b", "t", 3, "c3"), _conv("t", "w1", "b", "u", 1, "c1"),
+                    helper.make_node("Add", ["t", "u"], ["y"])],
+                   {"w": w, "b": b, "w1": RNG.standard_normal((3, 3, 1, 1))})
+    assert fold_trailing_1x1(model) == 0
+
+
+def test_an_identity_1x1_becomes_an_add_of_its_bias_and_others_stay():
+    bias = np.array([-0.4, -0.5, -0.3])
+    model = _model([_conv("x", "eye", "bias", "t", 1, "shift"), _conv("t", "m", "bias", "y", 1, "mix")],
+                   {"eye": np.eye(3).reshape(3, 3, 1, 1), "bias": bias, "m": RNG.standard_normal((3, 3, 1, 1))})
+    assert identity_1x1_to_add(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Add", "Conv"]
+    probe = _model([model.graph.node[0]], {i.name: numpy_helper.to_array(i) for i in model.graph.initializer})
+    probe.graph.node[0].output[0] = "y"
+    assert np.array_equal(_run(probe, X), X + bias.astype(np.float32).reshape(1, 3, 1, 1))
+
+
+def test_a_1x1_of_nested_concats_becomes_a_sum_of_1x1s():
+    ws = {f"w{k}": RNG.standard_normal((8, 3, 3, 3)) for k in range(3)}
+    bs = {f"b{k}": RNG.standard_normal(8) for k in range(3)}
+    w1, b1 = RNG.standard_normal((8, 24, 1, 1)), RNG.standard_normal(8)
+    nodes = [_conv("x", f"w{k}", f"b{k}", f"a{k}", 3, f"c{k}") for k in range(3)]
+    nodes += [helper.make_node("Concat", ["a0", "a1"], ["cat1"], axis=1),
+              helper.make_node("Concat", ["cat1", "a2"], ["cat2"], axis=1),
+              _conv("cat2", "wm", "bm", "y", 1, "mix")]
+    model = _model(nodes, {**ws, **bs, "wm": w1, "bm": b1}, channels_out=8)
+    reference = _run(model, X)
+    assert split_concat_conv(model) == 1
+    assert "Concat" not in [n.op_type for n in model.graph.node]
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
+    parts = [conv2d(X, f32(ws[f"w{k}"]), f32(bs[f"b{k}"]), 1) for k in range(3)]
+    expected = conv2d(np.concatenate(parts, 1), f32(w1), f32(b1), 0)
+    assert np.max(np.abs(_run(model, X) - expected)) <= 1e-5
+    assert np.max(np.abs(_run(model, X) - reference)) <= 1e-5
+
+
+def test_rewrites_are_deterministic():
+    model = onnx.load_from_string(_pcarn_export().SerializeToString())
+    first, counts = rewrite_for_cpu(model)
+    second, _ = rewrite_for_cpu(model)
+    assert first.SerializeToString() == second.SerializeToString()
+    assert counts
+
+
+def _pcarn_export() -> onnx.ModelProto:
+    from srexport.export.onnx_export import to_onnx_model
+
+    torch.manual_seed(0)
+    return to_onnx_model(PCARNM(scale=2).eval())
+
+
+@pytest.fixture(scope="module")
+def pcarn_bundles(tmp_path_factory):
+    torch.manual_seed(0)
+    model = PCARNM(scale=2).eval()
+    root = tmp_path_factory.mktemp("rewrites")
+    identity = {"model": "pcarn-m", "variant": "m", "scale": 2, "task": "sr"}
+    plain = export_bundle(model, root / "plain", identity, log=lambda m: None, cpu_rewrites=False)
+    tuned = export_bundle(model, root / "tuned", identity, log=lambda m: None)
+    again = export_bundle(model, root / "again", identity, log=lambda m: None)
+    return plain, tuned, again
+
+
+def test_pcarn_build_records_its_rewrites_and_matches_the_plain_graph(pcarn_bundles):
+    plain, tuned, _ = pcarn_bundles
+    assert plain.manifest.graph_rewrites is None
+    record = tuned.manifest.graph_rewrites
+    counts = {p["name"]: p["count"] for p in record["passes"]}
+    # PCARN: add_mean after exit folds; sub_mean becomes an Add; 3 blocks x (3 inner + 1 outer)
+    # 1x1 convolutions take a concatenation
+    assert counts == {"fold_trailing_1x1": 1, "identity_1x1_to_add": 1, "split_concat_conv": 12}
+    assert 0 < record["max_abs_diff_vs_export"] <= REWRITE_TOLERANCE
+    original = onnx.load(str(plain.graph_path("fp32")))
+    rewritten = onnx.load(str(tuned.graph_path("fp32")))
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert "Concat" not in ops
+    # the two mean shifts go; the 12 concatenated 1x1s become 3 x (2 + 3 + 4) + (2 + 3 + 4) = 36
+    assert sum(o == "Conv" for o in ops) == sum(n.op_type == "Conv" for n in original.graph.node) - 2 - 12 + 36
+    rng = np.random.default_rng(7)
+    feeds = [{"image": rng.random((1, 3, h, w), dtype=np.float32)} for h, w in ((17, 23), (40, 31))]
+    assert check_rewrite(original, rewritten, feeds) <= REWRITE_TOLERANCE
+    manifest = json.loads((tuned.root / "manifest.json").read_text())
+    assert manifest["graph_rewrites"]["tolerance"] == REWRITE_TOLERANCE
+
+
+def test_rewritten_builds_are_byte_identical(pcarn_bundles):
+    _, tuned, again = pcarn_bundles
+    for name in ("model.fp32.onnx", "manifest.json"):
+        assert sha256_file(tuned.root / name) == sha256_file(again.root / name)

@@ -1,0 +1,264 @@
+"""Throughput mode: several frames, images or tiles in flight, outputs bit-identical to one at a time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srexport.export.build import export_bundle
+from srexport.runtime.backends.selection import available_backends
+from srexport.runtime.throughput import StreamPlan, ordered_map, plan_streams
+from srexport.runtime.upscaler import Upscaler
+from srexport.video.seeds import frame_seed
+from test_backend_openvino import ConvNet
+
+needs_openvino = pytest.mark.skipif(
+    not available_backends()["openvino"], reason="openvino is not installed (pip install 'sr-export[openvino]')"
+)
+
+
+# -- the ordered map ---------------------------------------------------------------------
+def test_ordered_map_keeps_source_order_while_items_finish_out_of_order():
+    delays = [0.03, 0.0, 0.02, 0.0, 0.01, 0.0, 0.0, 0.02]
+
+    def work(k):
+        time.sleep(delays[k])
+        return k * k
+
+    assert list(ordered_map(range(len(delays)), work, workers=3)) == [k * k for k in range(len(delays))]
+
+
+def test_ordered_map_runs_workers_items_at_once():
+    active, peak, lock = [0], [0], threading.Lock()
+    gate = threading.Barrier(3, timeout=5)
+
+    def work(k):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        if k < 3:
+            gate.wait()  # the first three only finish once all three run together
+        with lock:
+            active[0] -= 1
+        return k
+
+    assert list(ordered_map(range(6), work, workers=3)) == list(range(6))
+    assert peak[0] == 3
+
+
+def test_ordered_map_reads_ahead_at_most_depth_items():
+    pulled = []
+
+    def source():
+        for k in range(20):
+            pulled.append(k)
+            yield k
+
+    seen = []
+    for value in ordered_map(source(), lambda k: k, workers=2, depth=4):
+        seen.append(value)
+        time.sleep(0.01)
+        # items read but not yet handed to the caller: never more than the depth
+        assert len(pulled) - len(seen) <= 4
+    assert seen == list(range(20))
+
+
+def test_ordered_map_raises_work_errors_after_the_results_before_them():
+    def work(k):
+        if k == 3:
+            raise ValueError("bad item 3")
+        return k
+
+    got = []
+    with pytest.raises(ValueError, match="bad item 3"):
+        for value in ordered_map(range(10), work, workers=2):
+            got.append(value)
+    assert got == [0, 1, 2]
+
+
+def test_ordered_map_raises_source_errors_in_order():
+    def source():
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for value in ordered_map(source(), lambda k: 10 * k, workers=2):
+            got.append(value)
+    assert got == [10, 20]
+
+
+def test_closing_the_map_early_stops_its_threads():
+    before = {t.name for t in threading.enumerate()}
+    results = ordered_map(iter(range(1000)), lambda k: k, workers=2, depth=2)
+    assert next(results) == 0
+    results.close()
+    left = [t for t in threading.enumerate() if t.name.startswith("srx-") and t.name not in before]
+    assert left == []
+
+
+# -- the stream plan ---------------------------------------------------------------------
+def test_stream_plans_per_backend():
+    assert plan_streams("openvino", 2, device_streams=2) == StreamPlan(2, 1, "OpenVINO THROUGHPUT for 2 threads")
+    assert plan_streams("openvino", 16, device_streams=4).threads_per_stream == 4
+    assert plan_streams("openvino", 8, streams=3) == StreamPlan(3, 2, "as requested")
+    assert plan_streams("tensorrt", 2).streams == 2
+    assert plan_streams("tensorrt", 2, contexts=3).streams == 3
+    assert plan_streams("onnxruntime", 2).streams == 1
+    assert "2 streams x 1 threads" in plan_streams("openvino", 2, device_streams=2).note()
+    with pytest.raises(ValueError):
+        plan_streams("openvino", 2, streams=0)
+
+
+@needs_openvino
+def test_default_streams_follow_the_thread_budget():
+    from srexport.runtime.backends.openvino import default_streams
+
+    assert [default_streams(t) for t in (1, 2, 4, 8, 16, 56)] == [1, 2, 4, 2, 4, 14]
+
+
+# -- OpenVINO sessions -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("throughput") / "convnet"
+    return export_bundle(ConvNet(), root, {"model": "convnet", "variant": "test", "scale": 2, "task": "sr"},
+                         log=lambda m: None)
+
+
+def _frames(count: int, sizes=((20, 28), (40, 72), (20, 28))) -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    return [rng.integers(0, 256, sizes[k % len(sizes)] + (3,), dtype=np.uint8) for k in range(count)]
+
+
+@needs_openvino
+def test_concurrent_runs_share_the_streams_and_match_one_at_a_time(bundle):
+    from srexport.runtime.backends.openvino import OvSession
+
+    session = OvSession(bundle, "fp32", threads=2, streams=2)
+    assert session.concurrency == 2
+    rng = np.random.default_rng(1)
+    feeds = [{"image": rng.random((1, 3, 24, 24), dtype=np.float32),
+              "noise0": rng.standard_normal((1, 1, 24, 24)).astype(np.float32)} for _ in range(6)]
+    alone = [session.run(feed) for feed in feeds]
+    together: dict[int, np.ndarray] = {}
+
+    def call(k):
+        together[k] = session.run_concurrent(feeds[k])
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(feeds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, expected in enumerate(alone):
+        assert np.array_equal(together[k], expected)
+    entry = session.compiled({"image": (1, 3, 24, 24), "noise0": (1, 1, 24, 24)}, "THROUGHPUT", 2)
+    assert entry.streams == 2 and len(entry.requests) == 2
+
+
+@needs_openvino
+def test_upscale_frames_in_flight_equal_each_frame_upscaled_alone(bundle):
+    from srexport.runtime.backends.openvino import OvSession
+
+    up = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=2), patch=(16, 16), overlap=4,
+                  noise=0.2, seed=11)
+    assert up.concurrency == 2
+    frames = _frames(7)
+    got = list(up.upscale_frames(iter(frames)))
+    assert len(got) == len(frames)
+    for k, (frame, out) in enumerate(zip(frames, got)):
+        alone = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch=(16, 16), overlap=4,
+                         noise=0.2, seed=frame_seed(11, k))
+        assert alone.concurrency == 1
+        assert np.array_equal(out, alone.upscale(frame)), f"frame {k}"
+
+
+@needs_openvino
+def test_tiles_of_one_image_in_flight_equal_the_sequential_tiling(bundle):
+    from srexport.runtime.backends.openvino import OvSession
+
+    planes = np.random.default_rng(3).random((3, 50, 70), dtype=np.float32)
+    streamed = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=2), patch=(16, 16), noise=0.1, seed=3)
+    sequential = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch=(16, 16), noise=0.1, seed=3)
+    assert len(streamed.plan(50, 70).tiles) > 4
+    done = []
+    out = streamed.upscale_planes(planes, lambda d, t: done.append((d, t)))
+    assert np.array_equal(out, sequential.upscale_planes(planes))
+    assert done[-1] == (len(streamed.plan(50, 70).tiles),) * 2
+
+
+@needs_openvino
+def test_folder_run_in_flight_writes_what_one_image_at_a_time_writes(bundle, tmp_path):
+    from srexport.runtime.backends.openvino import OvSession
+    from srexport.runtime.runner import run_images
+
+    src = tmp_path / "in"
+    src.mkdir()
+    inputs = []
+    for k, frame in enumerate(_frames(5)):
+        path = src / f"img{k}.png"
+        Image.fromarray(frame).save(path)
+        inputs.append(path)
+    broken = src / "img9.png"
+    broken.write_bytes(b"not a png")
+    inputs.insert(2, broken)
+    errors = []
+    failures = run_images(bundle.root, inputs, tmp_path / "out", quiet=True, report_error=errors.append,
+                          backend="openvino", precision="fp32", threads=2)
+    assert failures == 1 and len(errors) == 1 and "img9" in errors[0]
+    alone = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch="auto")  # load's default
+    for path in inputs:
+        if path == broken:
+            assert not (tmp_path / "out" / "img9.png").exists()
+            continue
+        expected = tmp_path / "alone" / path.name
+        expected.parent.mkdir(exist_ok=True)
+        alone.upscale_file(path, expected)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / path.name)), np.asarray(Image.open(expected)))
+
+
+@needs_openvino
+def test_the_run_line_reports_the_streams(bundle):
+    from srexport.runtime.runner import describe
+    from srexport.runtime.upscaler import load
+
+    line = describe(load(bundle.root, "openvino", "fp32", threads=2))
+    assert "throughput: 2 streams x 1 threads in flight" in line
+
+
+def test_onnxruntime_runs_one_item_at_a_time(bundle):
+    from srexport.runtime.backends.onnxruntime import OrtSession
+
+    up = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2))
+    assert up.concurrency == 1
+    frames = _frames(3)
+    for frame, out in zip(frames, up.upscale_frames(frames)):
+        assert np.array_equal(out, up.upscale(frame))
+
+
+@needs_openvino
+def test_the_memory_budget_plans_for_every_patch_in_flight(bundle):
+    from srexport.runtime.backends.openvino import OvSession
+    from srexport.runtime.budget import image_bytes
+
+    gib = (image_bytes(300, 400, 2, False) + 5e6) / 2**30  # about 5 MB left for the network
+    up = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=2), patch="auto", memory=gib)
+    assert up.patches_in_flight == 2
+    plan = up.plan(300, 400)
+    assert len(plan.tiles) > 1
+    left = up.budget.bytes - image_bytes(300, 400, 2, False)
+    model = up.memory_model()
+    # two patches of this size fit what the budget leaves; the one-at-a-time choice would not
+    assert model.patch_bytes(plan.patch_h, plan.patch_w, 2) <= left
+    single = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch="auto", memory=gib)
+    one = single.plan(300, 400)
+    assert model.patch_bytes(one.patch_h, one.patch_w, 2) > left
