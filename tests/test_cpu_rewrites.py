@@ -19,7 +19,7 @@ from srexport.export.cpu_rewrites import (
     rewrite_for_cpu,
     split_concat_conv,
 )
-from srexport.export.verify import make_session
+from srexport.ort import inference_session
 from srexport.fsutil import sha256_file
 from srexport.models.pcarn import PCARNM
 
@@ -53,7 +53,7 @@ def _conv(x, w, b, y, k, name, group=1):
 
 
 def _run(model, x):
-    return make_session(model, 1).run(None, {"x": x})[0]
+    return inference_session(model, threads=1).run(None, {"x": x})[0]
 
 
 RNG = np.random.default_rng(0)

@@ -283,9 +283,9 @@ def rewrite_for_cpu(model: onnx.ModelProto, passes: tuple[str, ...] = DEFAULT_PA
 def check_rewrite(original: onnx.ModelProto, rewritten: onnx.ModelProto,
                   feeds: list[dict[str, np.ndarray]]) -> float:
     """Max |diff| of the two graphs' outputs over `feeds` on ONNX Runtime's CPU provider."""
-    from srexport.export.verify import make_session
+    from srexport.ort import inference_session
 
-    a, b = make_session(original, 1), make_session(rewritten, 1)
+    a, b = inference_session(original, threads=1), inference_session(rewritten, threads=1)
     worst = 0.0
     for feed in feeds:
         ya, yb = a.run(None, feed)[0], b.run(None, feed)[0]
