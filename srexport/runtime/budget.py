@@ -158,23 +158,25 @@ def image_bytes(height: int, width: int, output_scale: int, blend: bool) -> floa
 
 
 def largest_patch(model: MemoryModel, budget: int, rules: ShapeRules, height: int, width: int, batch: int,
-                  blend: bool, floor: int, overlap: int = 0) -> tuple[int, int] | None:
+                  blend: bool, floor: int, overlap: int = 0, max_edge: int | None = None) -> tuple[int, int] | None:
     """The legal (ph, pw) whose call fits what the budget leaves after the image's own
     buffers and that computes the fewest pixels on this image (tiles overlapping by
     `overlap`); None when the whole image fits (run it whole). `floor` is the smallest
-    patch edge allowed (crop stitching: 2 * halo + 1)."""
+    patch edge allowed (crop stitching: 2 * halo + 1); `max_edge` the largest a backend
+    accepts (a TensorRT engine's profile), if any."""
     from srexport.runtime.tiler import axis_starts
 
     left = budget - image_bytes(height, width, rules.output_scale, blend)
     whole = rules.legal_at_least(height), rules.legal_at_least(width)
-    if model.patch_bytes(*whole, batch) <= left:
+    within = max_edge is None or max(whole) <= max_edge
+    if within and model.patch_bytes(*whole, batch) <= left:
         return None
     area = max(0.0, (left - model.fixed) / (model.factor * model.per_pixel * batch))
     floor = rules.legal_at_least(max(floor, rules.min_size))
     best, best_cost = None, None
     for ph in _tight_patches(height, overlap, rules, floor):
         for pw in _tight_patches(width, overlap, rules, floor):
-            if ph * pw > area:
+            if ph * pw > area or (max_edge is not None and max(ph, pw) > max(max_edge, floor)):
                 continue
             rows = len(axis_starts(max(height, ph), ph, min(overlap, ph - 1)))
             cols = len(axis_starts(max(width, pw), pw, min(overlap, pw - 1)))
