@@ -102,3 +102,37 @@ def test_patch_auto_runs_every_size_on_one_engine(machine, tmp_path_factory, tmp
         assert trt.session.profile.accepts(1, plan.patch_h, plan.patch_w)
         np.testing.assert_allclose(trt.upscale(image), ort.upscale(image), atol=1e-6)
     assert len(machine.state.builds) == 1 and not any("switching" in line for line in logs)
+
+
+# -- a real GPU -------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_patch_auto_on_a_real_engine_covers_a_folder_and_a_1080p_input(tmp_path_factory):
+    """CPU twin: test_patch_auto_runs_every_size_on_one_engine (simulated TensorRT)."""
+    import torch
+
+    import srexport
+    from srexport.export.build import export_bundle
+    from srexport.tensorrt.builder import engine_environment
+    from srexport.tensorrt.lazy import EngineUnavailable
+    from toymodels import ConvStack
+
+    try:
+        engine_environment()
+    except EngineUnavailable as exc:
+        pytest.skip(f"needs an NVIDIA GPU with TensorRT >= 11 and cuda-python: {exc}")
+    torch.manual_seed(0)
+    model = ConvStack(depth=4)
+    root = tmp_path_factory.mktemp("gpu-auto") / "bundle"
+    bundle = export_bundle(model, root, {"model": "stack", "variant": "t", "scale": 2, "task": "sr"})
+    up = srexport.load(bundle.root, backend="tensorrt")
+    profile = up.session.profile
+    engine = up.session.engine_path
+    for height, width in ((120, 125), (69, 69), (164, 132), (1080, 1920)):
+        planes = np.random.default_rng(height).random((3, height, width), dtype=np.float32)
+        plan = up.plan(height, width)
+        assert profile.accepts(1, plan.patch_h, plan.patch_w)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(planes)[None])[0].numpy()
+        np.testing.assert_allclose(up.upscale_planes(planes), expected, atol=1e-4)
+    assert up.session.engine_path == engine  # no rebuild
