@@ -134,5 +134,5 @@ def test_patch_auto_on_a_real_engine_covers_a_folder_and_a_1080p_input(tmp_path_
         assert profile.accepts(1, plan.patch_h, plan.patch_w)
         with torch.no_grad():
             expected = model(torch.from_numpy(planes)[None])[0].numpy()
-        np.testing.assert_allclose(up.upscale_planes(planes), expected, atol=1e-4)
+        np.testing.assert_allclose(up.upscale_planes(planes), expected, atol=5e-3)  # TF32 convolutions
     assert up.session.engine_path == engine  # no rebuild
