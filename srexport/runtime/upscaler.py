@@ -106,7 +106,7 @@ class Upscaler:
 
     def memory_model(self) -> MemoryModel:
         if self._memory_model is None:
-            self._memory_model = memory_model(self.bundle, self._precision)
+            self._memory_model = memory_model(self.bundle, self._precision, getattr(self.session, "name", None))
         return self._memory_model
 
     def graph_plan(self, height: int, width: int) -> TilePlan:
