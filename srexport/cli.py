@@ -270,9 +270,11 @@ def profile_cmd(
     size: Annotated[Optional[str], typer.Option(help="Output WxH, or a preset: 720p, 1080p, 8k, pirm, 1000, or a workload key (default: the model's paper workload).")] = None,
     precision: Annotated[str, typer.Option(help="fp32, fp16, bf16 (openvino) or int8.")] = "fp32",
     backend: Annotated[str, typer.Option(help="auto, tensorrt, openvino, onnxruntime or torch.")] = "auto",
-    patch: Annotated[Optional[str], typer.Option(help="Patch HxW in graph input pixels (default: the bundle's).")] = None,
+    patch: Annotated[str, typer.Option(help="Patch HxW in graph input pixels, or auto (as run: the largest that --memory allows).")] = "auto",
     overlap: Annotated[Optional[int], typer.Option(help="Overlap in graph input pixels (default: the bundle's).")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Patches per call (default: the best of 1, 2, 4, 8).")] = None,
+    memory: Annotated[Optional[float], typer.Option(help="Memory budget in GiB for --patch auto (default as run).")] = None,
+    stitch: Annotated[str, typer.Option(help="auto, crop or blend (as run).")] = "auto",
+    batch: Annotated[Optional[int], typer.Option(help="Patches per call (default: the best of 1, 2, 4, 8; with --patch auto, 1 as run).")] = None,
     repeats: Annotated[int, typer.Option(help="Timed calls per patch measurement.")] = 10,
     warmup: Annotated[int, typer.Option(help="Untimed calls first.")] = 2,
     e2e_repeats: Annotated[int, typer.Option("--e2e-repeats", help="Timed whole-image runs.")] = 3,
@@ -283,13 +285,13 @@ def profile_cmd(
 ) -> None:
     """Throughput, latency, memory, FLOP/s and the ratio to the papers' Titan X figures."""
     check_options(patch=parse_patch(patch), overlap=overlap, batch=batch, repeats=repeats, warmup=warmup,
-                  e2e_repeats=e2e_repeats, threads=threads)
+                  e2e_repeats=e2e_repeats, threads=threads, memory=memory)
     from srexport.profiling import run_profile, summary
 
     result = run_profile(
         bundle, json_path=json_path, plot_path=plot, size=size, precision=precision, backend=backend,
         patch=parse_patch(patch), overlap=overlap, batch=batch, repeats=repeats, warmup=warmup,
-        e2e_repeats=e2e_repeats, threads=threads, workload=workload,
+        e2e_repeats=e2e_repeats, threads=threads, workload=workload, stitch=stitch, memory=memory,
         log=lambda m: err.print(m, highlight=False, soft_wrap=True, markup=False),
     )
     for line in summary(result):

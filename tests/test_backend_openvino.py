@@ -154,14 +154,46 @@ def test_session_describes_itself(ov, bundle):
 @needs_openvino
 def test_compiled_models_are_cached_per_bundle_precision_and_shape(ov, bundle):
     ov.clear_cache()
-    first = ov.OvSession(bundle, threads=2)
+    first = ov.OvSession(bundle, threads=2, shapes="static")
     first.run(_inputs(1, 24))
     first.run(_inputs(1, 24, seed=1))
     assert ov.cached_models() == 1
-    ov.OvSession(bundle, threads=2).run(_inputs(1, 24))  # reopened bundle: same compiled model
+    ov.OvSession(bundle, threads=2, shapes="static").run(_inputs(1, 24))  # reopened bundle: same compiled model
     assert ov.cached_models() == 1
     first.run(_inputs(1, 20))  # another patch shape: one more static compile
     assert ov.cached_models() == 2
+
+
+@needs_openvino
+def test_a_network_with_a_halo_compiles_one_dynamic_model_for_every_size(ov, bundle):
+    ov.clear_cache()
+    session = ov.OvSession(bundle, threads=2)
+    assert session.shapes == "dynamic"  # ConvNet has a finite halo
+    for size in (24, 20, 37, 9):
+        session.run(_inputs(1, size, seed=size))
+    assert ov.cached_models() == 1
+
+
+@needs_openvino
+def test_the_dynamic_model_computes_what_the_static_ones_do(ov, bundle):
+    rng = np.random.default_rng(21)
+    dynamic = ov.OvSession(bundle, threads=2, shapes="dynamic")
+    static = ov.OvSession(bundle, threads=2, shapes="static")
+    for _ in range(6):
+        h, w = (int(v) for v in rng.integers(4, 70, size=2))
+        feed = {"image": rng.random((1, 3, h, w), dtype=np.float32),
+                "noise0": 0.1 * rng.standard_normal((1, 1, h, w)).astype(np.float32)}
+        expected = OrtSession(bundle).run(feed)
+        got, reference = dynamic.run(feed), static.run(feed)
+        assert got.shape == (1, 3, 2 * h, 2 * w)
+        assert np.abs(got - reference).max() <= 1e-6, (h, w)
+        assert np.abs(got - expected).max() < 1e-4, (h, w)
+
+
+@needs_openvino
+def test_unknown_shapes_mode_is_refused_in_one_line(ov, bundle):
+    with pytest.raises(SrExportError, match="unknown input shapes 'bucket'"):
+        ov.OvSession(bundle, shapes="bucket")
 
 
 # -- int8 ----------------------------------------------------------------------------------

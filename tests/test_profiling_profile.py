@@ -115,6 +115,28 @@ def test_run_profile_writes_json_and_plot(pcarn_bundle, tmp_path):
     assert any("end to end" in line for line in summary(result))
 
 
+@pytest.mark.parametrize("memory, tiled", [(None, False), (0.02, True)])
+def test_profile_defaults_to_the_tiling_of_run(pcarn_bundle, memory, tiled):
+    """patch auto and crop stitching as `sr-export run` (srexport.load) plans them, with
+    compile time kept apart from the inference times."""
+    import srexport
+
+    result = profile_bundle(pcarn_bundle.root, size="400x240", memory=memory, repeats=1, warmup=0, e2e_repeats=1,
+                            op_profile=False, peak=False)
+    validate(result)
+    run_plan = srexport.load(pcarn_bundle.root, memory=memory).plan(60, 100)
+    assert result["patch_mode"] == "auto" and result["stitch"] == "crop" and result["batch"] == 1
+    assert result["patch"] == {"height": run_plan.patch_h, "width": run_plan.patch_w}
+    assert result["tiles"] == len(run_plan.tiles)
+    assert (result["tiles"] > 1) == tiled
+    # an image that fits runs whole at its own size
+    assert (result["patch"] == {"height": 60, "width": 100}) == (not tiled)
+    halo = pcarn_bundle.manifest.shape_rules.halo
+    assert result["overlap"] == 2 * halo
+    assert result["compile_s"] >= 0 and result["session_open_s"] >= 0
+    assert any("crop stitching" in line and "patch auto" in line for line in summary(result))
+
+
 def test_plot_without_matplotlib_fails_before_profiling(pcarn_bundle, profile, tmp_path, monkeypatch):
     import srexport.profiling.profile as profile_module
     from srexport.profiling import write_plot

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from srexport.runtime.backends.selection import available_backends
 from srexport.runtime.budget import MemoryModel, largest_patch
 from srexport.models.base import ShapeRules
 
@@ -17,11 +18,11 @@ _MEASURE = textwrap.dedent("""
     import numpy as np
     from srexport.bundle import load_bundle
     from srexport.profiling.profile import peak_rss_mb, reset_peak_rss, rss_mb
-    from srexport.runtime.backends.onnxruntime import OrtSession
+    from srexport.runtime.backends import open_session
     from srexport.runtime.upscaler import Upscaler
     bundle = load_bundle(sys.argv[1])
-    session = OrtSession(bundle, threads=2)  # the work buffers grow with the threads
-    mode, edge = sys.argv[2], int(sys.argv[3])
+    session = open_session(bundle, sys.argv[2], "fp32", 2)  # the work buffers grow with the threads
+    mode, edge = sys.argv[3], int(sys.argv[4])
     session.run({"image": np.random.rand(1, 3, 16, 16).astype(np.float32)})  # arena and kernels set up
     if mode == "patch":
         image = np.random.rand(1, 3, edge, edge).astype(np.float32)
@@ -30,7 +31,7 @@ _MEASURE = textwrap.dedent("""
         session.run({"image": image})
         print(json.dumps({"peak_mb": peak_rss_mb() - base}))
     else:
-        up = Upscaler(bundle, session, patch="auto", memory=float(sys.argv[4]))
+        up = Upscaler(bundle, session, patch="auto", memory=float(sys.argv[5]))
         planes = np.random.default_rng(0).random((3, edge, edge), dtype=np.float32)
         tiles = len(up.plan(edge, edge).tiles)
         assert reset_peak_rss()
@@ -52,18 +53,24 @@ def pcarn_x2(bundle_factory):
     return bundle_factory("pcarn-m", None, 2)  # random initialisation: memory does not depend on weights
 
 
-def test_memory_model_bounds_the_measured_peak_of_one_patch(pcarn_x2):
+BACKENDS = ["onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
+    not available_backends()["openvino"], reason="openvino is not installed"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_memory_model_bounds_the_measured_peak_of_one_patch(pcarn_x2, backend):
     from srexport.runtime.budget import memory_model
 
-    model = memory_model(pcarn_x2)
-    measured = _measure(pcarn_x2.root, "patch", 160)["peak_mb"] * 2**20
+    model = memory_model(pcarn_x2, "fp32", backend)
+    measured = _measure(pcarn_x2.root, backend, "patch", 160)["peak_mb"] * 2**20
     predicted = model.patch_bytes(160, 160)
     assert measured <= predicted <= 2.0 * measured
 
 
-def test_a_small_budget_is_respected_by_a_tiled_run(pcarn_x2):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_small_budget_is_respected_by_a_tiled_run(pcarn_x2, backend):
     budget_gib = 0.25
-    result = _measure(pcarn_x2.root, "run", 640, budget_gib)
+    result = _measure(pcarn_x2.root, backend, "run", 640, budget_gib)
     assert result["tiles"] > 1, "the image must need tiling under this budget"
     assert result["peak_mb"] <= budget_gib * 1024
 

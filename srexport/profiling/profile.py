@@ -266,15 +266,15 @@ def _versions() -> dict:
 
 
 def _best_batch(session, manifest, plan, noise: float, warmup: int, repeats: int, batch: int | None,
-                lat1: list[float], max_call_s: float, log: Log) -> tuple[int, list[dict]]:
-    """Time larger batches while the time per patch improves; returns the best batch
-    and one row per batch timed (batch 1 included)."""
+                lat1: list[float], max_call_s: float, log: Log, limit: int | None = None) -> tuple[int, list[dict]]:
+    """Time larger batches (up to `limit`) while the time per patch improves; returns the
+    best batch and one row per batch timed (batch 1 included)."""
     rows = [{"batch": 1, "per_patch_ms": summarize_ms(lat1), "call_ms": summarize_ms(lat1)}]
     best, best_per_patch = 1, statistics.median(lat1)
     if batch is not None:
         candidates = [batch] if batch > 1 else []
     else:
-        candidates = [b for b in BATCH_CANDIDATES if b > 1]
+        candidates = [b for b in BATCH_CANDIDATES if 1 < b <= (limit or max(BATCH_CANDIDATES))]
     for b in candidates:
         if not batch and b * best_per_patch > max(max_call_s, 2 * best_per_patch):
             break
@@ -303,12 +303,14 @@ def _compiled_models(session) -> int | None:
     return cached_models()
 
 
-def _open_session(bundle, backend: str, precision: str, threads: int, patch: tuple[int, int], batch: int, log: Log):
+def _open_session(bundle, backend: str, precision: str, threads: int, patch: tuple[int, int] | str, batch: int,
+                  log: Log, memory: float | None = None):
     """`open_session`, passing the tiler's patch and batch where the backends take them."""
     from srexport.runtime.backends import open_session
 
     accepted = inspect.signature(open_session).parameters
-    extra = {k: v for k, v in {"patch": patch, "batch": batch, "log": log}.items() if k in accepted}
+    wanted = {"patch": patch, "batch": batch, "log": log, "memory": memory}
+    extra = {k: v for k, v in wanted.items() if k in accepted}
     return open_session(bundle, backend, precision, threads, **extra)
 
 
@@ -343,7 +345,7 @@ def profile_bundle(
     size: str | tuple[int, int] | None = None,
     precision: str = "fp32",
     backend: str = "auto",
-    patch: int | tuple[int, int] | None = None,
+    patch: int | tuple[int, int] | str | None = "auto",
     batch: int | None = None,
     repeats: int = 10,
     warmup: int = 2,
@@ -360,14 +362,19 @@ def profile_bundle(
     sweep: bool = False,
     sweep_patches: list[int] | None = None,
     max_call_s: float = 2.0,
+    stitch: str = "auto",
+    memory: float | None = None,
     log: Log | None = None,
 ) -> dict:
     """Profile a bundle; returns the dict documented in `srexport.profiling.schema`.
 
     `size`: OUTPUT image (width, height), "WxH", a preset name (720p, 1080p, 8k, pirm,
     1000) or a Titan X workload key; default: the model's paper workload. `patch` (graph
-    input pixels, int or (h, w)), `overlap`, `window` and `noise` are the runtime's
-    options; `batch` fixes the batch (else the best of 1, 2, 4, 8 is searched).
+    input pixels, int or (h, w); "auto", the default, as `run`: from the memory budget
+    `memory` GiB; None: the bundle's), `stitch`, `overlap`, `window` and `noise` are the
+    runtime's options. `batch` fixes the batch (else the best of 1, 2, 4, 8 is searched;
+    with patch auto the end-to-end run keeps `run`'s batch, 1, because the plan depends on
+    it, and the search stops at the plan's tile count and the budget).
     `workload` forces the Titan X row to compare with (a key of `titanx.WORKLOADS`).
     """
     from srexport.runtime.backends.onnxruntime import physical_threads
@@ -413,17 +420,24 @@ def profile_bundle(
     if isinstance(patch, int):
         patch = (patch, patch)
     graph_h, graph_w = (out_h, out_w) if m.input_kind == "upscaled" else (lr_h, lr_w)
-    expected = plan_tiles(graph_h, graph_w, patch or (m.patch, m.patch),
-                          m.overlap if overlap is None else overlap, m.shape_rules)
+    auto = patch == "auto" and m.shape_rules.halo is not None
+    if patch == "auto":
+        hint = "auto" if auto else (m.patch, m.patch)  # what `srexport.load` gives the session
+    else:
+        expected = plan_tiles(graph_h, graph_w, patch or (m.patch, m.patch),
+                              m.overlap if overlap is None else overlap, m.shape_rules)
+        hint = (expected.patch_h, expected.patch_w)
     monitor = DeviceMemoryMonitor()
     with monitor:
         start = time.perf_counter()
-        session = _open_session(bundle, backend, precision, threads, (expected.patch_h, expected.patch_w),
-                                batch or max(BATCH_CANDIDATES), log)
+        session = _open_session(bundle, backend, precision, threads, hint,
+                                (batch or 1) if auto else (batch or max(BATCH_CANDIDATES)), log, memory)
         session_open_s = time.perf_counter() - start
         device_kind = getattr(session, "device", "cpu")
         device_label = (gpu_name() or "CUDA device") if device_kind == "cuda" else cpu_name()
-        up = Upscaler(bundle, session, patch=patch, overlap=overlap, window=window, batch=1, noise=noise)
+        run_batch = batch or 1
+        up = Upscaler(bundle, session, patch=patch, overlap=overlap, window=window, noise=noise, stitch=stitch,
+                      memory=memory, batch=run_batch if patch == "auto" else 1)
         plan = up.plan(lr_h, lr_w)
         note = getattr(session, "selection_note", None)
         if note and note != "requested":
@@ -445,14 +459,22 @@ def profile_bundle(
         first_call_s = time.perf_counter() - start
         log("timing batch 1")
         lat1 = time_calls(lambda: session.run(inputs1), max(0, warmup - 1), repeats)
-        best, batches = _best_batch(session, m, plan, noise, warmup, repeats, batch, lat1, max_call_s, log)
+        limit = None
+        if up.auto:  # no larger batch than the plan's tiles, nor one the budget does not hold
+            model = up.memory_model()
+            engine = getattr(session, "profile", None)  # a TensorRT engine's batch range
+            limit = max([b for b in BATCH_CANDIDATES if b <= len(plan.tiles)
+                         and model.patch_bytes(plan.patch_h, plan.patch_w, b) <= up.budget.bytes
+                         and (engine is None or b <= engine.max_batch)] or [1])
+        best, batches = _best_batch(session, m, plan, noise, warmup, repeats, batch, lat1, max_call_s, log, limit)
         if batch and batch > 1:
             best = batch  # the user's batch runs the end-to-end pass whatever it costs
         best_row = next(r for r in batches if r["batch"] == best)
         per_patch_s = best_row["per_patch_ms"]["median"] / 1e3
 
         # ---- end to end through the runtime
-        up.batch = best
+        if not up.auto:
+            up.batch = best
         planes = np.random.default_rng(1).random((3, lr_h, lr_w), dtype=np.float32)
         estimate = len(plan.tiles) * per_patch_s
         log(f"timing end to end ({len(plan.tiles)} tiles, batch {best}, about {estimate:.1f} s a run)")
@@ -543,11 +565,14 @@ def profile_bundle(
         "input_size": _size_dict(lr_w, lr_h),
         "graph_input_size": _size_dict(graph_w, graph_h),
         "patch": {"height": plan.patch_h, "width": plan.patch_w},
-        "overlap": up.overlap,
+        "overlap": 2 * m.shape_rules.halo if plan.owned else up.overlap,
         "window": window,
         "noise": noise,
         "tiles": len(plan.tiles),
-        "batch": best,
+        "stitch": "crop" if plan.owned else "blend",
+        "patch_mode": "auto" if up.auto else "fixed",
+        "memory_budget_gib": up.budget.gib if up.budget is not None else None,
+        "batch": up.batch,
         "session_open_s": session_open_s,
         "compile_s": compile_s,
         "compiled_shapes": None if compiled is None else compiled - (compiles_before or 0),
@@ -585,7 +610,9 @@ def summary(profile: dict) -> list[str]:
         f"({p['device']['kind']}: {p['device']['name']}, {p['device']['threads']} threads)",
         f"image {p['input_size']['width']}x{p['input_size']['height']} -> {p['size']['width']}x{p['size']['height']}: "
         f"{p['tiles']} tile(s) of {p['patch']['width']}x{p['patch']['height']}, "
-        f"overlap {p['overlap']}, batch {p['batch']}",
+        + (f"crop stitching (overlap {p['overlap']})" if p.get("stitch") == "crop" else f"overlap {p['overlap']}")
+        + (f", patch auto (budget {p['memory_budget_gib']:.1f} GiB)" if p.get("patch_mode") == "auto" else "")
+        + f", batch {p['batch']}",
         f"latency per patch: batch 1 {lat['median']:.1f} ms (p10 {lat['p10']:.1f}, p90 {lat['p90']:.1f}); "
         f"batch {best['batch']} {best['per_patch_ms']['median']:.1f} ms per patch",
         f"end to end: {e2e['median']:.3f} s (p10 {e2e['p10']:.3f}, p90 {e2e['p90']:.3f}) = {p['mpx_per_s']:.4g} Mpx/s"

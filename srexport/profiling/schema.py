@@ -12,10 +12,15 @@ percentiles. Sizes are `{width, height}` in pixels. Fields (`?` = may be null):
   the size is not `scale` x a whole LR size); `input_size`: the LR image;
   `graph_input_size`: what the tiler covers (LR, or the bicubic-upscaled image for
   BPP/MGBPv2).
-- `patch` (graph input pixels), `overlap`, `window`, `noise` (amplitude W), `tiles`
-  (patches per image), `batch` (the batch of the end-to-end run: the best one found, or
-  the one asked for).
+- `patch` (graph input pixels), `overlap` (2 x halo when crop-stitched), `window`,
+  `noise` (amplitude W), `tiles` (patches per image), `stitch` (crop | blend),
+  `patch_mode` (auto: from the memory budget, as `run` does by default; fixed),
+  `memory_budget_gib?` (patch auto), `batch` (the batch of the end-to-end run: the one
+  asked for; else the best one found, or with patch auto `run`'s default, 1).
 - `session_open_s`: time to open the session (engine build/deserialise included).
+  `compile_s`: first calls of each shape beyond their steady time (model compiles on
+  OpenVINO), kept out of every other time; `compiled_shapes?`: compiled models the run
+  added (OpenVINO; null elsewhere).
 - `latency_ms`: one patch at batch 1. `best_batch {batch, per_patch_ms, call_ms}` and
   `batches` (one row per batch timed): time per patch and per call.
 - `end_to_end_s`: the whole image through the runtime (pre-upscale, tiling, noise
@@ -144,8 +149,13 @@ PROFILE_SCHEMA: dict = {
         "window": _STR,
         "noise": _NNUM,
         "tiles": {"type": "integer", "minimum": 1},
+        "stitch": {"type": "string", "enum": ["crop", "blend"]},
+        "patch_mode": {"type": "string", "enum": ["auto", "fixed"]},
+        "memory_budget_gib": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "batch": {"type": "integer", "minimum": 1},
         "session_open_s": _NNUM,
+        "compile_s": _NNUM,
+        "compiled_shapes": {"type": ["integer", "null"], "minimum": 0},
         "latency_ms": _STATS,
         "best_batch": {
             "type": "object",

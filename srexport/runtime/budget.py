@@ -5,8 +5,12 @@ derived from the ONNX graph itself: the graph is shape-inferred at one concrete 
 size and walked in node order, each tensor alive from the node that makes it to the last
 node that reads it; the largest sum of live tensor bytes, divided by the patch's input
 pixels, is the graph's bytes per input pixel. Backends add their own work buffers
-(im2col, reorders, arenas) on top: `BACKEND_FACTOR` covers them, checked against a
-measured peak RSS in tests/test_runtime_budget.py.
+(im2col, reorders, arenas) on top: `BACKEND_FACTOR` (`BACKEND_FACTORS` per backend)
+covers them, checked against a measured peak RSS in tests/test_runtime_budget.py.
+
+Measured peak RSS above the level before the call, over the graph figure (2-core EPYC,
+fp32, 256x256 and 384x512 inputs): ONNX Runtime 1.57-2.06 (PCARN-M), 2.29-2.32 (G-MGBP);
+OpenVINO 1.27 (PCARN-M), 1.62-1.66 (G-MGBP).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from srexport.models.base import ShapeRules
 from srexport.validation import available_memory
 
 BACKEND_FACTOR = 2.5  # backend work buffers: ONNX Runtime measured 2.1x (PCARN-M) to 2.3x (G-MGBP)
+BACKEND_FACTORS = {"openvino": 1.9}  # OpenVINO measured up to 1.66x (G-MGBP); others: BACKEND_FACTOR
 RAM_FRACTION = 0.5  # of MemAvailable: the default budget on the CPU
 DEVICE_FRACTION = 0.7  # of free device memory: the default budget on a GPU
 _PROBE = 64  # patch edge (input pixels) the graph is shape-inferred at
@@ -95,15 +100,16 @@ def _graph_model(graph: str, noise: tuple, probe: int) -> tuple[float, float]:
     return _live_peak(inferred) / (probe * probe), weights
 
 
-def memory_model(bundle, precision: str = "fp32") -> MemoryModel:
-    """The memory model of `bundle`'s graph (the fp32 graph stands in for bf16)."""
+def memory_model(bundle, precision: str = "fp32", backend: str | None = None) -> MemoryModel:
+    """The memory model of `bundle`'s graph (the fp32 graph stands in for bf16) on
+    `backend` (a session's name: its factor from `BACKEND_FACTORS`)."""
     graph_precision = precision if precision in bundle.manifest.precisions and precision != "bf16" else "fp32"
     m = bundle.manifest
     rules = m.shape_rules
     probe = rules.legal_at_least(max(_PROBE, rules.min_size))
     noise = tuple((n.name, n.channels, n.factor, n.border) for n in m.noise_inputs)
     per_pixel, weights = _graph_model(str(bundle.graph_path(graph_precision)), noise, probe)
-    return MemoryModel(per_pixel, weights)
+    return MemoryModel(per_pixel, weights, BACKEND_FACTORS.get(backend or "", BACKEND_FACTOR))
 
 
 def available_ram() -> int:
@@ -158,23 +164,25 @@ def image_bytes(height: int, width: int, output_scale: int, blend: bool) -> floa
 
 
 def largest_patch(model: MemoryModel, budget: int, rules: ShapeRules, height: int, width: int, batch: int,
-                  blend: bool, floor: int, overlap: int = 0) -> tuple[int, int] | None:
+                  blend: bool, floor: int, overlap: int = 0, max_edge: int | None = None) -> tuple[int, int] | None:
     """The legal (ph, pw) whose call fits what the budget leaves after the image's own
     buffers and that computes the fewest pixels on this image (tiles overlapping by
     `overlap`); None when the whole image fits (run it whole). `floor` is the smallest
-    patch edge allowed (crop stitching: 2 * halo + 1)."""
+    patch edge allowed (crop stitching: 2 * halo + 1); `max_edge` the largest a backend
+    accepts (a TensorRT engine's profile), if any."""
     from srexport.runtime.tiler import axis_starts
 
     left = budget - image_bytes(height, width, rules.output_scale, blend)
     whole = rules.legal_at_least(height), rules.legal_at_least(width)
-    if model.patch_bytes(*whole, batch) <= left:
+    within = max_edge is None or max(whole) <= max_edge
+    if within and model.patch_bytes(*whole, batch) <= left:
         return None
     area = max(0.0, (left - model.fixed) / (model.factor * model.per_pixel * batch))
     floor = rules.legal_at_least(max(floor, rules.min_size))
     best, best_cost = None, None
     for ph in _tight_patches(height, overlap, rules, floor):
         for pw in _tight_patches(width, overlap, rules, floor):
-            if ph * pw > area:
+            if ph * pw > area or (max_edge is not None and max(ph, pw) > max(max_edge, floor)):
                 continue
             rows = len(axis_starts(max(height, ph), ph, min(overlap, ph - 1)))
             cols = len(axis_starts(max(width, pw), pw, min(overlap, pw - 1)))

@@ -144,7 +144,7 @@ class Upscaler:
 
     def memory_model(self) -> MemoryModel:
         if self._memory_model is None:
-            self._memory_model = memory_model(self.bundle, self._precision)
+            self._memory_model = memory_model(self.bundle, self._precision, getattr(self.session, "name", None))
         return self._memory_model
 
     def graph_plan(self, height: int, width: int) -> TilePlan:
@@ -157,7 +157,8 @@ class Upscaler:
             crop = self.stitch != "blend"
             floor = 2 * rules.halo + 1 if crop else rules.min_size
             chosen = largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.patches_in_flight,
-                                   not crop, floor, 2 * rules.halo if crop else self.overlap)
+                                   not crop, floor, 2 * rules.halo if crop else self.overlap,
+                                   getattr(self.session, "max_patch_edge", None))
             patch = (rules.legal_at_least(height), rules.legal_at_least(width)) if chosen is None else chosen
         if self.crops(patch, height, width):
             return plan_crop(height, width, patch, rules)
@@ -371,9 +372,12 @@ def load(
         patch = (blocks.block, blocks.block)
     if isinstance(patch, int):
         patch = (patch, patch)
-    hint = patch if patch is not None and patch != "auto" else loaded.manifest.patch
+    if patch == "auto" and loaded.manifest.shape_rules.halo is not None:
+        hint = "auto"  # TensorRT: an engine profile covering every patch the budget allows
+    else:
+        hint = patch if patch is not None and patch != "auto" else loaded.manifest.patch
     graphcheck.check_structure(loaded, resolve_precision(loaded, backend, precision).precision)
-    session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch)
+    session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch, memory=memory)
     graphcheck.check_scale(loaded, session.precision, session.run)
     return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory,
                     recipe=blocks)

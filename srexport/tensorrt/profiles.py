@@ -13,6 +13,14 @@ Batch: min 1, max `max_batch` (default from the patch area, so that big patches 
 reserve gigabytes), opt half of it (the runtime splits a batch into two halves on two
 streams to overlap copies with compute). Noise inputs get the shapes `NoiseInput.shape`
 gives for the same batch and edges.
+
+Patch auto (`auto_profile`): the runtime sizes patches from a memory budget, and an image
+that fits runs whole, so the engine's largest edge comes from the same budget: the
+largest legal square patch whose modelled peak (`srexport.runtime.budget.MemoryModel`) at
+the run's batch fits, at most `AUTO_MAX_EDGE`, at least the smallest crop-stitching patch
+(2 x halo + 1). The runtime then keeps every patch edge within the engine's range
+(`Upscaler` tiles an image wider or taller than the largest edge), so every shape the
+budget chooses lies inside the one profile and no engine is rebuilt at run time.
 """
 
 from __future__ import annotations
@@ -90,6 +98,39 @@ def derive_profile(rules: ShapeRules, patch: int, max_patch: int | None = None,
     if batch < 1:
         raise ShapeError(f"max batch must be >= 1, got {batch}")
     return PatchProfile(1, math.ceil(batch / 2), batch, smallest_legal(rules), opt, top)
+
+
+AUTO_MAX_EDGE = 2048  # patch auto: the largest engine edge (a 1080p input runs whole)
+
+
+def auto_profile(rules: ShapeRules, patch: int, model, budget_bytes: float, batch: int = 1,
+                 cap: int = AUTO_MAX_EDGE) -> PatchProfile:
+    """The profile for patch auto under a memory budget (see the module's docstring).
+
+    `model` has `patch_bytes(h, w, batch)` (a `MemoryModel`); `patch` is the bundle's
+    recommended patch (the profile's opt edge unless it exceeds the largest edge)."""
+    if batch < 1:
+        raise ShapeError(f"batch must be >= 1, got {batch}")
+    low = smallest_legal(rules)
+    floor = rules.legal_at_least(max(low, 2 * rules.halo + 1 if rules.halo is not None else low))
+    top = floor
+    edge = _legal_at_most(cap, rules)
+    while edge is not None and edge > floor:
+        if model.patch_bytes(edge, edge, batch) <= budget_bytes:
+            top = edge
+            break
+        edge = _legal_at_most(edge - 1, rules)
+    opt = min(rules.legal_at_least(patch), top)
+    return PatchProfile(1, batch, batch, low, max(low, opt), top)
+
+
+def _legal_at_most(size: int, rules: ShapeRules) -> int | None:
+    """The largest legal edge <= size, or None when there is none."""
+    if size < smallest_legal(rules):
+        return None
+    k = (size - rules.offset) // rules.multiple_of
+    edge = rules.offset + rules.multiple_of * k
+    return edge if edge >= smallest_legal(rules) else None
 
 
 def profile_for_manifest(manifest, max_patch: int | None = None, max_batch: int | None = None) -> PatchProfile:

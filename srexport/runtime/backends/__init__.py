@@ -29,9 +29,10 @@ def open_session(
     precision: str = "fp32",
     threads: int = 0,
     *,
-    patch: tuple[int, int] | int | None = None,
+    patch: tuple[int, int] | int | str | None = None,
     batch: int | None = None,
     log: Callable[[str], None] | None = None,
+    memory: float | None = None,
 ) -> Session:
     """Open `bundle`'s graph of `precision` on `backend`; precision "auto" picks one by
     `srexport.runtime.backends.precision_auto` (the session's `precision` says which).
@@ -42,7 +43,8 @@ def open_session(
     installed, else ONNX Runtime, the default that always works. The returned session's
     `selection_note` says why this backend: "requested", or "auto: ..." with the reason
     (and why TensorRT was passed over, when it was tried). `patch`/`batch` (the tiler's,
-    when known) let TensorRT pick or build an engine whose profile covers them and
+    when known; patch "auto" with the budget `memory` GiB: every patch that budget
+    allows) let TensorRT pick or build an engine whose profile covers them and
     OpenVINO pick its streams; `log` receives progress such as engine builds (default:
     the "srexport.tensorrt" logger, warnings reach stderr).
     """
@@ -50,11 +52,12 @@ def open_session(
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
     if precision == "auto":
         choice = resolve_precision(bundle, backend, precision)
-        session = open_session(bundle, backend, choice.precision, threads, patch=patch, batch=batch, log=log)
+        session = open_session(bundle, backend, choice.precision, threads, patch=patch, batch=batch, log=log,
+                               memory=memory)
         session.selection_note = f"{session.selection_note}; {choice.reason}"
         return session
     if backend == "auto":
-        return _auto_session(bundle, precision, threads, patch, batch, log)
+        return _auto_session(bundle, precision, threads, patch, batch, log, memory)
     if precision == "bf16" and backend != "openvino":
         raise SrExportError(f"bf16 runs on the openvino backend only, not on {backend} "
                             "(use --backend openvino or auto, or --precision fp32 or int8)")
@@ -70,7 +73,7 @@ def open_session(
         from srexport.runtime.backends.tensorrt import TrtSession
 
         try:
-            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, log=log)
+            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, memory=memory, log=log)
         except GpuError as exc:
             raise EngineUnavailable(
                 f"the tensorrt backend cannot run here: {exc} (use --backend onnxruntime or auto)"
@@ -91,7 +94,7 @@ def resolve_precision(bundle: Bundle, backend: str, precision: str):
     return choose_precision(bundle.manifest.precisions, this_machine(backend))
 
 
-def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, log) -> Session:
+def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, log, memory=None) -> Session:
     """`--backend auto`: TensorRT is tried first for the GPU precisions (opening it is the
     only way to know whether an engine fits this GPU); the CPU choice follows
     `selection.auto_backend` with TensorRT ruled out."""
@@ -102,7 +105,7 @@ def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, lo
         from srexport.runtime.backends.tensorrt import TrtSession
 
         try:
-            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, log=log)
+            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, memory=memory, log=log)
         except GpuError as exc:
             passed_over = f"TensorRT not used: {exc}"
         else:

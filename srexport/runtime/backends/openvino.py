@@ -13,11 +13,18 @@ It reads the bundle's ONNX graphs directly (no conversion step, nothing written)
 - fp16 is refused: on a CPU it brings no speed (use bf16 or int8), and the GPU backends
   own it.
 
-Static shapes run faster in OpenVINO than dynamic ones (BPP, one 192x192 patch: 3.3 s
-static vs 4.0 s dynamic, same run), so the graph is reshaped to each patch shape it meets
-and compiled once per (graph file digest, precision, shapes, hint, streams, threads).
-Compiled models live in a small in-process cache shared by every session, so reopening a
-bundle or upscaling many images with the same patch never recompiles.
+Input shapes (`shapes`): "dynamic" compiles the graph once with its spatial dimensions
+left free (batch and channels fixed), so every image and tile size runs on one compiled
+model; "static" reshapes the graph to each shape it meets and compiles once per shape.
+"auto" (the default) is dynamic for networks with a finite halo (patch auto gives them a
+patch per image size) and static for those with a fixed training patch (BPP, instance
+norm: one 192x192 patch ran 3.3 s static vs 4.0 s dynamic). Measured on a 2-core EPYC
+(AVX2), fp32: the dynamic model computes exactly (bit for bit) what the static ones do,
+and runs no slower (PCARN-M-L1 x4 on the 14 CSet14 images: 1 compile of 0.2 s instead of
+10 compiles, 3.0 s in all; G-MGBP R1 on CSet5: 1 compile of 1.9 s instead of 5, 9.3 s;
+benchmarks/ov_shapes.py). Compiled models are kept per (graph file digest, precision,
+shapes, hint, streams, threads) in an in-process cache shared by every session, so
+reopening a bundle or upscaling many images never recompiles.
 
 Threads and streams: a batch of one patch runs with PERFORMANCE_HINT LATENCY (one stream,
 every thread on the patch); a batch of several patches compiles the one-patch shape with
@@ -57,7 +64,8 @@ from srexport.runtime.backends.onnxruntime import physical_threads
 from srexport.runtime.throughput import StreamPlan, plan_streams
 
 PRECISIONS = ("fp32", "bf16", "int8")
-CACHE_SIZE = 32  # compiled models kept per process: every shape a folder run uses (CSet14: 10 sizes) stays compiled
+CACHE_SIZE = 32  # compiled models kept per process: every shape a static folder run uses (CSet14: 10 sizes) stays compiled
+SHAPES = ("auto", "dynamic", "static")
 
 _OV_TYPE = {"fp32": "f32", "bf16": "bf16"}  # inference precision per request (int8: see below)
 _GRAPH = {"fp32": "fp32", "bf16": "fp32", "int8": "int8"}  # bundle graph per request
@@ -152,8 +160,14 @@ class OvSession:
         batch: int | None = None,
         cache_dir: str | Path | None = None,
         streams: int | None = None,
+        shapes: str = "auto",
     ):
         check_precision(precision)
+        if shapes not in SHAPES:
+            raise SrExportError(f"unknown input shapes '{shapes}' for the openvino backend ({', '.join(SHAPES)})")
+        if shapes == "auto":
+            shapes = "dynamic" if bundle.manifest.shape_rules.halo is not None else "static"
+        self.shapes = shapes
         ov_core = core()
         self.precision = precision
         self.threads = threads or physical_threads()
@@ -195,7 +209,10 @@ class OvSession:
         return self.batch if self.batch and 1 < self.batch < self.threads else None
 
     def compiled(self, shapes: dict[str, tuple[int, ...]], hint: str, streams: int | None = None) -> "_Compiled":
-        """The compiled model for these static input shapes, hint and streams (cached)."""
+        """The compiled model for these input shapes, hint and streams (cached); spatially
+        dynamic (height and width -1) when the session's shapes are dynamic."""
+        if self.shapes == "dynamic":
+            shapes = {n: tuple(s[:2]) + (-1,) * (len(s) - 2) for n, s in shapes.items()}
         key = (self._digest, self.precision, self.threads, hint, streams, tuple(shapes[n] for n in self.input_names))
         with _compiled_lock:
             found = _compiled.get(key)
@@ -204,10 +221,11 @@ class OvSession:
                 return found
         with self._model_lock:
             try:
-                self._model.reshape({name: list(shapes[name]) for name in self.input_names})
+                partial = import_openvino().PartialShape
+                self._model.reshape({name: partial(list(shapes[name])) for name in self.input_names})
                 model = core().compile_model(self._model, "CPU", self._config(hint, streams))
             except Exception as exc:
-                shown = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items())
+                shown = ", ".join(f"{n} {'x'.join('?' if d < 0 else str(d) for d in s)}" for n, s in shapes.items())
                 raise SrExportError(
                     f"OpenVINO cannot compile {self.graph.name} for {shown}: {_first_line(exc)}"
                 ) from None

@@ -43,7 +43,7 @@ from srexport.bundle import Bundle
 from srexport.errors import ShapeError, SrExportError
 from srexport.tensorrt.keys import ENGINE_DIR
 from srexport.lazy import CudaError, EngineUnavailable, check, import_cudart
-from srexport.tensorrt.profiles import PatchProfile, default_max_batch, profile_for_manifest
+from srexport.tensorrt.profiles import PatchProfile, auto_profile, default_max_batch, profile_for_manifest
 
 __all__ = ["DeviceBatch", "EngineUnavailable", "TrtSession", "engine_directories", "user_engine_cache"]
 
@@ -166,8 +166,9 @@ class TrtSession:
         precision: str = "fp32",
         threads: int = 0,
         *,
-        patch: tuple[int, int] | int | None = None,
+        patch: tuple[int, int] | int | str | None = None,
         batch: int | None = None,
+        memory: float | None = None,
         build: bool = True,
         opt_level: int = 3,
         gpu_index: int = 0,
@@ -190,16 +191,28 @@ class TrtSession:
         check(self.cudart, self.cudart.cudaSetDevice(self.gpu.index), "cudaSetDevice")
         self.device = "cuda"
         manifest = bundle.manifest
-        edge = manifest.patch
-        if patch is not None:
-            edge = max(edge, max(patch) if isinstance(patch, tuple) else int(patch))
-        edge = manifest.shape_rules.legal_at_least(edge)
-        # the default batch limit unless the caller runs bigger batches: `sr-export build`
-        # makes engines with the defaults, so they serve here
-        wanted_batch = batch if batch and batch > default_max_batch(edge) else None
-        self.profile = profile_for_manifest(manifest, edge, wanted_batch)
+        if patch == "auto" and manifest.shape_rules.halo is not None:
+            # patch auto: one engine for every patch the budget may choose (profiles.auto_profile)
+            from srexport.runtime.budget import default_budget, memory_model
+
+            self.profile = auto_profile(manifest.shape_rules, manifest.patch, memory_model(bundle, precision, self.name),
+                                        default_budget("cuda", memory).bytes, batch or 1)
+        else:
+            edge = manifest.patch
+            if patch is not None and patch != "auto":
+                edge = max(edge, max(patch) if isinstance(patch, tuple) else int(patch))
+            edge = manifest.shape_rules.legal_at_least(edge)
+            # the default batch limit unless the caller runs bigger batches: `sr-export build`
+            # makes engines with the defaults, so they serve here
+            wanted_batch = batch if batch and batch > default_max_batch(edge) else None
+            self.profile = profile_for_manifest(manifest, edge, wanted_batch)
         self._streams = max(1, int(streams))
         self._load(self.profile)
+
+    @property
+    def max_patch_edge(self) -> int:
+        """The largest patch edge the loaded engine accepts (patch auto tiles within it)."""
+        return self.profile.max_edge
 
     # -- engine ------------------------------------------------------------------------
     def _load(self, profile: PatchProfile) -> None:
