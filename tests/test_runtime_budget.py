@@ -94,3 +94,27 @@ def test_largest_patch_fits_and_computes_the_fewest_pixels():
     fitting = [(a, b) for a in legal for b in legal if a <= 501 and b <= 701 and model.patch_bytes(a, b) + image <= budget]
     assert computed(ph, pw) == min(computed(a, b) for a, b in fitting)
     assert largest_patch(model, 10e9, rules, height, width, 1, False, 7, overlap) is None  # fits whole
+
+
+def test_a_halo_too_wide_for_the_budget_blends_tiles_within_it(bundle_factory):
+    """Crop-stitched tiles must be at least 2 * halo + 1 wide; where even those exceed the
+    budget (MGBP NTIRE-2018 track 3 has a 1,159-pixel halo), patch auto blends smaller tiles
+    instead of running over the budget. Memory model stated here, not read from the graph."""
+    from srexport.runtime.backends.onnxruntime import OrtSession
+    from srexport.runtime.upscaler import Upscaler
+
+    bundle = bundle_factory("gmgbp", None, 4)  # halo 85, default blend overlap 48
+    rules = bundle.manifest.shape_rules
+    height = width = 4 * rules.halo
+    model = MemoryModel(per_pixel=1000.0, fixed=0.0, factor=1.0)
+    image = 2 * 12.0 * height * width + 4 * height * width * (12.0 + 12.0 + 3.0 + 4.0)  # blend canvas
+    crop_floor = 2 * rules.halo + 1
+    budget_bytes = image + 1000.0 * (3 * crop_floor // 4) ** 2  # blended tiles 3/4 of the floor fit, no crop tile
+    up = Upscaler(bundle, OrtSession(bundle), patch="auto", memory=budget_bytes / 2**30)
+    up._memory_model = model
+    assert up.overlap < 2 * rules.halo
+    plan = up.graph_plan(height, width)
+    assert not plan.owned, "crop stitching was kept although its smallest tile exceeds the budget"
+    assert len(plan.tiles) > 1
+    assert max(plan.patch_h, plan.patch_w) < crop_floor
+    assert image + 1000.0 * plan.patch_h * plan.patch_w <= up.budget.bytes

@@ -163,6 +163,12 @@ def image_bytes(height: int, width: int, output_scale: int, blend: bool) -> floa
     return 2 * 12.0 * height * width + out_px * (12.0 + 12.0 + 3.0 + (4.0 if blend else 0.0))
 
 
+def fits(model: MemoryModel, budget: int, rules: ShapeRules, height: int, width: int, patch: tuple[int, int],
+         batch: int, blend: bool) -> bool:
+    """Whether calls of `patch` on an image of (height, width) stay within the budget."""
+    return model.patch_bytes(*patch, batch) <= budget - image_bytes(height, width, rules.output_scale, blend)
+
+
 def largest_patch(model: MemoryModel, budget: int, rules: ShapeRules, height: int, width: int, batch: int,
                   blend: bool, floor: int, overlap: int = 0, max_edge: int | None = None) -> tuple[int, int] | None:
     """The legal (ph, pw) whose call fits what the budget leaves after the image's own

@@ -14,7 +14,7 @@ from srexport.errors import ImageError, SrExportError
 from srexport import graphcheck, validation
 from srexport.runtime.backends import Session, open_session, resolve_precision
 from srexport.runtime.blend import WINDOWS, window_1d
-from srexport.runtime.budget import MemoryModel, default_budget, largest_patch, memory_model
+from srexport.runtime.budget import MemoryModel, default_budget, fits, largest_patch, memory_model
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
 from srexport.runtime.pipeline import LUMA, batches, box_windows, finish, pad_image, pre_upscale, stitcher, to_planes
@@ -147,6 +147,15 @@ class Upscaler:
             self._memory_model = memory_model(self.bundle, self._precision, getattr(self.session, "name", None))
         return self._memory_model
 
+    def _auto_patch(self, height: int, width: int, crop: bool) -> tuple[int, int] | None:
+        """The budget's patch for this image (None: it runs whole); crop-stitched tiles are at
+        least 2 * halo + 1 wide and overlap by 2 * halo."""
+        rules = self.bundle.manifest.shape_rules
+        floor = 2 * rules.halo + 1 if crop else max(rules.min_size, self.overlap + 1)
+        return largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.patches_in_flight,
+                             not crop, floor, 2 * rules.halo if crop else self.overlap,
+                             getattr(self.session, "max_patch_edge", None))
+
     def graph_plan(self, height: int, width: int) -> TilePlan:
         """The tiling of an image of (height, width) graph input pixels."""
         rules = self.bundle.manifest.shape_rules
@@ -155,10 +164,11 @@ class Upscaler:
         patch = self.patch
         if self.auto:
             crop = self.stitch != "blend"
-            floor = 2 * rules.halo + 1 if crop else rules.min_size
-            chosen = largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.patches_in_flight,
-                                   not crop, floor, 2 * rules.halo if crop else self.overlap,
-                                   getattr(self.session, "max_patch_edge", None))
+            chosen = self._auto_patch(height, width, crop)
+            if crop and self.stitch == "auto" and chosen is not None and not fits(
+                    self.memory_model(), self.budget.bytes, rules, height, width, chosen, self.patches_in_flight, False):
+                # a halo too wide for the budget (MGBP track 3: 1,159 px): blend tiles rather than exceed it
+                chosen = self._auto_patch(height, width, False)
             patch = (rules.legal_at_least(height), rules.legal_at_least(width)) if chosen is None else chosen
         if self.crops(patch, height, width):
             return plan_crop(height, width, patch, rules)
