@@ -158,17 +158,29 @@ struct Upscaler::Impl {
         return true;
     }
 
+    // The budget's patch for this image (false: it runs whole); crop-stitched tiles are at
+    // least 2 * halo + 1 wide and overlap by 2 * halo, blended tiles are wider than their overlap.
+    bool auto_patch(int height, int width, bool crop, std::pair<int, int>& patch) const {
+        const ShapeRules& rules = info.manifest.shape_rules;
+        const int floor = crop ? 2 * *rules.halo + 1 : std::max(rules.min_size, info.overlap + 1);
+        const int overlap = crop ? 2 * *rules.halo : info.overlap;
+        return detail::largest_patch(memory_model, info.budget_bytes, rules, height, width, info.batch, !crop, floor,
+                                     overlap, patch, session->max_patch());
+    }
+
     // The tiling of an image of (height, width) graph input pixels.
     detail::TilePlan graph_plan(int height, int width) const {
         const ShapeRules& rules = info.manifest.shape_rules;
         std::pair<int, int> patch{info.patch_h, info.patch_w};
         if (info.patch_auto) {
             const bool crop = info.stitch != "blend";
-            const int floor = crop ? 2 * *rules.halo + 1 : rules.min_size;
-            const int overlap = crop ? 2 * *rules.halo : info.overlap;
-            if (!detail::largest_patch(memory_model, info.budget_bytes, rules, height, width, info.batch, !crop, floor,
-                                       overlap, patch, session->max_patch()))
-                patch = {rules.legal_at_least(height), rules.legal_at_least(width)};
+            bool tiled = auto_patch(height, width, crop, patch);
+            // A halo too wide for the budget (MGBP track 3: 1,159 px): blend tiles rather than exceed it.
+            if (tiled && crop && info.stitch == "auto" &&
+                memory_model.patch_bytes(patch.first, patch.second, info.batch) >
+                    double(info.budget_bytes) - detail::image_bytes(height, width, rules.output_scale, false))
+                tiled = auto_patch(height, width, false, patch);
+            if (!tiled) patch = {rules.legal_at_least(height), rules.legal_at_least(width)};
         }
         if (crops(patch, height, width)) return detail::plan_crop(height, width, patch.first, patch.second, rules);
         return detail::plan_tiles(height, width, patch.first, patch.second, info.overlap, rules);

@@ -155,7 +155,8 @@ def identity_1x1_to_add(model: onnx.ModelProto) -> int:
             w = g.array(node.input[1])[:, :, 0, 0]
             if w.shape[0] != w.shape[1] or not np.array_equal(w, np.eye(w.shape[0], dtype=w.dtype)):
                 continue
-            bias = g.array(node.input[2]).reshape(1, -1, 1, 1)
+            # (C, 1, 1), not (1, C, 1, 1): OpenCV DNN 4.6 (libsrexport) fails on the latter at batch > 1
+            bias = g.array(node.input[2]).reshape(-1, 1, 1)
             bn = g.add_initializer(f"{node.name or 'shift'}.bias4d", bias)
             add = helper.make_node("Add", [node.input[0], bn], list(node.output), name=g.fresh(f"{node.name}_add"))
             _replace(g, node, [add])
