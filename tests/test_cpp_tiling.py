@@ -235,7 +235,6 @@ def test_crop_stitching_on_openvino_equals_python_openvino(ov_lib, bundle_factor
 @pytest.mark.parametrize("name,variant,scale,size,patch", [
     ("pcarn-m", "m", 2, (71, 97), 50),
     ("gmgbp", None, None, (181, 40), 176),
-    ("mgbpv2", "2x", None, (100, 70), 131),
 ])
 def test_zoo_models_with_a_halo_crop_stitch_exactly_in_cpp(ov_lib, bundle_factory, name, variant, scale, size, patch):
     """Random-initialised zoo networks (the receptive field does not depend on the weights):
