@@ -16,9 +16,9 @@ max |diff| <= `REWRITE_TOLERANCE`) and records the passes and the figure in the 
   reference kernel (they feed several consumers, so they cannot be laid out in place),
   while it fuses the Adds into the convolutions as sum post-ops.
 
-Grouped convolutions are kept grouped: measured on PCARN-M (groups of 16 channels) the
-dense block-diagonal form costs 4x the FLOPs and ran slower on OpenVINO's AVX2 kernels
-(benchmarks/cpu_peers.py reports the per-operator profile).
+Grouped convolutions are kept grouped: on PCARN-M (4 groups of 16 channels) the dense
+block-diagonal form costs 4x the FLOPs, and the whole network ran at 0.66x the speed of the
+grouped one on OpenVINO's AVX2 kernels (160x90 input, LATENCY, 2 threads, one loaded run).
 """
 
 from __future__ import annotations
