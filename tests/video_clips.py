@@ -12,6 +12,8 @@ av = __import__("pytest").importorskip("av")
 SWS = av.video.reformatter.Interpolation
 # The conversion srexport.video.colour documents: swscale, bicubic chroma, accurate rounding.
 FLAGS = SWS.BICUBIC | SWS.ACCURATE_RND | SWS.FULL_CHR_H_INT
+# Every conversion runs on one thread, as srexport's do: swscale's slice threads now and then
+# give different rows at a slice boundary (seen on 14-row gbrapf32le frames, 2 threads).
 
 
 def pattern(index: int, height: int, width: int) -> np.ndarray:
@@ -54,7 +56,7 @@ def make_clip(path: Path, frames: int = 10, width: int = 32, height: int = 24, *
             out.mux(cue)
         rgb = av.VideoFrame.from_ndarray(pattern(i, height, width), format="gbrpf32le")
         frame = rgb.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range,
-                             interpolation=FLAGS)
+                             interpolation=FLAGS, threads=1)
         frame.pts = i if pts is None else pts[i]
         out.mux(video.encode(frame))
     out.mux(video.encode(None))
@@ -95,7 +97,7 @@ def stream_facts(path: Path) -> dict:
 
 def to_float_rgb(frame, colorspace: int, color_range: int, fmt: str = "gbrpf32le") -> np.ndarray:
     return frame.reformat(format=fmt, src_colorspace=colorspace, src_color_range=color_range,
-                          interpolation=FLAGS).to_ndarray()
+                          interpolation=FLAGS, threads=1).to_ndarray()
 
 
 def encode_reference(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range: int) -> list[np.ndarray]:
@@ -103,7 +105,7 @@ def encode_reference(rgb: np.ndarray, pix_fmt: str, colorspace: int, color_range
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.clip(rgb, 0, 1), dtype=np.float32),
                                        format="gbrapf32le" if rgb.shape[2] == 4 else "gbrpf32le")
     frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=color_range,
-                           interpolation=FLAGS)
+                           interpolation=FLAGS, threads=1)
     return planes(frame)
 
 

@@ -32,6 +32,8 @@ def has_alpha(pix_fmt: str) -> bool:
 
 
 def _interpolation():
+    # Conversions run with threads=1: swscale's slice threads are not bit-reproducible (rows at a
+    # slice boundary now and then differ), and a run must give the same bytes every time.
     flags = av.video.reformatter.Interpolation
     return flags.BICUBIC | flags.ACCURATE_RND | flags.FULL_CHR_H_INT
 

@@ -83,6 +83,11 @@ def choose_encoder(options: VideoOptions, probe: Probe, supported: set[str], sca
     elif not codec.lossless or codec.lossy:
         # No constant-quality mode: the input's rate scaled by the number of pixels.
         bit_rate = int((probe.bit_rate or 2_000_000) * scale * scale)
+    if codec.name == "libx264":
+        # x264's macroblock-tree rate control gives different bytes from run to run at a
+        # chunk's (or the stream's) end in a busy process; without it a run is reproducible
+        # and a video split across Ray workers is byte-identical to the one-process run.
+        extra["x264-params"] = "mbtree=0"
     if options.preset is not None:
         if "preset" not in private:
             raise VideoError(f"{codec.name} takes no --preset")
