@@ -230,7 +230,8 @@ def run_cmd(
         video = VideoOptions(codec=codec, crf=crf, bitrate=bitrate, preset=preset, pix_fmt=pix_fmt,
                              frames=FrameRange.parse(frames), static_noise=static_noise)
         run_video(bundle, inputs[0], output, video, noise=noise, seed=seed, patch=parse_patch(patch),
-                  overlap=overlap, window=window, batch=batch, backend=backend, precision=precision,
+                  overlap=overlap, window=window, batch=batch, stitch=stitch, memory=memory,
+                  backend=backend, precision=precision,
                   quiet=quiet, console=out, warn=warn, ray=placement)
         return
     common = dict(noise=noise, seed=seed, patch=parse_patch(patch), overlap=overlap, window=window, batch=batch,
@@ -264,6 +265,27 @@ def verify_cmd(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]
         raise typer.Exit(1)
 
 
+def _profile_video(bundle: Path, clip: Path, frames: int, json_path: Path | None, **load_options) -> None:
+    from srexport.runtime.runner import describe
+    from srexport.runtime.upscaler import load
+    from srexport.video.realtime import profile_video
+
+    if frames < 1:
+        fail(f"--video-frames must be >= 1, got {frames}")
+    if not clip.is_file():
+        fail(f"{clip}: no such file")
+    upscaler = load(bundle, **load_options)
+    result = profile_video(upscaler, clip, frames=frames, run_line=describe(upscaler),
+                           log=lambda m: err.print(m, highlight=False, soft_wrap=True, markup=False))
+    for line in result.lines():
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
+    if json_path is not None:
+        from srexport.fsutil import atomic_path
+
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+
+
 @app.command("profile")
 def profile_cmd(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
@@ -282,10 +304,17 @@ def profile_cmd(
     workload: Annotated[Optional[str], typer.Option(help="Titan X row to compare with (e.g. mgbpv2-1000-767).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON profile here.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: latency vs patch, throughput per precision (needs matplotlib).")] = None,
+    video: Annotated[Optional[Path], typer.Option("--video", help="Profile video instead: fps on this clip end to end and upscaling alone, and whether UHD output runs in real time (24/30/60 fps).")] = None,
+    video_frames: Annotated[int, typer.Option("--video-frames", help="Frames of the --video clip timed.")] = 24,
 ) -> None:
     """Throughput, latency, memory, FLOP/s and the ratio to the papers' Titan X figures."""
     check_options(patch=parse_patch(patch), overlap=overlap, batch=batch, repeats=repeats, warmup=warmup,
                   e2e_repeats=e2e_repeats, threads=threads, memory=memory)
+    if video is not None:
+        _profile_video(bundle, video, video_frames, json_path, backend=backend, precision=precision,
+                       patch=parse_patch(patch), overlap=overlap, memory=memory, stitch=stitch,
+                       batch=batch or 1, threads=threads)
+        return
     from srexport.profiling import run_profile, summary
 
     result = run_profile(
