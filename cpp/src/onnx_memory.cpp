@@ -4,10 +4,10 @@
 // (convolutions, element-wise ops, Concat, Pad, Slice, pixel shuffles, and MGBP's Shape /
 // Gather / Unsqueeze / Squeeze / Reshape / Transpose), as onnx.shape_inference infers them
 // (unknown where it leaves them unknown, see UNKNOWN), and walked in node order, each
-// tensor alive from the node that makes it to the last node that reads it; the largest sum of live tensor bytes over the probe's input pixels is
-// the graph's bytes per input pixel, the initializers' bytes its fixed part. The same
-// inputs give the same two numbers as the Python model, so both runtimes pick the same
-// patch for the same budget.
+// tensor alive from the node that makes it to the last node that reads it; the largest
+// sum of live tensor bytes over the probe's input pixels is the graph's bytes per input
+// pixel, the initializers' bytes its fixed part. The same inputs give the same two
+// numbers as the Python model, so both runtimes pick the same patch for the same budget.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
