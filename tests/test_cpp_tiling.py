@@ -252,6 +252,8 @@ def test_crop_stitching_on_openvino_equals_python_openvino(ov_lib, bundle_factor
 @pytest.mark.parametrize("name,variant,scale,size,patch", [
     ("pcarn-m", "m", 2, (71, 97), 50),
     ("gmgbp", None, None, (181, 40), 176),
+    ("mgbp", "ntire2018-track1", None, (61, 83), 60),  # halo 17: 2 x 3 tiles
+    ("mgbp", "ntire2018-track2", None, (300, 24), 258),  # halo 128: 2 x 1 tiles
 ])
 def test_zoo_models_with_a_halo_crop_stitch_exactly_in_cpp(ov_lib, bundle_factory, name, variant, scale, size, patch):
     """Random-initialised zoo networks (the receptive field does not depend on the weights):
