@@ -26,8 +26,9 @@ from test_export import FAMILIES
 BUILD_DIR = Path(os.environ.get("SREXPORT_CPP_BUILD_DIR", REPO / "build" / "cpp"))
 
 # Every super-resolution family of the zoo (tests/test_export.py FAMILIES, the same keys, so
-# a full run builds each bundle once); the discriminator is a critic the runtime refuses.
-SR_ZOO = [family for family in FAMILIES if family[0] != "discriminator"]
+# a full run builds each bundle once) and MGBP's 4x design (track 2; FAMILIES has the 8x
+# track 1); the discriminator is a critic the runtime refuses.
+SR_ZOO = [family for family in FAMILIES if family[0] != "discriminator"] + [("mgbp", "ntire2018-track2", None)]
 ZOO_IDS = [f"{n}-{v}-{s}" for n, v, s in SR_ZOO]
 
 OK, ERR_ARGUMENT, ERR_BUNDLE, ERR_BACKEND, ERR_UNAVAILABLE, ERR_IMAGE, ERR_SHAPE, ERR_CANCELLED = 0, 1, 2, 3, 4, 5, 6, 7

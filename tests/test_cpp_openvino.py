@@ -108,8 +108,26 @@ def cset5_crop() -> np.ndarray:
     return np.asarray(image, np.float32)[40:104, 60:140] / 255
 
 
+@pytest.fixture(scope="module")
+def int8_mgbp_bundle(tmp_path_factory):
+    """MGBP track 2 (4x) with its published checkpoint and a QDQ graph calibrated on CSet5."""
+    from srexport.calib.options import PrecisionOptions
+    from srexport.export.build import BuildRequest, build_bundle
+
+    weights = shared_file("weights", "mgbp-ntire2018", "ntire2018-track2.pkl")
+    images = Path(shared_file("images", "CSet5"))
+    out = tmp_path_factory.mktemp("cpp-ov-int8") / "mgbp-track2"
+    options = PrecisionOptions(int8=True, calib_dir=images, calib_patches=8)
+    request = BuildRequest(model="mgbp", variant="ntire2018-track2", out=out, weights=weights, precision=options)
+    return build_bundle(request, warn=lambda message: None)
+
+
 @pytest.mark.slow
-def test_int8_matches_python_and_stays_within_the_recorded_accuracy(ov_lib, int8_bundle):
+@pytest.mark.parametrize("which", ["pcarn-m-x2", pytest.param("mgbp-track2", marks=pytest.mark.xfail(
+    strict=True, reason="known gap: C++ and Python int8 on OpenVINO differ on MGBP track 2 (0.028, 7 LSB at "
+                        "patch 40, overlap 8); fp32 matches; cause not found yet"))])
+def test_int8_matches_python_and_stays_within_the_recorded_accuracy(ov_lib, request, which):
+    int8_bundle = request.getfixturevalue({"pcarn-m-x2": "int8_bundle", "mgbp-track2": "int8_mgbp_bundle"}[which])
     recorded = int8_bundle.manifest.precisions["int8"].psnr_vs_fp32_db
     assert recorded is not None and recorded > 20
     image = cset5_crop()

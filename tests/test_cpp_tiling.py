@@ -61,10 +61,10 @@ def _python_fields(plan) -> tuple:
             plan.before_w, plan.extra_w - plan.before_w)
 
 
-def _budgets_around(bundle, height: int, width: int, areas: list[int]) -> list[float]:
+def _budgets_around(bundle, height: int, width: int, areas: list[int], backend: str | None = None) -> list[float]:
     """Budgets (GiB) at which a patch of about each area fits, by the Python memory model:
     where the chosen patch is decided by the model's two numbers."""
-    model = memory_model(bundle, "fp32")
+    model = memory_model(bundle, "fp32", backend)
     rules = bundle.manifest.shape_rules
     own = image_bytes(height, width, rules.output_scale, False)
     return [(own + model.fixed + model.factor * model.per_pixel * area) / 2**30 for area in areas]
@@ -101,6 +101,23 @@ def test_plans_equal_pythons_on_zoo_graphs(lib, bundle_factory, name, variant, s
             py = python_runtime(bundle, memory=memory)
             cpp = Cpp(lib, bundle, memory=memory)
             assert _plan_fields(cpp.plan(lr_w, lr_h)) == _python_fields(py.plan(lr_h, lr_w)), (lr_h, lr_w, memory)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["ntire2018-track1", "ntire2018-track2"])
+def test_plans_equal_pythons_on_mgbp_on_openvino(ov_lib, bundle_factory, variant):
+    """MGBP's graphs (track 1: crops from Shape / Gather / Sub / Unsqueeze / Concat; both:
+    channel shuffles as Gathers) give the C++ memory model the Python one's figures. Both
+    runtimes on OpenVINO with batch 2 (two patches in flight on either side)."""
+    bundle = bundle_factory("mgbp", variant, None)
+    tiles = set()
+    for lr_h, lr_w in ((90, 160), (270, 480)):
+        for memory in _budgets_around(bundle, lr_h, lr_w, [40 * 40, 150 * 150, 240 * 300], backend="openvino"):
+            py = python_runtime(bundle, "openvino", memory=memory, batch=2)
+            cpp = Cpp(ov_lib, bundle, backend="openvino", memory=memory, batch=2)
+            assert _plan_fields(cpp.plan(lr_w, lr_h)) == _python_fields(py.plan(lr_h, lr_w)), (lr_h, lr_w, memory)
+            tiles.add(cpp.plan(lr_w, lr_h).tiles)
+    assert len(tiles) >= 3  # the budgets give different tilings, not one plan throughout
 
 
 def test_the_run_line_matches_pythons(lib, stack):
@@ -235,6 +252,8 @@ def test_crop_stitching_on_openvino_equals_python_openvino(ov_lib, bundle_factor
 @pytest.mark.parametrize("name,variant,scale,size,patch", [
     ("pcarn-m", "m", 2, (71, 97), 50),
     ("gmgbp", None, None, (181, 40), 176),
+    ("mgbp", "ntire2018-track1", None, (61, 83), 60),  # halo 17: 2 x 3 tiles
+    ("mgbp", "ntire2018-track2", None, (300, 24), 258),  # halo 128: 2 x 1 tiles
 ])
 def test_zoo_models_with_a_halo_crop_stitch_exactly_in_cpp(ov_lib, bundle_factory, name, variant, scale, size, patch):
     """Random-initialised zoo networks (the receptive field does not depend on the weights):

@@ -1,5 +1,5 @@
 // The patch a memory budget allows: the twin of srexport/runtime/budget.py (default_budget,
-// image_bytes, largest_patch, _tight_patches) and validation.available_memory.
+// image_bytes, largest_patch, _tight_patches, BACKEND_FACTORS) and validation.available_memory.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -25,6 +25,10 @@ std::int64_t available_memory() {
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     if (pages > 0 && page > 0) return std::int64_t(pages) * page;
     return std::int64_t(1) << 62;
+}
+
+double backend_factor(const std::string& backend) {
+    return backend == "openvino" ? OPENVINO_FACTOR : BACKEND_FACTOR;
 }
 
 Budget default_budget(double memory_gib) {

@@ -59,6 +59,8 @@ TilePlan plan_crop(int height, int width, int patch_h, int patch_w, const ShapeR
 
 // ---- budget.py ---------------------------------------------------------------------
 constexpr double BACKEND_FACTOR = 2.5;  // backend work buffers on top of the graph's live tensors
+constexpr double OPENVINO_FACTOR = 1.9;  // budget.py BACKEND_FACTORS["openvino"]
+double backend_factor(const std::string& backend);  // a session's name -> its factor (budget.py BACKEND_FACTORS)
 constexpr double RAM_FRACTION = 0.5;    // of MemAvailable: the default budget on the CPU
 constexpr double MIN_MEMORY_GIB = 1e-3, MAX_MEMORY_GIB = 1048576.0;  // validation.py's bounds of --memory
 

@@ -1,11 +1,13 @@
 // The memory model of a bundle's graph: the twin of srexport/runtime/budget.py
 // (_graph_model, _live_peak). The ONNX graph is read (protobuf wire format), its tensor
-// shapes inferred at one concrete probe patch for the operators the zoo's graphs use, and
-// walked in node order, each tensor alive from the node that makes it to the last node
-// that reads it; the largest sum of live tensor bytes over the probe's input pixels is
-// the graph's bytes per input pixel, the initializers' bytes its fixed part. The same
-// inputs give the same two numbers as the Python model, so both runtimes pick the same
-// patch for the same budget.
+// shapes inferred at one concrete probe patch for the operators the zoo's graphs use
+// (convolutions, element-wise ops, Concat, Pad, Slice, pixel shuffles, and MGBP's Shape /
+// Gather / Unsqueeze / Squeeze / Reshape / Transpose), as onnx.shape_inference infers them
+// (unknown where it leaves them unknown, see UNKNOWN), and walked in node order, each
+// tensor alive from the node that makes it to the last node that reads it; the largest
+// sum of live tensor bytes over the probe's input pixels is the graph's bytes per input
+// pixel, the initializers' bytes its fixed part. The same inputs give the same two
+// numbers as the Python model, so both runtimes pick the same patch for the same budget.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -65,7 +67,18 @@ struct TensorInfo {
     Dims dims;
     int type = 1;
     Dims values;  // the integer contents of small int constants (pads, slice bounds)
+    bool constant = false;  // `values` holds them: an initializer or a Constant node's output
 };
+
+// A dimension ONNX's shape inference leaves unknown. budget.py counts a tensor only when
+// every dimension is known, so an unknown one here has to be unknown exactly where
+// onnx.shape_inference leaves it unknown: onnx reads Slice bounds and Pad pads only from
+// constants (not from the values data propagation computes from Shape, as MGBP track 1's
+// crops are), so such a Slice / Pad keeps only its rank, and the unknowns spread through
+// what follows by onnx's rules (broadcasting takes a known dimension over an unknown one
+// only where the known one exceeds 1).
+constexpr std::int64_t UNKNOWN = -1;
+bool is_known(std::int64_t d) { return d >= 0; }
 
 struct Graph {
     std::vector<Node> nodes;
@@ -115,7 +128,9 @@ TensorInfo read_tensor(std::string_view message, std::string* name = nullptr) {
     if (count <= 64 && (t.type == 7 || t.type == 6)) {  // small int64 / int32 constants
         if (!int_data.empty()) {
             for (auto v : int_data) t.values.push_back(t.type == 6 ? std::int64_t(std::int32_t(v)) : v);
+            t.constant = true;
         } else if (raw.size() == std::size_t(count) * dtype_bytes(t.type)) {
+            t.constant = true;
             for (std::int64_t i = 0; i < count; ++i) {
                 if (t.type == 7) {
                     std::int64_t v;
@@ -213,11 +228,10 @@ public:
         fail(Status::Bundle, "ONNX graph uses '" + node.inputs[i] + "' before it is made");
     }
     bool has(const Node& node, std::size_t i) const { return i < node.inputs.size() && !node.inputs[i].empty(); }
+    bool constant(const Node& node, std::size_t i) const { return !has(node, i) || of(node, i).constant; }
     const Dims& values(const Node& node, std::size_t i) const {
         const TensorInfo& t = of(node, i);
-        std::int64_t count = 1;
-        for (auto d : t.dims) count *= d;
-        if (std::int64_t(t.values.size()) != count)
+        if (!t.constant)
             fail(Status::Unavailable, "the memory model needs constant " + node.op + " parameters ('" +
                                           node.inputs[i] + "' is computed in the graph): pass an explicit patch");
         return t.values;
@@ -234,39 +248,99 @@ public:
         } else if (op == "Conv" || op == "ConvTranspose") {
             out = conv(node, op == "ConvTranspose");
         } else if (unary(op)) {
-            out = of(node, 0);
-            out.values.clear();
+            out = computed(of(node, 0));
             if (op == "Cast") out.type = int(node.get_int("to", 1));
             if (op == "QuantizeLinear") out.type = has(node, 2) ? of(node, 2).type : 2;
             if (op == "DequantizeLinear") out.type = of(node, 1).type;
         } else if (binary(op)) {
-            out = of(node, 0);
-            out.values.clear();
+            out = computed(of(node, 0));
             for (std::size_t i = 1; i < node.inputs.size(); ++i) out.dims = broadcast(out.dims, of(node, i).dims, op);
         } else if (op == "Concat") {
-            out = of(node, 0);
-            out.values.clear();
+            out = computed(of(node, 0));
             const std::size_t axis = axis_of(node.get_int("axis", 0), out.dims.size(), op);
-            for (std::size_t i = 1; i < node.inputs.size(); ++i) out.dims[axis] += of(node, i).dims.at(axis);
+            for (std::size_t i = 1; i < node.inputs.size(); ++i) {
+                const Dims& other = of(node, i).dims;
+                if (other.size() != out.dims.size()) fail(Status::Bundle, "Concat node joins tensors of different ranks");
+                for (std::size_t a = 0; a < other.size(); ++a) {
+                    std::int64_t& d = out.dims[a];
+                    if (a == axis) d = is_known(d) && is_known(other[a]) ? d + other[a] : UNKNOWN;
+                    else if (!is_known(d)) d = other[a];
+                }
+            }
         } else if (op == "Pad") {
-            out = of(node, 0);
+            out = computed(of(node, 0));
             const std::size_t rank = out.dims.size();
-            Dims pads = has(node, 1) ? values(node, 1) : node.get_ints("pads");
-            std::vector<std::size_t> axes;
-            if (has(node, 3))
-                for (auto a : values(node, 3)) axes.push_back(axis_of(a, rank, op));
-            else
-                for (std::size_t a = 0; a < rank; ++a) axes.push_back(a);
-            if (pads.size() != 2 * axes.size()) fail(Status::Bundle, "Pad node has " + std::to_string(pads.size()) + " pads");
-            for (std::size_t k = 0; k < axes.size(); ++k) out.dims[axes[k]] += pads[k] + pads[k + axes.size()];
+            if (!constant(node, 1) || !constant(node, 3)) {
+                out.dims.assign(rank, UNKNOWN);
+            } else {
+                Dims pads = has(node, 1) ? values(node, 1) : node.get_ints("pads");
+                std::vector<std::size_t> axes;
+                if (has(node, 3))
+                    for (auto a : values(node, 3)) axes.push_back(axis_of(a, rank, op));
+                else
+                    for (std::size_t a = 0; a < rank; ++a) axes.push_back(a);
+                if (pads.size() != 2 * axes.size())
+                    fail(Status::Bundle, "Pad node has " + std::to_string(pads.size()) + " pads");
+                for (std::size_t k = 0; k < axes.size(); ++k) {
+                    std::int64_t& d = out.dims[axes[k]];
+                    if (is_known(d)) d += pads[k] + pads[k + axes.size()];
+                }
+            }
         } else if (op == "Slice") {
             out = slice(node);
         } else if (op == "DepthToSpace" || op == "SpaceToDepth") {
-            out = of(node, 0);
+            out = computed(of(node, 0));
             const std::int64_t b = node.get_int("blocksize", 1);
             if (out.dims.size() != 4) fail(Status::Bundle, op + " on a tensor of rank " + std::to_string(out.dims.size()));
-            if (op == "DepthToSpace") out.dims[1] /= b * b, out.dims[2] *= b, out.dims[3] *= b;
-            else out.dims[1] *= b * b, out.dims[2] /= b, out.dims[3] /= b;
+            auto times = [](std::int64_t& d, std::int64_t f) { d = is_known(d) ? d * f : UNKNOWN; };
+            auto over = [](std::int64_t& d, std::int64_t f) { d = is_known(d) ? d / f : UNKNOWN; };
+            if (op == "DepthToSpace") over(out.dims[1], b * b), times(out.dims[2], b), times(out.dims[3], b);
+            else times(out.dims[1], b * b), over(out.dims[2], b), over(out.dims[3], b);
+        } else if (op == "Shape") {
+            // its values are not propagated: no operator here reads them as onnx does (see UNKNOWN)
+            const auto rank = std::int64_t(of(node, 0).dims.size());
+            auto bound = [&](std::int64_t v) { return std::clamp(v < 0 ? v + rank : v, std::int64_t(0), rank); };
+            const std::int64_t start = bound(node.get_int("start", 0)), end = bound(node.get_int("end", rank));
+            out.dims = {std::max(std::int64_t(0), end - start)};
+            out.type = 7;
+        } else if (op == "Gather") {
+            const TensorInfo& data = of(node, 0);
+            const std::size_t axis = axis_of(node.get_int("axis", 0), data.dims.size(), op);
+            out = computed(data);
+            const Dims& index = of(node, 1).dims;
+            out.dims.erase(out.dims.begin() + std::ptrdiff_t(axis));
+            out.dims.insert(out.dims.begin() + std::ptrdiff_t(axis), index.begin(), index.end());
+        } else if (op == "Unsqueeze" || op == "Squeeze") {
+            out = computed(of(node, 0));
+            const Dims axes = has(node, 1) ? values(node, 1) : node.get_ints("axes");
+            if (op == "Unsqueeze") {
+                const std::size_t rank = out.dims.size() + axes.size();
+                std::vector<bool> added(rank, false);
+                for (auto a : axes) added[axis_of(a, rank, op)] = true;
+                Dims dims;
+                std::size_t next = 0;
+                for (std::size_t a = 0; a < rank; ++a) dims.push_back(added[a] ? 1 : out.dims.at(next++));
+                out.dims = dims;
+            } else {
+                std::vector<bool> removed(out.dims.size(), axes.empty());
+                if (axes.empty())
+                    for (std::size_t a = 0; a < out.dims.size(); ++a) removed[a] = out.dims[a] == 1;
+                for (auto a : axes) removed[axis_of(a, out.dims.size(), op)] = true;
+                Dims dims;
+                for (std::size_t a = 0; a < out.dims.size(); ++a)
+                    if (!removed[a]) dims.push_back(out.dims[a]);
+                out.dims = dims;
+            }
+        } else if (op == "Reshape") {
+            out = reshape(node);
+        } else if (op == "Transpose") {
+            out = computed(of(node, 0));
+            const std::size_t rank = out.dims.size();
+            Dims perm = node.get_ints("perm");
+            if (perm.empty())
+                for (std::size_t a = rank; a-- > 0;) perm.push_back(std::int64_t(a));
+            if (perm.size() != rank) fail(Status::Bundle, "Transpose node's perm does not match its input's rank");
+            for (std::size_t a = 0; a < rank; ++a) out.dims[a] = of(node, 0).dims[axis_of(perm[a], rank, op)];
         } else {
             fail(Status::Unavailable, "the memory model (patch auto) does not know the ONNX operator " + op +
                                           ": pass an explicit patch");
@@ -275,6 +349,13 @@ public:
     }
 
 private:
+    // A node's output of the input's type and shape: not a constant.
+    static TensorInfo computed(const TensorInfo& input) {
+        TensorInfo out;
+        out.dims = input.dims;
+        out.type = input.type;
+        return out;
+    }
     static bool unary(const std::string& op) {
         static const std::set<std::string> ops{
             "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Clip", "Identity", "Elu", "Selu", "HardSigmoid",
@@ -291,21 +372,24 @@ private:
         if (axis < 0 || axis >= std::int64_t(rank)) fail(Status::Bundle, op + " node has an axis out of range");
         return std::size_t(axis);
     }
+    // onnx's multidirectional broadcasting with unknowns: a known dimension above 1 wins;
+    // otherwise an unknown one stays unknown; 1 only where every input has 1.
     static Dims broadcast(Dims a, Dims b, const std::string& op) {
         if (a.size() < b.size()) std::swap(a, b);
         const std::size_t shift = a.size() - b.size();
         for (std::size_t i = 0; i < b.size(); ++i) {
             std::int64_t& x = a[i + shift];
             const std::int64_t y = b[i];
-            if (x == 1) x = y;
-            else if (y != 1 && y != x) fail(Status::Bundle, op + " node cannot broadcast its inputs");
+            if (is_known(x) && is_known(y) && x != 1 && y != 1 && x != y)
+                fail(Status::Bundle, op + " node cannot broadcast its inputs");
+            if (is_known(y) && y != 1) x = y;
+            else if (!is_known(y) && (!is_known(x) || x == 1)) x = UNKNOWN;
         }
         return a;
     }
 
     TensorInfo conv(const Node& node, bool transpose) const {
-        TensorInfo out = of(node, 0);
-        out.values.clear();
+        TensorInfo out = computed(of(node, 0));
         const Dims& x = out.dims;
         const Dims& w = of(node, 1).dims;
         if (x.size() != 4 || w.size() != 4) fail(Status::Bundle, node.op + " on a tensor of rank " + std::to_string(x.size()));
@@ -326,9 +410,10 @@ private:
             const std::int64_t extent = dilations[std::size_t(k)] * (kernel[std::size_t(k)] - 1) + 1;
             const std::int64_t pad = pads[std::size_t(k)] + pads[std::size_t(k + 2)];
             std::int64_t o;
-            if (transpose) {
-                if (!output_shape.empty()) o = output_shape[output_shape.size() - 2 + std::size_t(k)];
-                else if (mode == "SAME_UPPER" || mode == "SAME_LOWER") o = in * s;
+            if (transpose && !output_shape.empty()) o = output_shape[output_shape.size() - 2 + std::size_t(k)];
+            else if (!is_known(in)) o = UNKNOWN;
+            else if (transpose) {
+                if (mode == "SAME_UPPER" || mode == "SAME_LOWER") o = in * s;
                 else o = s * (in - 1) + output_padding[std::size_t(k)] + extent - (mode == "VALID" ? 0 : pad);
             } else if (mode == "SAME_UPPER" || mode == "SAME_LOWER") {
                 o = (in + s - 1) / s;
@@ -344,11 +429,14 @@ private:
     }
 
     TensorInfo slice(const Node& node) const {
-        TensorInfo out = of(node, 0);
-        out.values.clear();
+        TensorInfo out = computed(of(node, 0));
         const std::size_t rank = out.dims.size();
         Dims starts, ends, axes, steps;
         if (has(node, 1)) {
+            if (!constant(node, 1) || !constant(node, 2) || !constant(node, 3) || !constant(node, 4)) {
+                out.dims.assign(rank, UNKNOWN);  // onnx keeps only the rank (see UNKNOWN)
+                return out;
+            }
             starts = values(node, 1), ends = values(node, 2);
             if (has(node, 3)) axes = values(node, 3);
             if (has(node, 4)) steps = values(node, 4);
@@ -361,6 +449,8 @@ private:
         for (std::size_t k = 0; k < starts.size(); ++k) {
             const std::size_t a = axis_of(axes[k], rank, "Slice");
             const std::int64_t dim = out.dims[a], step = steps[k];
+            if (step == 0) fail(Status::Bundle, "Slice node has a zero step");
+            if (!is_known(dim)) continue;
             auto clamp = [](std::int64_t v, std::int64_t lo, std::int64_t hi) { return std::min(std::max(v, lo), hi); };
             std::int64_t start = starts[k] < 0 ? starts[k] + dim : starts[k];
             std::int64_t end = ends[k] < 0 ? ends[k] + dim : ends[k];
@@ -368,14 +458,43 @@ private:
             if (step > 0) {
                 start = clamp(start, 0, dim), end = clamp(end, 0, dim);
                 length = end > start ? (end - start + step - 1) / step : 0;
-            } else if (step < 0) {
+            } else {
                 start = clamp(start, 0, dim - 1), end = clamp(end, -1, dim - 1);
                 length = start > end ? (start - end - step - 1) / -step : 0;
-            } else {
-                fail(Status::Bundle, "Slice node has a zero step");
             }
             out.dims[a] = length;
         }
+        return out;
+    }
+
+    // Reshape to a constant shape: 0 copies the input's dimension (unless allowzero), -1
+    // takes what is left of the element count (unknown when any input dimension is).
+    TensorInfo reshape(const Node& node) const {
+        const TensorInfo& input = of(node, 0);
+        TensorInfo out = computed(input);
+        const Dims& shape = values(node, 1);
+        const bool allowzero = node.get_int("allowzero", 0) != 0;
+        out.dims.clear();
+        std::int64_t count = 1, rest = 1;
+        bool count_known = true;
+        for (auto d : input.dims) is_known(d) ? void(count *= d) : void(count_known = false);
+        std::size_t inferred = shape.size();
+        for (std::size_t a = 0; a < shape.size(); ++a) {
+            std::int64_t d = shape[a];
+            if (d == 0 && !allowzero) {
+                if (a >= input.dims.size()) fail(Status::Bundle, "Reshape node copies a dimension its input lacks");
+                d = input.dims[a];
+            } else if (d == -1) {
+                if (inferred != shape.size()) fail(Status::Bundle, "Reshape node has two -1 dimensions");
+                inferred = a;
+            } else if (d < 0) {
+                fail(Status::Bundle, "Reshape node has a negative dimension");
+            }
+            out.dims.push_back(d);
+            if (a != inferred) is_known(d) ? void(rest *= d) : void(count_known = false);
+        }
+        if (inferred != shape.size())
+            out.dims[inferred] = count_known && rest > 0 ? count / rest : UNKNOWN;
         return out;
     }
 

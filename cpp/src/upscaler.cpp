@@ -355,6 +355,7 @@ Upscaler::Upscaler(const std::string& bundle_dir, const Options& options) : impl
     request.device = options.device;
     impl_->session = detail::open_session(options.backend, request, info.backend_note);
     info.backend = impl_->session->name();
+    impl_->memory_model.factor = detail::backend_factor(info.backend);  // the session's work buffers
     if (info.patch_auto) info.patch_h = info.patch_w = 0;
 }
 
