@@ -134,6 +134,7 @@ def run_images(
                         report_error(str(exc))
                     progress.advance(images)
     except (Stop, KeyboardInterrupt) as stop:
+        clean_stale_parts(targets)  # a stop landing inside a write's own cleanup can leave its temporary
         raise interrupted(stop, written, targets, output) from None
     return failures
 
