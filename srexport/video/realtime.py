@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from srexport.runtime.resize import bicubic
+from srexport.video.avlib import av
 from srexport.video.decode import VideoItem, demux, open_input
 from srexport.video.job import upscale_video
 from srexport.video.options import FrameRange, VideoError, VideoOptions
@@ -110,7 +111,7 @@ def _decoded(src: Path, frames: int) -> list[VideoItem]:
     try:
         items = [item for item in demux(container, probe, FrameRange(0, frames), set())
                  if isinstance(item, VideoItem)]
-    except Exception as exc:  # av.FFmpegError and friends: the file, not the code
+    except (av.FFmpegError, ValueError) as exc:  # as upscale_video reports a damaged file
         raise VideoError(f"{src}: damaged or undecodable video ({exc})") from None
     finally:
         container.close()
@@ -120,7 +121,7 @@ def _decoded(src: Path, frames: int) -> list[VideoItem]:
 
 
 def _timed_frames(upscaler, frames: list[np.ndarray]) -> float:
-    next(iter(upscaler.upscale_frames(frames[:1])))  # untimed: compiles this shape
+    list(upscaler.upscale_frames(frames[:1]))  # untimed, run to its end: compiles this shape
     start = time.perf_counter()
     for _ in upscaler.upscale_frames(frames):
         pass
