@@ -9,6 +9,7 @@ LR by PIL bicubic downscale of the HR image cropped to a multiple of 4, written 
 - the folder run as `sr-export run DIR -o OUT` does it (`runtime.runner.run_images`: PNGs
   read, images in flight on the backend's streams, PNGs written), end to end with the first
   image and the compile included (the in-process compiled-model cache is emptied first);
+- the same images one at a time (`Upscaler.upscale_file`, every thread on one image);
 - whole-image PyTorch eager on the same PNGs (read, infer, quantise, write);
 - the two alternated `--rounds` times (default 2), each side's best round, and their ratio;
 - exactness of the default run against the whole image (max LSB, % exact 8-bit pixels), and
@@ -138,6 +139,19 @@ def small_budget(bundle, gib: float, images: list, whole: list[np.ndarray]) -> d
             "stitching": sorted({"crop" if plan.owned else "blend" for plan in plans})}
 
 
+def one_at_a_time(bundle, inputs: list[Path], out: Path) -> None:
+    """The same folder with `Upscaler.upscale_file` per image: one image at a time, every
+    thread on it (what the folder run's images in flight are measured against)."""
+    import srexport
+    from srexport.runtime.backends import openvino
+
+    openvino.clear_cache()
+    out.mkdir(parents=True, exist_ok=True)
+    up = srexport.load(bundle.root)
+    for path in inputs:
+        up.upscale_file(path, out / path.name)
+
+
 def run_case(model: str, weights: Path, images: list, bundle, work: Path, rounds: int) -> dict:
     import srexport
     from srexport.models.checkpoint import load_checkpoint
@@ -145,12 +159,15 @@ def run_case(model: str, weights: Path, images: list, bundle, work: Path, rounds
 
     reference = load_checkpoint(build_model(model, None, 4), weights).eval()
     inputs = write_inputs(images, work / "in")
-    times: dict[str, list[float]] = {"default_run_s": [], "torch_eager_whole_s": []}
+    times: dict[str, list[float]] = {"default_run_s": [], "one_at_a_time_s": [], "torch_eager_whole_s": []}
     whole: list[np.ndarray] = []
     for k in range(rounds):  # alternated, so load on the machine falls on both sides alike
         start = time.perf_counter()
         folder_run(bundle, inputs, work / f"out{k}")
         times["default_run_s"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        one_at_a_time(bundle, inputs, work / f"seq{k}")
+        times["one_at_a_time_s"].append(time.perf_counter() - start)
         start = time.perf_counter()
         whole = torch_folder(reference, inputs, work / f"torch{k}")
         times["torch_eager_whole_s"].append(time.perf_counter() - start)
