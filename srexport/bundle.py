@@ -18,7 +18,7 @@ import numpy as np
 
 from srexport.errors import BundleError
 from srexport.fsutil import atomic_path, sha256_file
-from srexport.models.base import NoiseInput, ShapeRules
+from srexport.shapes import NoiseInput, ShapeRules
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -462,33 +462,32 @@ def validate_manifest(data: object) -> None:
 def check_against_model(manifest: "Manifest") -> None:
     """`shape_rules.output_scale` must follow from `input_kind` and `scale`; a bundle of a
     registered model must also carry that model's input kind, noise inputs and shape
-    rules (its factory is cheap: a fraction of a second). Bundles exported from other
-    `SRModel`s through the API get the first check only."""
+    rules, as `srexport.model_table` records them (without building the model). Bundles
+    exported from other `SRModel`s through the API get the first check only."""
     from srexport.errors import ModelError
-    from srexport.models import registry
+    from srexport.model_table import RULE_KEYS, registered
 
     if manifest.task == "sr":
         want = manifest.scale if manifest.input_kind == "lr" else 1
         if manifest.shape_rules.output_scale != want:
             raise BundleError(f"{_where('shape_rules.output_scale')} is {manifest.shape_rules.output_scale}, but an "
                               f"x{manifest.scale} network taking '{manifest.input_kind}' input has {want}")
-    if manifest.model not in registry.entries():
+    entry = registered().get(manifest.model)
+    if entry is None:
         return
     try:
-        entry = registry.get(manifest.model)
         variant, scale = entry.resolve(manifest.variant, manifest.scale)
     except ModelError as exc:
         raise BundleError(f"manifest.json: {exc}") from None
     if entry.task != manifest.task:
         raise BundleError(f"{_where('task')} is '{manifest.task}', but {entry.name} is a {entry.task} network")
-    model = entry.factory(variant, scale)
-    rules = model.shape_rules()
+    model = entry.rules[(variant, scale)]
     expected = {
         "input_kind": (manifest.input_kind, model.input_kind),
         "noise_inputs": (list(manifest.noise_inputs), list(model.noise_inputs)),
     }
-    for key in ("multiple_of", "offset", "min_size", "output_scale"):
-        expected[f"shape_rules.{key}"] = (getattr(manifest.shape_rules, key), getattr(rules, key))
+    for key in RULE_KEYS:
+        expected[f"shape_rules.{key}"] = (getattr(manifest.shape_rules, key), model.shape_rules[key])
     for key, (have, want) in expected.items():
         if have != want:
             shown = (lambda v: [dataclasses.asdict(n) for n in v]) if key == "noise_inputs" else (lambda v: v)

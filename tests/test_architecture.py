@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "srexport"
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("srexport.version", "srexport.errors", "srexport.fsutil", "srexport.lazy", "srexport.validation",
+              "srexport.shapes", "srexport.model_table",
               "srexport.ort", "srexport.onnx_passes", "srexport.calib.options")),
     ("models", ("srexport.models",)),
     ("bundle", ("srexport.bundle", "srexport.graphcheck")),

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Literal
 
 from srexport.errors import ModelError
+from srexport.model_table import (RULE_KEYS, TABLE_FILE, ModelRules, RegisteredModel, resolve_variant,
+                                     table_to_json)
 from srexport.models.base import SRModel
 
 _MODULES = ("gmgbp", "pcarn", "mgbpv2", "mgbp", "bpp", "discriminator")
@@ -37,21 +40,7 @@ class ModelEntry:
     extra: dict = field(default_factory=dict)
 
     def resolve(self, variant: str | None, scale: int | None) -> tuple[str, int]:
-        variant = variant or self.default_variant
-        if variant not in self.variants:
-            raise ModelError(
-                f"model '{self.name}' has no variant '{variant}' "
-                f"(variants: {', '.join(self.variants)})"
-            )
-        scales = self.variants[variant]
-        if scale is None:
-            scale = scales[-1]
-        if scale not in scales:
-            raise ModelError(
-                f"model '{self.name}' variant '{variant}' has no scale x{scale} "
-                f"(scales: {', '.join(f'x{s}' for s in scales)})"
-            )
-        return variant, scale
+        return resolve_variant(self.name, self.variants, self.default_variant, variant, scale)
 
     def build(self, variant: str | None = None, scale: int | None = None) -> SRModel:
         variant, scale = self.resolve(variant, scale)
@@ -77,3 +66,27 @@ def get(name: str) -> ModelEntry:
 def build_model(name: str, variant: str | None = None, scale: int | None = None) -> SRModel:
     """Build a registered model with random initialisation."""
     return get(name).build(variant, scale)
+
+
+def rules_table() -> dict[str, RegisteredModel]:
+    """Every registered (model, variant, scale)'s input kind, noise inputs and shape rules,
+    computed by building each model (what `srexport.model_table` keeps in its file)."""
+    table = {}
+    for name, entry in entries().items():
+        rules = {}
+        for variant, scales in entry.variants.items():
+            for scale in scales:
+                model = entry.factory(variant, scale)
+                shape = model.shape_rules()
+                rules[(variant, scale)] = ModelRules(model.input_kind, tuple(model.noise_inputs),
+                                                     {key: getattr(shape, key) for key in RULE_KEYS})
+                del model
+        table[name] = RegisteredModel(name, entry.task, entry.default_variant, dict(entry.variants), rules)
+    return table
+
+
+def write_rules_table(path: Path = TABLE_FILE) -> Path:
+    """Regenerate the table file: `python -c "from srexport.models.registry import
+    write_rules_table; write_rules_table()"` after adding or changing a model."""
+    path.write_text(table_to_json(rules_table()))
+    return path

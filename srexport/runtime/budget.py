@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srexport.errors import SrExportError
-from srexport.models.base import ShapeRules
+from srexport.shapes import ShapeRules
 from srexport.validation import available_memory
 
 BACKEND_FACTOR = 2.5  # backend work buffers: ONNX Runtime measured 2.1x (PCARN-M) to 2.3x (G-MGBP)

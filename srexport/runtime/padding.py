@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from srexport.models.base import ShapeRules
+from srexport.shapes import ShapeRules
 
 
 def reflect_pad(array: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from srexport.errors import ShapeError, SrExportError
-from srexport.models.base import ShapeRules
+from srexport.shapes import ShapeRules
 from srexport.runtime.tiler import TilePlan
 
 WINDOW = "triangular-authors"  # srexport.runtime.blend.triangular_window

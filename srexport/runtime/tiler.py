@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from srexport.errors import ShapeError
-from srexport.models.base import ShapeRules
+from srexport.shapes import ShapeRules
 
 
 def axis_starts(length: int, patch: int, overlap: int) -> list[int]:

@@ -29,7 +29,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from srexport.errors import ShapeError
-from srexport.models.base import NoiseInput, ShapeRules
+from srexport.shapes import NoiseInput, ShapeRules
 
 IMAGE_INPUT = "image"
 REFERENCE_PIXELS = 8 * 192 * 192  # batch 8 of 192x192 patches per engine call at most
