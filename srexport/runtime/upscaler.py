@@ -13,6 +13,7 @@ from srexport.bundle import Bundle, load_bundle
 from srexport.errors import ImageError, SrExportError
 from srexport import graphcheck, validation
 from srexport.runtime.backends import Session, open_session, resolve_precision
+from srexport.runtime.backends.base import NoSession
 from srexport.runtime.blend import WINDOWS, window_1d
 from srexport.runtime.budget import MemoryModel, default_budget, fits, largest_patch, memory_model
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
@@ -45,7 +46,7 @@ class Upscaler:
     def __init__(
         self,
         bundle: Bundle,
-        session: Session,
+        session: Session | None,
         patch: tuple[int, int] | str | None = None,
         overlap: int | None = None,
         window: str = "hamming",
@@ -67,7 +68,7 @@ class Upscaler:
             raise SrExportError(f"{manifest.model} has no finite receptive field (its output depends on the whole "
                                 "patch): crop stitching cannot be exact; use --stitch blend")
         self.bundle = bundle
-        self.session = session
+        self.session: Session = NoSession() if session is None else session  # None: a planner (tiling only)
         self.auto = patch == "auto" and rules.halo is not None
         if patch == "auto" and rules.halo is None:
             patch = None  # instance norm and the like: the training patch
@@ -90,20 +91,20 @@ class Upscaler:
         self.seed = int(seed)
         self.scale = manifest.scale
         self.output_scale = rules.output_scale
-        self.budget = default_budget(getattr(session, "device", "cpu"), memory) if self.auto else None
+        self.budget = default_budget(self.session.device, memory) if self.auto else None
         self._memory_model = None
-        self._precision = getattr(session, "precision", "fp32")
+        self._precision = self.session.precision
         self._pipelined = threading.local()  # set on the frame / folder pipelines' worker threads
 
     # -- throughput ---------------------------------------------------------------------
     @property
     def concurrency(self) -> int:
         """Items (frames, images, tiles) the session runs at once (its stream plan)."""
-        return max(1, int(getattr(self.session, "concurrency", 1)))
+        return max(1, int(self.session.concurrency))
 
     def streams_note(self) -> str:
         """The run line's streams part."""
-        plan = getattr(self.session, "stream_plan", None)
+        plan = self.session.stream_plan
         return f"throughput: {plan.note()}" if plan is not None else "throughput: 1 stream"
 
     @property
@@ -113,8 +114,7 @@ class Upscaler:
 
     def _stream_run(self):
         """The session call for one of several items in flight."""
-        run = getattr(self.session, "run_concurrent", None)
-        return run if run is not None and self.concurrency > 1 else self.session.run
+        return self.session.run_concurrent if self.concurrency > 1 else self.session.run
 
     def in_flight(self, items, work, depth: int | None = None):
         """`work(item)` for each item, in order, `concurrency` at once (reading ahead on a
@@ -144,7 +144,7 @@ class Upscaler:
 
     def memory_model(self) -> MemoryModel:
         if self._memory_model is None:
-            self._memory_model = memory_model(self.bundle, self._precision, getattr(self.session, "name", None))
+            self._memory_model = memory_model(self.bundle, self._precision, self.session.name or None)
         return self._memory_model
 
     def _auto_patch(self, height: int, width: int, crop: bool) -> tuple[int, int] | None:
@@ -154,7 +154,7 @@ class Upscaler:
         floor = 2 * rules.halo + 1 if crop else max(rules.min_size, self.overlap + 1)
         return largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.patches_in_flight,
                              not crop, floor, 2 * rules.halo if crop else self.overlap,
-                             getattr(self.session, "max_patch_edge", None))
+                             self.session.max_patch_edge)
 
     def graph_plan(self, height: int, width: int) -> TilePlan:
         """The tiling of an image of (height, width) graph input pixels."""
@@ -256,10 +256,7 @@ class Upscaler:
 
     def _device_blender(self, height: int, width: int, patch_h: int, patch_w: int):
         """The GPU blender when the session keeps outputs on a GPU (TensorRT), else None."""
-        make = getattr(self.session, "device_blender", None)
-        if make is None:
-            return None
-        return make(3, height, width, window_1d(self.window, patch_h), window_1d(self.window, patch_w))
+        return self.session.device_blender(3, height, width, window_1d(self.window, patch_h), window_1d(self.window, patch_w))
 
     def noise_batch(self, plan: TilePlan, tiles) -> dict[str, np.ndarray]:
         """Crops of the whole-image noise fields (image coordinates) for these tiles."""

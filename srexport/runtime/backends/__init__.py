@@ -5,22 +5,15 @@ The tiler and blender know nothing about backends; comparing backends is a loop.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
-
-import numpy as np
+from typing import Callable
 
 from srexport.bundle import Bundle
 from srexport.errors import EngineUnavailable, GpuError, SrExportError
+from srexport.runtime.backends.base import Session
+
+__all__ = ["BACKENDS", "Session", "open_session", "resolve_precision"]
 
 BACKENDS = ("auto", "tensorrt", "openvino", "onnxruntime", "torch")
-
-
-class Session(Protocol):
-    name: str
-    device: str
-
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Inputs by graph input name (NCHW float32) -> the output batch (NCHW float32)."""
 
 
 def open_session(
@@ -33,6 +26,7 @@ def open_session(
     batch: int | None = None,
     log: Callable[[str], None] | None = None,
     memory: float | None = None,
+    precision_reason: str = "",
 ) -> Session:
     """Open `bundle`'s graph of `precision` on `backend`; precision "auto" picks one by
     `srexport.runtime.backends.precision_auto` (the session's `precision` says which).
@@ -52,36 +46,34 @@ def open_session(
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
     if precision == "auto":
         choice = resolve_precision(bundle, backend, precision)
-        session = open_session(bundle, backend, choice.precision, threads, patch=patch, batch=batch, log=log,
-                               memory=memory)
-        session.selection_note = f"{session.selection_note}; {choice.reason}"
-        return session
+        return open_session(bundle, backend, choice.precision, threads, patch=patch, batch=batch, log=log,
+                            memory=memory, precision_reason=choice.reason)
     if backend == "auto":
-        return _auto_session(bundle, precision, threads, patch, batch, log, memory)
+        return _auto_session(bundle, precision, threads, patch, batch, log, memory, precision_reason)
+    noted = {"reason": "requested", "precision_reason": precision_reason}
     if precision == "bf16" and backend != "openvino":
         raise SrExportError(f"bf16 runs on the openvino backend only, not on {backend} "
                             "(use --backend openvino or auto, or --precision fp32 or int8)")
     if backend == "torch":
         from srexport.runtime.backends.torch import TorchSession
 
-        return _noted(TorchSession(bundle, precision, threads), "requested", precision)
+        return TorchSession(bundle, precision, threads, **noted)
     if backend == "openvino":
         from srexport.runtime.backends.openvino import OvSession
 
-        return _noted(OvSession(bundle, precision, threads, batch=batch), "requested", precision)
+        return OvSession(bundle, precision, threads, batch=batch, **noted)
     if backend == "tensorrt":
         from srexport.runtime.backends.tensorrt import TrtSession
 
         try:
-            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, memory=memory, log=log)
+            return TrtSession(bundle, precision, threads, patch=patch, batch=batch, memory=memory, log=log, **noted)
         except GpuError as exc:
             raise EngineUnavailable(
                 f"the tensorrt backend cannot run here: {exc} (use --backend onnxruntime or auto)"
             ) from None
-        return _noted(session, f"requested; {session.engine_note}", precision)
     from srexport.runtime.backends.onnxruntime import OrtSession
 
-    return _noted(OrtSession(bundle, precision, threads), "requested", precision)
+    return OrtSession(bundle, precision, threads, **noted)
 
 
 def resolve_precision(bundle: Bundle, backend: str, precision: str):
@@ -94,7 +86,8 @@ def resolve_precision(bundle: Bundle, backend: str, precision: str):
     return choose_precision(bundle.manifest.precisions, this_machine(backend))
 
 
-def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, log, memory=None) -> Session:
+def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, log, memory=None,
+                  precision_reason: str = "") -> Session:
     """`--backend auto`: TensorRT is tried first for the GPU precisions (opening it is the
     only way to know whether an engine fits this GPU); the CPU choice follows
     `selection.auto_backend` with TensorRT ruled out."""
@@ -105,25 +98,17 @@ def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, lo
         from srexport.runtime.backends.tensorrt import TrtSession
 
         try:
-            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, memory=memory, log=log)
+            return TrtSession(bundle, precision, threads, patch=patch, batch=batch, memory=memory, log=log,
+                              reason="auto: TensorRT and a GPU are available", precision_reason=precision_reason)
         except GpuError as exc:
             passed_over = f"TensorRT not used: {exc}"
-        else:
-            return _noted(session, f"auto: TensorRT and a GPU are available; {session.engine_note}", precision)
     choice, why = auto_backend(precision, tensorrt=False)
-    note = f"auto: {passed_over}; {why}" if passed_over else f"auto: {why}"
+    noted = {"reason": f"auto: {passed_over}; {why}" if passed_over else f"auto: {why}",
+             "precision_reason": precision_reason}
     if choice == "openvino":
         from srexport.runtime.backends.openvino import OvSession
 
-        return _noted(OvSession(bundle, precision, threads, batch=batch), note, precision)
+        return OvSession(bundle, precision, threads, batch=batch, **noted)
     from srexport.runtime.backends.onnxruntime import OrtSession
 
-    return _noted(OrtSession(bundle, precision, threads), note, precision)
-
-
-def _noted(session, note: str, precision: str):
-    """Record on the session why this backend was chosen (the CLI prints it after the
-    backend's name and providers) and the precision it runs."""
-    session.selection_note = note
-    session.precision = precision
-    return session
+    return OrtSession(bundle, precision, threads, **noted)
