@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from srexport.bundle import Bundle
+from srexport.errors import SrExportError
 from srexport.ort import inference_session
 from srexport.runtime.backends.base import Session
 
@@ -25,15 +26,17 @@ class OrtSession(Session):
     name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int = 0, providers: list[str] | None = None,
-                 *, reason: str = "", precision_reason: str = ""):
+                 *, optimization: str = "all", reason: str = "", precision_reason: str = ""):
         import onnxruntime as ort
 
         super().__init__(precision, reason=reason, precision_reason=precision_reason)
-
-        available = set(ort.get_available_providers())
+        available = ort.get_available_providers()
+        missing = [p for p in providers or () if p not in available]
+        if missing:
+            raise SrExportError(f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)})")
         chosen = providers or [p for p in _PREFERRED if p in available]
         self._session = inference_session(bundle.graph_path(precision), threads=threads or physical_threads(),
-                                          providers=chosen, sequential=True)
+                                          providers=chosen, sequential=True, optimization=optimization)
         self._providers = self._session.get_providers()
         self.device = "cpu" if self._providers[0] == "CPUExecutionProvider" else "cuda"
         self.input_names = [i.name for i in self._session.get_inputs()]
