@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
@@ -12,8 +12,10 @@ from PIL import Image
 from srexport.bundle import Bundle, load_bundle
 from srexport.errors import ImageError, SrExportError
 from srexport import graphcheck, validation
-from srexport.runtime.backends import Session, open_session, resolve_precision
+from srexport.runtime.backends import AUTO_CANDIDATES, Session, open_session, resolve_precision
 from srexport.runtime.backends.base import NoSession
+from srexport.runtime.backends.options import BackendOptions
+from srexport.runtime.backends.table import options_by_backend
 from srexport.runtime.blend import WINDOWS, window_1d
 from srexport.runtime.budget import MemoryModel, default_budget, fits, largest_patch, memory_model
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
@@ -95,6 +97,17 @@ class Upscaler:
         self._memory_model = None
         self._precision = self.session.precision
         self._pipelined = threading.local()  # set on the frame / folder pipelines' worker threads
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the session (its runtime objects, a GPU's buffers); the Upscaler cannot run after."""
+        self.session.close()
+
+    def __enter__(self) -> "Upscaler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- throughput ---------------------------------------------------------------------
     @property
@@ -365,14 +378,19 @@ def load(
     stitch: str = "auto",
     memory: float | None = None,
     recipe: str | None = None,
+    backend_options: BackendOptions | Iterable[BackendOptions] | None = None,
 ) -> Upscaler:
-    """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`.
+    """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`, or
+    `with srexport.load(...) as up:` to close the session at the end.
 
     `patch="auto"` (the default) sizes patches from the memory budget `memory` (GiB);
     see `Upscaler` for `stitch`. `recipe` names a published block recipe (srexport.runtime.recipes,
-    e.g. "aim2019"), which then sets the blocks, their corners, the window and the pre-upscale."""
+    e.g. "aim2019"), which then sets the blocks, their corners, the window and the pre-upscale.
+    `backend_options`: the backend's options (`srexport.runtime.backends.options`: `OrtOptions`,
+    `OpenVINOOptions`, `TensorRTOptions`, `TorchOptions`); for backend "auto", one per backend it may pick."""
     validation.check_load(bundle, backend, precision, patch=patch, overlap=overlap, window=window, batch=batch,
                           noise=noise, seed=seed, threads=threads, memory=memory)
+    options_by_backend(backend, backend_options, AUTO_CANDIDATES if backend == "auto" else (backend,))
     loaded = load_bundle(bundle)
     blocks = recipes.resolve(recipe, loaded.manifest) if recipe is not None else None
     if blocks is not None:
@@ -384,7 +402,12 @@ def load(
     else:
         hint = patch if patch is not None and patch != "auto" else loaded.manifest.patch
     graphcheck.check_structure(loaded, resolve_precision(loaded, backend, precision).precision)
-    session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch, memory=memory)
-    graphcheck.check_scale(loaded, session.precision, session.run)
-    return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory,
-                    recipe=blocks)
+    session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch, memory=memory,
+                           backend_options=backend_options)
+    try:
+        graphcheck.check_scale(loaded, session.precision, session.run)
+        return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory,
+                        recipe=blocks)
+    except BaseException:
+        session.close()
+        raise
