@@ -37,6 +37,10 @@ class OptionError(SrExportError, ValueError):
     """A numeric option or API parameter out of its type or range."""
 
 
+class SessionClosed(SrExportError):
+    """A backend session used after `close()`."""
+
+
 class Interrupted(SrExportError):
     """A signal stopped a run; `code` is the exit status (128 + the signal number)."""
 

@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Sequence
 
 CPU = ("CPUExecutionProvider",)
+OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")  # onnxruntime.GraphOptimizationLevel, by name
 
 
 def session_options(threads: int = 0, *, sequential: bool = False, priority_order: bool = False,
-                    profile_prefix: str | None = None):
+                    profile_prefix: str | None = None, optimization: str | None = None):
     """`onnxruntime.SessionOptions`: `threads` intra-op threads (0: ONNX Runtime's choice);
     `sequential`: one inter-op thread, sequential execution, every graph optimisation (the
     runtime's settings); `priority_order`: priority-based execution order;
-    `profile_prefix`: ONNX Runtime's profiler on, its file under that prefix."""
+    `profile_prefix`: ONNX Runtime's profiler on, its file under that prefix;
+    `optimization`: the graph optimisation level by name (`OPTIMIZATION_LEVELS`)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -28,6 +30,10 @@ def session_options(threads: int = 0, *, sequential: bool = False, priority_orde
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimization is not None:
+        levels = dict(zip(OPTIMIZATION_LEVELS, ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED",
+                                                "ORT_ENABLE_ALL")))
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[optimization])
     if priority_order:
         options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     if profile_prefix is not None:
@@ -37,7 +43,8 @@ def session_options(threads: int = 0, *, sequential: bool = False, priority_orde
 
 
 def inference_session(graph, *, threads: int = 0, providers: Sequence[str] = CPU, sequential: bool = False,
-                      priority_order: bool = False, profile_prefix: str | None = None):
+                      priority_order: bool = False, profile_prefix: str | None = None,
+                      optimization: str | None = None):
     """An `onnxruntime.InferenceSession` for `graph` (an `onnx.ModelProto`, serialized bytes,
     or a path), with `session_options(...)` and `providers` in order of preference."""
     import onnxruntime as ort
@@ -47,5 +54,5 @@ def inference_session(graph, *, threads: int = 0, providers: Sequence[str] = CPU
     elif isinstance(graph, Path):
         graph = str(graph)
     options = session_options(threads, sequential=sequential, priority_order=priority_order,
-                              profile_prefix=profile_prefix)
+                              profile_prefix=profile_prefix, optimization=optimization)
     return ort.InferenceSession(graph, options, providers=list(providers))

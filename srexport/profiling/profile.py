@@ -235,13 +235,12 @@ def _op_table(ms: dict[str, float], calls: dict[str, int], source: str, runs: in
 
 
 def op_times(session, bundle, precision: str, threads: int, inputs: dict, runs: int) -> dict:
-    name = getattr(session, "name", "")
-    hook = getattr(session, "profile_ops", None)
-    if callable(hook):  # e.g. TensorRT's IProfiler, layer or op type -> ms per run
-        table = hook(inputs, runs)
+    name = session.name
+    table = session.profile_ops(inputs, runs)
+    if table is not None:  # the backend's own profiler (OpenVINO's PERF_COUNT): op type -> ms per run
         return _op_table(dict(table), {}, f"{name} profiler", runs)
     if name == "onnxruntime":
-        providers = list(getattr(session, "providers", None) or ["CPUExecutionProvider"])
+        providers = list(session.providers or ["CPUExecutionProvider"])
         return ort_op_times(bundle.graph_path(precision), providers, threads, inputs, runs)
     if name == "torch":
         return torch_op_times(session, inputs, runs)
@@ -296,11 +295,7 @@ def _best_batch(session, manifest, plan, noise: float, warmup: int, repeats: int
 
 def _compiled_models(session) -> int | None:
     """Compiled models a static-shape backend holds (OpenVINO's in-process cache), else None."""
-    if getattr(session, "name", "") != "openvino":
-        return None
-    from srexport.runtime.backends.openvino import cached_models
-
-    return cached_models()
+    return session.compiled_models()
 
 
 def _open_session(bundle, backend: str, precision: str, threads: int, patch: tuple[int, int] | str, batch: int,

@@ -81,9 +81,9 @@ def stop_on_signals() -> Iterator[None]:
 def describe(upscaler) -> str:
     """One line: which backend, providers and tiling the run uses."""
     session = upscaler.session
-    providers = getattr(session, "providers", None)
+    providers = session.providers
     where = f" ({', '.join(providers)})" if providers else ""
-    note = getattr(session, "selection_note", "")
+    note = session.selection_note
     return (f"backend {session.name}{where}{f' - {note}' if note else ''}; {upscaler.tiling_note()}; "
             f"{upscaler.streams_note()}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
@@ -12,7 +12,10 @@ from PIL import Image
 from srexport.bundle import Bundle, load_bundle
 from srexport.errors import ImageError, SrExportError
 from srexport import graphcheck, validation
-from srexport.runtime.backends import Session, open_session, resolve_precision
+from srexport.runtime.backends import AUTO_CANDIDATES, Session, open_session, resolve_precision
+from srexport.runtime.backends.base import NoSession
+from srexport.runtime.backends.options import BackendOptions
+from srexport.runtime.backends.table import options_by_backend
 from srexport.runtime.blend import WINDOWS, window_1d
 from srexport.runtime.budget import MemoryModel, default_budget, fits, largest_patch, memory_model
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
@@ -45,7 +48,7 @@ class Upscaler:
     def __init__(
         self,
         bundle: Bundle,
-        session: Session,
+        session: Session | None,
         patch: tuple[int, int] | str | None = None,
         overlap: int | None = None,
         window: str = "hamming",
@@ -67,7 +70,7 @@ class Upscaler:
             raise SrExportError(f"{manifest.model} has no finite receptive field (its output depends on the whole "
                                 "patch): crop stitching cannot be exact; use --stitch blend")
         self.bundle = bundle
-        self.session = session
+        self.session: Session = NoSession() if session is None else session  # None: a planner (tiling only)
         self.auto = patch == "auto" and rules.halo is not None
         if patch == "auto" and rules.halo is None:
             patch = None  # instance norm and the like: the training patch
@@ -90,20 +93,31 @@ class Upscaler:
         self.seed = int(seed)
         self.scale = manifest.scale
         self.output_scale = rules.output_scale
-        self.budget = default_budget(getattr(session, "device", "cpu"), memory) if self.auto else None
+        self.budget = default_budget(self.session.device, memory) if self.auto else None
         self._memory_model = None
-        self._precision = getattr(session, "precision", "fp32")
+        self._precision = self.session.precision
         self._pipelined = threading.local()  # set on the frame / folder pipelines' worker threads
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the session (its runtime objects, a GPU's buffers); the Upscaler cannot run after."""
+        self.session.close()
+
+    def __enter__(self) -> "Upscaler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- throughput ---------------------------------------------------------------------
     @property
     def concurrency(self) -> int:
         """Items (frames, images, tiles) the session runs at once (its stream plan)."""
-        return max(1, int(getattr(self.session, "concurrency", 1)))
+        return max(1, int(self.session.concurrency))
 
     def streams_note(self) -> str:
         """The run line's streams part."""
-        plan = getattr(self.session, "stream_plan", None)
+        plan = self.session.stream_plan
         return f"throughput: {plan.note()}" if plan is not None else "throughput: 1 stream"
 
     @property
@@ -113,8 +127,7 @@ class Upscaler:
 
     def _stream_run(self):
         """The session call for one of several items in flight."""
-        run = getattr(self.session, "run_concurrent", None)
-        return run if run is not None and self.concurrency > 1 else self.session.run
+        return self.session.run_concurrent if self.concurrency > 1 else self.session.run
 
     def in_flight(self, items, work, depth: int | None = None):
         """`work(item)` for each item, in order, `concurrency` at once (reading ahead on a
@@ -144,7 +157,7 @@ class Upscaler:
 
     def memory_model(self) -> MemoryModel:
         if self._memory_model is None:
-            self._memory_model = memory_model(self.bundle, self._precision, getattr(self.session, "name", None))
+            self._memory_model = memory_model(self.bundle, self._precision, self.session.name or None)
         return self._memory_model
 
     def _auto_patch(self, height: int, width: int, crop: bool) -> tuple[int, int] | None:
@@ -154,7 +167,7 @@ class Upscaler:
         floor = 2 * rules.halo + 1 if crop else max(rules.min_size, self.overlap + 1)
         return largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, self.patches_in_flight,
                              not crop, floor, 2 * rules.halo if crop else self.overlap,
-                             getattr(self.session, "max_patch_edge", None))
+                             self.session.max_patch_edge)
 
     def graph_plan(self, height: int, width: int) -> TilePlan:
         """The tiling of an image of (height, width) graph input pixels."""
@@ -256,10 +269,7 @@ class Upscaler:
 
     def _device_blender(self, height: int, width: int, patch_h: int, patch_w: int):
         """The GPU blender when the session keeps outputs on a GPU (TensorRT), else None."""
-        make = getattr(self.session, "device_blender", None)
-        if make is None:
-            return None
-        return make(3, height, width, window_1d(self.window, patch_h), window_1d(self.window, patch_w))
+        return self.session.device_blender(3, height, width, window_1d(self.window, patch_h), window_1d(self.window, patch_w))
 
     def noise_batch(self, plan: TilePlan, tiles) -> dict[str, np.ndarray]:
         """Crops of the whole-image noise fields (image coordinates) for these tiles."""
@@ -368,14 +378,19 @@ def load(
     stitch: str = "auto",
     memory: float | None = None,
     recipe: str | None = None,
+    backend_options: BackendOptions | Iterable[BackendOptions] | None = None,
 ) -> Upscaler:
-    """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`.
+    """Open a bundle for upscaling: `srexport.load("bundles/pcarn-m-x4").upscale(img)`, or
+    `with srexport.load(...) as up:` to close the session at the end.
 
     `patch="auto"` (the default) sizes patches from the memory budget `memory` (GiB);
     see `Upscaler` for `stitch`. `recipe` names a published block recipe (srexport.runtime.recipes,
-    e.g. "aim2019"), which then sets the blocks, their corners, the window and the pre-upscale."""
+    e.g. "aim2019"), which then sets the blocks, their corners, the window and the pre-upscale.
+    `backend_options`: the backend's options (`srexport.runtime.backends.options`: `OrtOptions`,
+    `OpenVINOOptions`, `TensorRTOptions`, `TorchOptions`); for backend "auto", one per backend it may pick."""
     validation.check_load(bundle, backend, precision, patch=patch, overlap=overlap, window=window, batch=batch,
                           noise=noise, seed=seed, threads=threads, memory=memory)
+    options_by_backend(backend, backend_options, AUTO_CANDIDATES if backend == "auto" else (backend,))
     loaded = load_bundle(bundle)
     blocks = recipes.resolve(recipe, loaded.manifest) if recipe is not None else None
     if blocks is not None:
@@ -387,7 +402,12 @@ def load(
     else:
         hint = patch if patch is not None and patch != "auto" else loaded.manifest.patch
     graphcheck.check_structure(loaded, resolve_precision(loaded, backend, precision).precision)
-    session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch, memory=memory)
-    graphcheck.check_scale(loaded, session.precision, session.run)
-    return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory,
-                    recipe=blocks)
+    session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch, memory=memory,
+                           backend_options=backend_options)
+    try:
+        graphcheck.check_scale(loaded, session.precision, session.run)
+        return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory,
+                        recipe=blocks)
+    except BaseException:
+        session.close()
+        raise

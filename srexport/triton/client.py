@@ -1,6 +1,6 @@
 """Client-side tiling against a Triton server: the local runtime with a remote session.
 
-`TritonSession` honours the runtime's `Session` protocol (`run(inputs) -> outputs`), so
+`TritonSession` is a runtime `Session` (`run(inputs) -> outputs`), so
 the ordinary `Upscaler` tiles the image, draws the noise crops and blends, and only patch
 batches travel to the server:
 
@@ -20,6 +20,7 @@ import numpy as np
 from srexport.bundle import Bundle, Manifest
 from srexport.errors import BundleError, SrExportError
 from srexport.lazy import import_tritonclient
+from srexport.runtime.backends.base import Session
 from srexport.triton.config import MANIFEST_PARAMETER
 
 _NUMPY = {"FP32": np.float32, "FP16": np.float16, "BF16": np.float32, "FP64": np.float64, "UINT8": np.uint8,
@@ -41,13 +42,14 @@ def _config_dict(client, model: str, version: str) -> dict:
     return MessageToDict(getattr(config, "config", config), preserving_proto_field_name=True)
 
 
-class TritonSession:
+class TritonSession(Session):
     """A `Session` whose batches run on a Triton server (gRPC or HTTP)."""
 
     name = "triton"
     device = "remote"
 
     def __init__(self, url: str, model: str, *, protocol: str = "grpc", version: str = "", client=None):
+        super().__init__("fp32", reason=f"triton: model {model} at {url} ({protocol})")
         self._module = client_module(protocol)
         self.client = client if client is not None else self._module.InferenceServerClient(url=url)
         self.model, self.version, self.url = model, version, url
@@ -60,7 +62,6 @@ class TritonSession:
         self.output = outputs[0]["name"]
         parameters = config.get("parameters", {})
         self.manifest_json = parameters.get(MANIFEST_PARAMETER, {}).get("string_value")
-        self.selection_note = f"triton: model {model} at {url} ({protocol})"
 
     def manifest(self) -> Manifest:
         if not self.manifest_json:
@@ -68,7 +69,7 @@ class TritonSession:
                               f"`sr-export export-triton`): pass the bundle to srexport.triton.connect(bundle=...)")
         return Manifest.from_json(self.manifest_json)
 
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         count = len(next(iter(inputs.values())))
         step = self.max_batch if self.max_batch > 0 else 1
         results = []

@@ -5,22 +5,21 @@ The tiler and blender know nothing about backends; comparing backends is a loop.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
-
-import numpy as np
+from dataclasses import replace
+from typing import Callable, Iterable
 
 from srexport.bundle import Bundle
 from srexport.errors import EngineUnavailable, GpuError, SrExportError
+from srexport.runtime.backends.base import Session
+from srexport.runtime.backends.options import (BackendOptions, OpenVINOOptions, OrtOptions, SessionRequest,
+                                               TensorRTOptions, TorchOptions)
+from srexport.runtime.backends.table import BACKEND_TABLE, options_by_backend
 
-BACKENDS = ("auto", "tensorrt", "openvino", "onnxruntime", "torch")
+__all__ = ["BACKENDS", "BACKEND_TABLE", "OpenVINOOptions", "OrtOptions", "Session", "SessionRequest",
+           "TensorRTOptions", "TorchOptions", "open_session", "resolve_precision"]
 
-
-class Session(Protocol):
-    name: str
-    device: str
-
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Inputs by graph input name (NCHW float32) -> the output batch (NCHW float32)."""
+BACKENDS = ("auto", *BACKEND_TABLE)
+AUTO_CANDIDATES = ("tensorrt", "openvino", "onnxruntime")  # what `auto` may pick (selection.py)
 
 
 def open_session(
@@ -33,6 +32,8 @@ def open_session(
     batch: int | None = None,
     log: Callable[[str], None] | None = None,
     memory: float | None = None,
+    backend_options: BackendOptions | Iterable[BackendOptions] | None = None,
+    precision_reason: str = "",
 ) -> Session:
     """Open `bundle`'s graph of `precision` on `backend`; precision "auto" picks one by
     `srexport.runtime.backends.precision_auto` (the session's `precision` says which).
@@ -46,42 +47,28 @@ def open_session(
     when known; patch "auto" with the budget `memory` GiB: every patch that budget
     allows) let TensorRT pick or build an engine whose profile covers them and
     OpenVINO pick its streams; `log` receives progress such as engine builds (default:
-    the "srexport.tensorrt" logger, warnings reach stderr).
+    the "srexport.tensorrt" logger, warnings reach stderr). `backend_options`: that
+    backend's options (`srexport.runtime.backends.options`), or for "auto" one per
+    backend it may pick; another backend's options are refused in one line.
     """
     if backend not in BACKENDS:
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
+    options = options_by_backend(backend, backend_options, AUTO_CANDIDATES if backend == "auto" else (backend,))
     if precision == "auto":
         choice = resolve_precision(bundle, backend, precision)
-        session = open_session(bundle, backend, choice.precision, threads, patch=patch, batch=batch, log=log,
-                               memory=memory)
-        session.selection_note = f"{session.selection_note}; {choice.reason}"
-        return session
+        precision, precision_reason = choice.precision, choice.reason
+    request = SessionRequest(bundle, precision, threads, patch, batch, memory, log, precision_reason=precision_reason)
     if backend == "auto":
-        return _auto_session(bundle, precision, threads, patch, batch, log, memory)
+        return _auto_session(request, options)
     if precision == "bf16" and backend != "openvino":
         raise SrExportError(f"bf16 runs on the openvino backend only, not on {backend} "
                             "(use --backend openvino or auto, or --precision fp32 or int8)")
-    if backend == "torch":
-        from srexport.runtime.backends.torch import TorchSession
-
-        return _noted(TorchSession(bundle, precision, threads), "requested", precision)
-    if backend == "openvino":
-        from srexport.runtime.backends.openvino import OvSession
-
-        return _noted(OvSession(bundle, precision, threads, batch=batch), "requested", precision)
-    if backend == "tensorrt":
-        from srexport.runtime.backends.tensorrt import TrtSession
-
-        try:
-            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, memory=memory, log=log)
-        except GpuError as exc:
-            raise EngineUnavailable(
-                f"the tensorrt backend cannot run here: {exc} (use --backend onnxruntime or auto)"
-            ) from None
-        return _noted(session, f"requested; {session.engine_note}", precision)
-    from srexport.runtime.backends.onnxruntime import OrtSession
-
-    return _noted(OrtSession(bundle, precision, threads), "requested", precision)
+    try:
+        return BACKEND_TABLE[backend].open(replace(request, options=options.get(backend)))
+    except GpuError as exc:
+        raise EngineUnavailable(
+            f"the {backend} backend cannot run here: {exc} (use --backend onnxruntime or auto)"
+        ) from None
 
 
 def resolve_precision(bundle: Bundle, backend: str, precision: str):
@@ -94,36 +81,19 @@ def resolve_precision(bundle: Bundle, backend: str, precision: str):
     return choose_precision(bundle.manifest.precisions, this_machine(backend))
 
 
-def _auto_session(bundle: Bundle, precision: str, threads: int, patch, batch, log, memory=None) -> Session:
+def _auto_session(request: SessionRequest, options: dict[str, BackendOptions]) -> Session:
     """`--backend auto`: TensorRT is tried first for the GPU precisions (opening it is the
     only way to know whether an engine fits this GPU); the CPU choice follows
     `selection.auto_backend` with TensorRT ruled out."""
     from srexport.runtime.backends.selection import GPU_PRECISIONS, auto_backend
 
     passed_over = ""
-    if precision in GPU_PRECISIONS:
-        from srexport.runtime.backends.tensorrt import TrtSession
-
+    if request.precision in GPU_PRECISIONS:
         try:
-            session = TrtSession(bundle, precision, threads, patch=patch, batch=batch, memory=memory, log=log)
+            return BACKEND_TABLE["tensorrt"].open(replace(request, options=options.get("tensorrt"),
+                                                          reason="auto: TensorRT and a GPU are available"))
         except GpuError as exc:
             passed_over = f"TensorRT not used: {exc}"
-        else:
-            return _noted(session, f"auto: TensorRT and a GPU are available; {session.engine_note}", precision)
-    choice, why = auto_backend(precision, tensorrt=False)
-    note = f"auto: {passed_over}; {why}" if passed_over else f"auto: {why}"
-    if choice == "openvino":
-        from srexport.runtime.backends.openvino import OvSession
-
-        return _noted(OvSession(bundle, precision, threads, batch=batch), note, precision)
-    from srexport.runtime.backends.onnxruntime import OrtSession
-
-    return _noted(OrtSession(bundle, precision, threads), note, precision)
-
-
-def _noted(session, note: str, precision: str):
-    """Record on the session why this backend was chosen (the CLI prints it after the
-    backend's name and providers) and the precision it runs."""
-    session.selection_note = note
-    session.precision = precision
-    return session
+    choice, why = auto_backend(request.precision, tensorrt=False)
+    reason = f"auto: {passed_over}; {why}" if passed_over else f"auto: {why}"
+    return BACKEND_TABLE[choice].open(replace(request, options=options.get(choice), reason=reason))

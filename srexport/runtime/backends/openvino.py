@@ -23,7 +23,7 @@ norm: one 192x192 patch ran 3.3 s static vs 4.0 s dynamic). Measured on a 2-core
 and runs no slower (PCARN-M-L1 x4 on the 14 CSet14 images: 1 compile of 0.2 s instead of
 10 compiles, 3.0 s in all; G-MGBP R1 on CSet5: 1 compile of 1.9 s instead of 5, 9.3 s;
 benchmarks/ov_shapes.py). Compiled models are kept per (graph file digest, precision,
-shapes, hint, streams, threads) in an in-process cache shared by every session, so
+shapes, hint, streams, threads, cache dir) in an in-process cache shared by every session, so
 reopening a bundle or upscaling many images never recompiles.
 
 Threads and streams: a batch of one patch runs with PERFORMANCE_HINT LATENCY (one stream,
@@ -44,7 +44,7 @@ several threads too: its requests come from the same kind of pool.
 OpenVINO's on-disk model cache (CACHE_DIR) is off by default: measured on G-MGBP and BPP
 it saves only about a quarter of the compile time (hashing the model costs the rest) and
 stores the compiled weights again per shape (76 MB per BPP shape). Pass `cache_dir` to
-turn it on.
+turn it on for that session's compiles (`OpenVINOOptions(cache_dir=...)` through `srexport.load`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from srexport.bundle import Bundle
 from srexport.errors import SrExportError
 from srexport.fsutil import sha256_file
 from srexport.lazy import import_openvino
+from srexport.runtime.backends.base import Session
 from srexport.runtime.backends.onnxruntime import physical_threads
 from srexport.runtime.throughput import StreamPlan, plan_streams
 
@@ -146,11 +147,10 @@ def cached_models() -> int:
         return len(_compiled)
 
 
-class OvSession:
+class OvSession(Session):
     """A bundle graph on the OpenVINO CPU plugin; `run(inputs) -> output batch`."""
 
     name = "openvino"
-    device = "cpu"
 
     def __init__(
         self,
@@ -161,7 +161,11 @@ class OvSession:
         cache_dir: str | Path | None = None,
         streams: int | None = None,
         shapes: str = "auto",
+        *,
+        reason: str = "",
+        precision_reason: str = "",
     ):
+        super().__init__(precision, reason=reason, precision_reason=precision_reason)
         check_precision(precision)
         if shapes not in SHAPES:
             raise SrExportError(f"unknown input shapes '{shapes}' for the openvino backend ({', '.join(SHAPES)})")
@@ -169,21 +173,20 @@ class OvSession:
             shapes = "dynamic" if bundle.manifest.shape_rules.halo is not None else "static"
         self.shapes = shapes
         ov_core = core()
-        self.precision = precision
         self.threads = threads or physical_threads()
         self.batch = batch
-        self.stream_plan: StreamPlan = plan_streams("openvino", self.threads, streams=streams,
+        self._stream_plan: StreamPlan = plan_streams("openvino", self.threads, streams=streams,
                                                     device_streams=default_streams(self.threads))
         self.inference_precision = _OV_TYPE.get(precision) or int8_remainder()
-        self.providers = [f"CPU ({'int8 + ' if precision == 'int8' else ''}{self.inference_precision})"]
+        self._providers = [f"CPU ({'int8 + ' if precision == 'int8' else ''}{self.inference_precision})"]
         graph_precision = _GRAPH[precision]
         self.graph = bundle.graph_path(graph_precision)
         file = bundle.manifest.precisions[graph_precision].file
         # the file's digest keys the cache: a rebuilt bundle at the same path recompiles
         self._digest = bundle.manifest.files.get(file) or sha256_file(self.graph)
-        if cache_dir is not None:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            ov_core.set_property({"CACHE_DIR": str(cache_dir)})
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._model = ov_core.read_model(str(self.graph))
         except Exception as exc:
@@ -200,6 +203,8 @@ class OvSession:
         }
         if streams:
             config["NUM_STREAMS"] = streams
+        if self.cache_dir is not None:  # per compile, not on the shared Core: other sessions keep theirs
+            config["CACHE_DIR"] = str(self.cache_dir)
         return config
 
     def streams(self) -> int | None:
@@ -213,7 +218,8 @@ class OvSession:
         dynamic (height and width -1) when the session's shapes are dynamic."""
         if self.shapes == "dynamic":
             shapes = {n: tuple(s[:2]) + (-1,) * (len(s) - 2) for n, s in shapes.items()}
-        key = (self._digest, self.precision, self.threads, hint, streams, tuple(shapes[n] for n in self.input_names))
+        key = (self._digest, self.precision, self.threads, hint, streams, tuple(shapes[n] for n in self.input_names),
+               self.cache_dir)
         with _compiled_lock:
             found = _compiled.get(key)
             if found is not None:
@@ -241,7 +247,15 @@ class OvSession:
     @property
     def concurrency(self) -> int:
         """How many `run_concurrent` callers run at once."""
-        return self.stream_plan.streams
+        return self._stream_plan.streams
+
+    @property
+    def stream_plan(self) -> StreamPlan:
+        return self._stream_plan
+
+    def compiled_models(self) -> int:
+        """Compiled models in the process's cache (shared by every OpenVINO session)."""
+        return cached_models()
 
     def mode(self, batch: int) -> str:
         """THROUGHPUT (streams, one request per patch) for batches, LATENCY for one patch."""
@@ -250,6 +264,7 @@ class OvSession:
     def profile_ops(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, float]:
         """Milliseconds per run by OpenVINO node type (PERF_COUNT on a separate LATENCY
         compile of these shapes; `sr-export profile`'s per-operator table)."""
+        self._require_open()
         arrays = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
         with self._model_lock:
             self._model.reshape({name: list(a.shape) for name, a in arrays.items()})
@@ -266,7 +281,7 @@ class OvSession:
         return {op: ms / max(1, runs) for op, ms in totals.items()}
 
     # -- running -------------------------------------------------------------------------
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         arrays = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
         batch = arrays[self.input_names[0]].shape[0]
         hint = self.mode(batch)
@@ -285,11 +300,11 @@ class OvSession:
         finally:
             entry.give(requests)
 
-    def run_concurrent(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _run_concurrent(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """`run` for one of several callers at once: every patch on one stream of a
         THROUGHPUT compile with the stream plan's streams."""
         if self.concurrency == 1:
-            return self.run(inputs)
+            return self._run(inputs)
         arrays = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
         batch = arrays[self.input_names[0]].shape[0]
         entry = self.compiled({n: (1,) + a.shape[1:] for n, a in arrays.items()}, "THROUGHPUT",
@@ -299,6 +314,10 @@ class OvSession:
             return _run_streams(requests, arrays, batch)
         finally:
             entry.give(requests)
+
+    def _release(self) -> None:
+        # compiled models stay in the process's cache (other sessions of the graph share them)
+        self._model = None
 
 
 def default_streams(threads: int) -> int:

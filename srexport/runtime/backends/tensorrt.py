@@ -43,6 +43,7 @@ from srexport.bundle import Bundle
 from srexport.errors import ShapeError, SrExportError
 from srexport.tensorrt.keys import ENGINE_DIR
 from srexport.lazy import CudaError, EngineUnavailable, check, import_cudart
+from srexport.runtime.backends.base import Session
 from srexport.tensorrt.profiles import PatchProfile, auto_profile, default_max_batch, profile_for_manifest
 
 __all__ = ["DeviceBatch", "EngineUnavailable", "TrtSession", "engine_directories", "user_engine_cache"]
@@ -155,10 +156,11 @@ class _Slot:
                 self.context = None
 
 
-class TrtSession:
+class TrtSession(Session):
     """A bundle graph as a TensorRT engine on GPU `gpu_index` (see the module docstring)."""
 
     name = "tensorrt"
+    device = "cuda"
 
     def __init__(
         self,
@@ -174,11 +176,13 @@ class TrtSession:
         gpu_index: int = 0,
         streams: int = STREAMS,
         log: Callable[[str], None] | None = None,
+        reason: str = "",
+        precision_reason: str = "",
     ):
         from srexport.tensorrt.builder import engine_environment
 
+        super().__init__(precision, reason=reason, precision_reason=precision_reason)
         self.bundle = bundle
-        self.precision = precision
         self.threads = threads
         self._log = log or _log.warning
         self._build = build
@@ -189,7 +193,6 @@ class TrtSession:
         self.cudart = import_cudart()
         bundle.graph_path(precision)  # BundleError when the bundle has no such graph
         check(self.cudart, self.cudart.cudaSetDevice(self.gpu.index), "cudaSetDevice")
-        self.device = "cuda"
         manifest = bundle.manifest
         if patch == "auto" and manifest.shape_rules.halo is not None:
             # patch auto: one engine for every patch the budget may choose (profiles.auto_profile)
@@ -214,6 +217,11 @@ class TrtSession:
         """The largest patch edge the loaded engine accepts (patch auto tiles within it)."""
         return self.profile.max_edge
 
+    @property
+    def backend_note(self) -> str:
+        """Which engine runs, on which GPU and TensorRT."""
+        return self.engine_note
+
     # -- engine ------------------------------------------------------------------------
     def _load(self, profile: PatchProfile) -> None:
         from srexport.tensorrt.builder import ensure_engine
@@ -232,7 +240,7 @@ class TrtSession:
         self._close_slots()
         self._runtime, self.engine, self.engine_path = runtime, engine, path
         self.engine_note = f"{note} on {self.gpu.name} ({self.gpu.sm}), TensorRT {trt.__version__}"
-        self.providers = [f"TensorRT {trt.__version__}", path.name]
+        self._providers = [f"TensorRT {trt.__version__}", path.name]
         self.input_names, self.output_names = [], []
         self._dtypes: dict[str, np.dtype] = {}
         for i in range(engine.num_io_tensors):
@@ -325,8 +333,7 @@ class TrtSession:
             raise CudaError(f"TensorRT failed to run {self.engine_path.name} on a batch of {shapes}")
         return buffers, out_shape
 
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Inputs by graph input name (NCHW) -> the output batch (NCHW float32)."""
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         with self._lock:
             arrays = self._check_inputs(inputs)
             total = arrays[self.input_names[0]].shape[0]
@@ -363,6 +370,7 @@ class TrtSession:
         """Like `run`, but leave the output on the GPU: valid until the next call, on
         `stream_handle` (work enqueued on that stream after this call, such as blending,
         runs after the engine; the next call waits for it before reusing the buffers)."""
+        self._require_open()
         with self._lock:
             arrays = self._check_inputs(inputs)
             total = arrays[self.input_names[0]].shape[0]
@@ -399,7 +407,7 @@ class TrtSession:
         for slot in slots:
             slot.close()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Free the GPU buffers, streams and contexts (also done when garbage-collected)."""
         with self._lock:
             self._close_slots()
@@ -411,9 +419,3 @@ class TrtSession:
             self._close_slots()
         except Exception:  # interpreter shutdown: the CUDA bindings may already be gone
             pass
-
-    def __enter__(self) -> "TrtSession":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -6,15 +6,17 @@ import numpy as np
 
 from srexport.bundle import Bundle
 from srexport.errors import SrExportError
+from srexport.runtime.backends.base import Session
 
 
-class TorchSession:
+class TorchSession(Session):
     name = "torch"
-    device = "cpu"
-    providers: list[str] = []
 
-    def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int = 0):
+    def __init__(self, bundle: Bundle, precision: str = "fp32", threads: int = 0, *, reason: str = "",
+                 precision_reason: str = ""):
         import torch
+
+        super().__init__(precision, reason=reason, precision_reason=precision_reason)
 
         from srexport.export.model_bundle import model_from_bundle
 
@@ -26,8 +28,11 @@ class TorchSession:
         self._model = model_from_bundle(bundle)
         self.input_names = list(bundle.manifest.inputs)
 
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
             return self._model(*args).numpy()
+
+    def _release(self) -> None:
+        self._model = None
