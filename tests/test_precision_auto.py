@@ -35,6 +35,25 @@ def test_an_amx_cpu_runs_int8_then_bf16():
     assert pa.choose_precision({"fp32": FP32, "fp16": FP16}, machine(**AMX)).precision == "fp32"
 
 
+MIXED_INT8 = PrecisionInfo("model.int8.onnx", psnr_vs_fp32_db=46.8,
+                           notes={"selection": {"met": True}, "psnr_y_loss_vs_fp32_db": 0.088,
+                                  "excluded_nodes": ["/Analysis/conv1/Conv", "/Synthesis/conv4/Conv"]})
+
+
+def test_a_mixed_int8_graph_comes_after_bf16_on_a_bf16_cpu():
+    """Layers kept in float make int8 slower than bf16 where bf16 runs (G-MGBP on AMX)."""
+    mixed = {"fp32": FP32, "bf16": BF16, "int8": MIXED_INT8}
+    choice = pa.choose_precision(mixed, machine(**AMX))
+    assert choice.precision == "bf16"
+    assert "int8 graph keeps layers in float, slower than bf16 here" in choice.reason
+    # without bf16 in the bundle the mixed graph is still the fastest there is
+    assert pa.choose_precision({"fp32": FP32, "int8": MIXED_INT8}, machine(**AMX)).precision == "int8"
+    # on a VNNI CPU without BF16 nothing changes: the float layers run in f32 either way
+    assert pa.choose_precision(mixed, machine(flags=("avx2", "avx_vnni"))).precision == "int8"
+    # an all-int8 graph keeps its place first
+    assert pa.choose_precision(ALL, machine(**AMX)).precision == "int8"
+
+
 def test_an_avx2_cpu_without_vnni_or_bf16_runs_fp32():
     choice = pa.choose_precision(ALL, machine())
     assert choice.precision == "fp32" and "no BF16 or VNNI" in choice.reason
