@@ -210,8 +210,6 @@ def built_bf16(folders):
 
 
 def test_bf16_is_recorded_next_to_fp32_with_its_accuracy(built_bf16):
-    from srexport.calib.bf16 import GATE_DB
-
     from machine import openvino_cpu_capabilities
 
     m = built_bf16.manifest
@@ -227,7 +225,10 @@ def test_bf16_is_recorded_next_to_fp32_with_its_accuracy(built_bf16):
     # bfloat16 keeps 8 bits of mantissa: clearly below FP32, far above a broken graph
     assert 30.0 < info.psnr_vs_fp32_db < 90.0
     assert notes["psnr_y_loss_vs_fp32_db"] == pytest.approx(notes["psnr_y_fp32_db"] - info.psnr_y_db, abs=2e-3)
-    assert notes["gate"]["psnr_y_loss_vs_fp32_db_max"] == GATE_DB
+    assert notes["gate"]["psnr_y_loss_vs_fp32_db_max"] == 0.05  # the gate the precision issue sets for BF16
+    # TinySR's random weights sit far from every HR picture; bfloat16's rounding moves the
+    # PSNR-Y by hundredths of a dB at most: well inside the gate
+    assert abs(notes["psnr_y_loss_vs_fp32_db"]) < 0.05 and notes["gate"]["met"] is True
     assert notes["verify"]["psnr_vs_fp32_db"] is not None
     assert load_bundle(built_bf16.root).manifest.precisions["bf16"].notes == notes
 
