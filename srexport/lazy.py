@@ -18,6 +18,7 @@ import importlib
 import sys
 import threading
 from types import ModuleType
+from typing import Callable
 
 from srexport.errors import (
     CudaError,
@@ -125,22 +126,27 @@ def import_tensorrt_plugin() -> tuple[ModuleType, ModuleType]:
     return trt, trtp
 
 
+def _import_or_raise(modules: tuple[str, ...], error: Callable[[ImportError], SrExportError]) -> ModuleType:
+    """Import `modules` in order and return the first; a missing one raises `error(exc)`."""
+    try:
+        imported = [importlib.import_module(name) for name in modules]
+    except ImportError as exc:
+        raise error(exc) from None
+    return imported[0]
+
+
+def _cuda_python_missing(exc: ImportError) -> CudaUnavailable:
+    return CudaUnavailable(f"cuda-python is not installed (pip install cuda-python): {exc}")
+
+
 def import_cuda_driver() -> ModuleType:
     """`cuda.bindings.driver` (cuda-python), or raise `CudaUnavailable`."""
-    try:
-        from cuda.bindings import driver
-    except ImportError as exc:
-        raise CudaUnavailable(f"cuda-python is not installed (pip install cuda-python): {exc}") from None
-    return driver
+    return _import_or_raise(("cuda.bindings.driver",), _cuda_python_missing)
 
 
 def import_nvrtc() -> ModuleType:
     """`cuda.bindings.nvrtc` (cuda-python), or raise `CudaUnavailable`."""
-    try:
-        from cuda.bindings import nvrtc
-    except ImportError as exc:
-        raise CudaUnavailable(f"cuda-python is not installed (pip install cuda-python): {exc}") from None
-    return nvrtc
+    return _import_or_raise(("cuda.bindings.nvrtc",), _cuda_python_missing)
 
 
 def cuda_runtime_or_none() -> ModuleType | None:
@@ -156,21 +162,15 @@ def cuda_runtime_or_none() -> ModuleType | None:
 
 def import_openvino() -> ModuleType:
     """The `openvino` module, or a one-line `DependencyMissing` saying how to install it."""
-    try:
-        import openvino
-    except ImportError:
-        raise DependencyMissing(f"the openvino backend needs the openvino package: {OPENVINO_HINT}") from None
-    return openvino
+    return _import_or_raise(("openvino",), lambda exc: DependencyMissing(
+        f"the openvino backend needs the openvino package: {OPENVINO_HINT}"))
 
 
 def import_ray() -> ModuleType:
-    """The `ray` module with Ray Data, or one clear `DependencyMissing`."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (Ray Data ships in the `ray[data]` extra)
-    except ImportError as exc:
-        raise DependencyMissing(f"--ray needs Ray Data ({exc.name} is not installed): {RAY_HINT}") from None
-    return ray
+    """The `ray` module with Ray Data (which ships in the `ray[data]` extra), or one clear
+    `DependencyMissing`."""
+    return _import_or_raise(("ray", "ray.data"), lambda exc: DependencyMissing(
+        f"--ray needs Ray Data ({exc.name} is not installed): {RAY_HINT}"))
 
 
 def import_tritonclient(protocol: str = "grpc") -> ModuleType:

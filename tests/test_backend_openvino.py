@@ -356,7 +356,9 @@ def test_measure_bf16_gives_the_manifest_entry(bundle):
     assert info.psnr_y_db == pytest.approx(bf16_y, abs=1e-3)
     loss = info.notes["psnr_y_loss_vs_fp32_db"]
     assert loss == pytest.approx(fp32_y - bf16_y, abs=1e-4)
-    assert info.notes["gate"] == {"psnr_y_loss_vs_fp32_db_max": 0.05, "met": bool(fp32_y - bf16_y <= 0.05)}
+    # random pictures and an untrained toy: bfloat16 moves PSNR-Y by far less than the 0.05 dB gate
+    assert abs(fp32_y - bf16_y) < 0.05
+    assert info.notes["gate"] == {"psnr_y_loss_vs_fp32_db_max": 0.05, "met": True}
     json_ready = dataclasses.asdict(info)  # what write_manifest serialises
     assert json_ready["notes"]["psnr_y_per_image_db"].keys() == {"img0", "img1"}
 

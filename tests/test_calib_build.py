@@ -86,12 +86,13 @@ def test_int8_records_calibration_and_exclusions(built):
     assert candidates["image-space layers"]["float_macs_per_patch"] == head  # its one image-space conv
     assert str(head + body + tail) in notes["selection"]["speed"]
     # the choice is the cheapest candidate meeting the target, the more accurate within 5%
-    # of all MACs (head alone is 13% of them, so it never ties with all-INT8)
-    chosen = candidates[notes["exclusion_choice"]]
-    assert chosen["excluded_count"] == len(notes["excluded_nodes"])
-    meeting = [c for c in candidates.values() if c["meets_target"]]
-    assert notes["selection"]["met"] is chosen["meets_target"] is True
-    assert chosen["float_macs_per_patch"] == min(c["float_macs_per_patch"] for c in meeting)
+    # of all MACs. TinySR loses about 0.01 dB PSNR-Y in INT8, far inside the 0.2 dB target, so
+    # both candidates meet it; the head alone is 13% of all MACs (no tie with all-INT8), so
+    # all-INT8 ("none") is chosen and nothing is left in float.
+    assert set(candidates) == {"none", "image-space layers"}
+    assert [c["meets_target"] for c in candidates.values()] == [True, True]
+    assert notes["exclusion_choice"] == "none" and notes["selection"]["met"] is True
+    assert notes["excluded_nodes"] == [] and notes["convolutions_fp32"] == [] and fp32_convs == []
     # the TensorRT form sits beside it, hashed
     assert notes["tensorrt"]["file"] in built.manifest.files
 
@@ -210,8 +211,6 @@ def built_bf16(folders):
 
 
 def test_bf16_is_recorded_next_to_fp32_with_its_accuracy(built_bf16):
-    from srexport.calib.bf16 import GATE_DB
-
     from machine import openvino_cpu_capabilities
 
     m = built_bf16.manifest
@@ -227,7 +226,10 @@ def test_bf16_is_recorded_next_to_fp32_with_its_accuracy(built_bf16):
     # bfloat16 keeps 8 bits of mantissa: clearly below FP32, far above a broken graph
     assert 30.0 < info.psnr_vs_fp32_db < 90.0
     assert notes["psnr_y_loss_vs_fp32_db"] == pytest.approx(notes["psnr_y_fp32_db"] - info.psnr_y_db, abs=2e-3)
-    assert notes["gate"]["psnr_y_loss_vs_fp32_db_max"] == GATE_DB
+    assert notes["gate"]["psnr_y_loss_vs_fp32_db_max"] == 0.05  # the gate the precision issue sets for BF16
+    # TinySR's random weights sit far from every HR picture; bfloat16's rounding moves the
+    # PSNR-Y by hundredths of a dB at most: well inside the gate
+    assert abs(notes["psnr_y_loss_vs_fp32_db"]) < 0.05 and notes["gate"]["met"] is True
     assert notes["verify"]["psnr_vs_fp32_db"] is not None
     assert load_bundle(built_bf16.root).manifest.precisions["bf16"].notes == notes
 

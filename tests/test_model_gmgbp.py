@@ -17,7 +17,7 @@ from srexport.errors import CheckpointError, ModelError
 from srexport.models import count_parameters, load_checkpoint, read_state_dict
 from srexport.models.gmgbp import ENTRY, GMGBP, Act, _Support, _support_of
 
-from conftest import shared_file
+from conftest import one_torch_thread, shared_file
 
 WEIGHTS = ("weights", "gmgbp-pirm2018")
 CSET5 = ("baby", "bird", "butterfly", "head", "woman")
@@ -26,11 +26,7 @@ CSET5 = ("baby", "bird", "butterfly", "head", "woman")
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """One intra-op thread: on these 2 shared cores it is 2-3x faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from one_torch_thread()
 
 
 def checkpoint(region: str):

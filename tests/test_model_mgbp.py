@@ -23,7 +23,7 @@ from srexport.models.base import ShapeRules, SRModel
 from srexport.models import build_model, count_parameters, load_checkpoint, read_state_dict
 from srexport.models.mgbp import ENTRY, LeakyAct, MGBPConfig, _RecursiveMGBP
 
-from conftest import shared_file
+from conftest import one_torch_thread, shared_file
 
 TRACKS = (1, 2, 3, 4)
 SCALE = {1: 8, 2: 4, 3: 4, 4: 4}
@@ -33,10 +33,7 @@ INDEX_TABLES = ("perm_v", "perm_h", "iperm")
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from one_torch_thread()
 
 
 def weights(track: int):

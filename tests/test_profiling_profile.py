@@ -53,6 +53,9 @@ def test_profile_describes_the_run(profile):
     assert p["patch"] == {"height": 32, "width": 32} and p["tiles"] == 3 and p["overlap"] == 8
     for stats in (p["latency_ms"], p["end_to_end_s"], p["best_batch"]["per_patch_ms"]):
         assert 0 < stats["p10"] <= stats["median"] <= stats["p90"]
+    # repeats=3 patch calls at batch 1, e2e_repeats=2 whole images, op_runs=2 profiled runs
+    assert p["latency_ms"]["runs"] == 3 and p["end_to_end_s"]["runs"] == 2 and p["op_times"]["runs"] == 2
+    assert p["batches"][0]["per_patch_ms"] == p["batches"][0]["call_ms"] == p["latency_ms"]
     assert p["batches"][0]["batch"] == 1 and p["best_batch"]["batch"] in [b["batch"] for b in p["batches"]]
     assert p["mpx_per_s"] == pytest.approx(256 * 128 / p["end_to_end_s"]["median"] / 1e6)
     # FLOPs per output pixel of the 32x32 patch: PCARN-M x4 costs the same per pixel at
@@ -63,6 +66,7 @@ def test_profile_describes_the_run(profile):
     assert p["macs_per_px"] == pytest.approx(35_253.5625 - 9 - 9 / 16)
     assert p["flops_per_px"] > 2 * p["macs_per_px"]  # plus ReLU and Add
     patch_flops = p["flops"]["flops"]
+    assert patch_flops == pytest.approx(p["flops_per_px"] * 128 * 128)  # a 32 px LR patch: 128 x 128 output
     assert p["achieved_gflops"] == pytest.approx(patch_flops / p["best_batch"]["per_patch_ms"]["median"] / 1e6)
     assert p["peak"]["source"] == "measured" and p["peak"]["gflops"] > 0
     assert p["peak"]["fraction"] == pytest.approx(p["achieved_gflops"] / p["peak"]["gflops"])
@@ -141,22 +145,27 @@ def test_plot_without_matplotlib_fails_before_profiling(pcarn_bundle, profile, t
     import srexport.profiling.profile as profile_module
     from srexport.profiling import write_plot
 
-    profiled = []
+    measured = []
+    real_measure = profile_module.measure
 
-    def recorded(bundle_path, **options):  # stands in for the minutes of timing, records that they began
-        profiled.append(options)
-        return profile
+    def spied(bundle_path, request, log=None):  # the real profiling, recording that it began
+        measured.append(request)
+        return real_measure(bundle_path, request, log)
 
-    monkeypatch.setattr(profile_module, "profile_bundle", recorded)
+    monkeypatch.setattr(profile_module, "measure", spied)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(SrExportError, match="pip install matplotlib"):
         write_plot(profile, tmp_path / "x.png")
     with pytest.raises(SrExportError, match="pip install matplotlib"):
-        run_profile(pcarn_bundle.root, plot_path=tmp_path / "y.png")
-    assert profiled == [] and not (tmp_path / "y.png").exists()
+        run_profile(pcarn_bundle.root, json_path=tmp_path / "y.json", plot_path=tmp_path / "y.png", size="128x64",
+                    patch=32, overlap=8, repeats=1, warmup=0, e2e_repeats=1, op_profile=False, peak=False)
+    assert measured == [], "the profiling began before the missing matplotlib was found"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing is written"
     # without a plot the same call does reach the profiling (so the record above can fail)
-    run_profile(pcarn_bundle.root, json_path=tmp_path / "p.json")
-    assert len(profiled) == 1 and (tmp_path / "p.json").is_file()
+    result = run_profile(pcarn_bundle.root, json_path=tmp_path / "p.json", size="128x64", patch=32,
+                         overlap=8, repeats=1, warmup=0, e2e_repeats=1, op_profile=False, peak=False)
+    assert [(r.size, r.sweep) for r in measured] == [("128x64", False)]
+    assert json.loads((tmp_path / "p.json").read_text()) == result
 
 
 def test_bad_requests_are_clear_errors(pcarn_bundle):

@@ -25,15 +25,12 @@ from srexport.tensorrt.keys import TIMING_CACHE, EngineKey, list_engines
 from srexport.tensorrt.profiles import manifest_input_shapes, profile_for_manifest
 
 from trt_stubs.bundles import toy_bundle
-from trt_stubs.fake import FakeMachine, plan_record
+from trt_stubs.fake import FakeMachine, installed_machine, plan_record
 
 
 @pytest.fixture
 def machine(monkeypatch, tmp_path):
-    monkeypatch.setenv("SREXPORT_CACHE", str(tmp_path / "user-cache"))
-    fake = FakeMachine(output_scale=2).install(monkeypatch)
-    yield fake
-    assert fake.violations == []
+    yield from installed_machine(monkeypatch, tmp_path)
 
 
 @pytest.fixture

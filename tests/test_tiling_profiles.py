@@ -77,12 +77,9 @@ def test_without_the_engine_limit_the_budget_would_leave_the_bundle_profile():
 # -- the simulated TensorRT backend (tests/trt_stubs) ---------------------------------------
 @pytest.fixture
 def machine(monkeypatch, tmp_path):
-    from trt_stubs.fake import FakeMachine
+    from trt_stubs.fake import installed_machine
 
-    monkeypatch.setenv("SREXPORT_CACHE", str(tmp_path / "user-cache"))
-    fake = FakeMachine(output_scale=2).install(monkeypatch)
-    yield fake
-    assert fake.violations == []
+    yield from installed_machine(monkeypatch, tmp_path)
 
 
 def test_patch_auto_runs_every_size_on_one_engine(machine, tmp_path_factory, tmp_path):

@@ -37,9 +37,10 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -105,19 +106,103 @@ def _message(path: str, exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """The `srexport.load` keyword arguments a Ray run passes to every worker (None: load's default)."""
+
+    patch: tuple[int, int] | str | None = None
+    overlap: int | None = None
+    window: str | None = None
+    batch: int | None = None
+    noise: float | None = None
+    seed: int | None = None
+    threads: int | None = None
+    stitch: str | None = None
+    memory: float | None = None
+
+    @classmethod
+    def from_keywords(cls, options: dict) -> "LoadOptions":
+        """From `run_images_ray`'s extra keywords (None: not given); an unknown one is a
+        TypeError, as in a call."""
+        unknown = set(options) - set(_UPSCALER_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown upscaler option(s): {', '.join(sorted(unknown))}")
+        options = {k: v for k, v in options.items() if v is not None}
+        patch = options.get("patch")
+        if isinstance(patch, int):
+            options = {**options, "patch": (patch, patch)}
+        return cls(**options)
+
+    def keywords(self) -> dict:
+        """The options given, as `srexport.load` keyword arguments."""
+        return {name: getattr(self, name) for name in _UPSCALER_OPTIONS if getattr(self, name) is not None}
+
+
+@dataclass(frozen=True)
 class _Job:
     """What every task and actor needs: plain, small, picklable."""
 
     bundle: str
     backend: str
     precision: str
-    options: dict  # `srexport.load` keyword arguments
+    options: LoadOptions
 
     def planner(self) -> Upscaler:
         """A session-less Upscaler: tiling rules and noise settings only."""
-        opts = {k: v for k, v in self.options.items() if k != "threads"}
+        opts = self.options.keywords()
+        opts.pop("threads", None)
         patch = opts.pop("patch", "auto")
         return Upscaler(load_bundle(self.bundle, verify_hashes=False), None, patch, **opts)
+
+    def load(self) -> Upscaler:
+        """The worker's Upscaler: the bundle loaded on the job's backend and precision."""
+        return load(self.bundle, self.backend, self.precision, **self.options.keywords())
+
+    def sized(self, cpus_per_worker: float, gpus_per_worker: float) -> "_Job":
+        """CPU workers run as many threads as the CPUs each holds, unless threads were given."""
+        if self.options.threads or gpus_per_worker:
+            return self
+        return replace(self, options=replace(self.options, threads=max(1, int(cpus_per_worker))))
+
+
+def check_request(workers: int | None, cpus_per_worker: float, backend: str) -> None:
+    """The checks of a Ray run's own options, before Ray is imported."""
+    if workers is not None and workers < 1:
+        raise SrExportError(f"--ray-workers must be >= 1, got {workers}")
+    if cpus_per_worker <= 0:
+        raise SrExportError(f"cpus per Ray worker must be positive, got {cpus_per_worker}")
+    if backend not in BACKENDS:
+        raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
+
+
+def driver_job(bundle: str | Path, backend: str, precision: str, options: LoadOptions) -> _Job:
+    """The job every worker runs, checked on the driver: a missing or damaged bundle, a missing
+    precision and a bad patch, overlap, window or batch fail here, before any cluster starts."""
+    bundle_path = str(Path(bundle).resolve())
+    loaded = load_bundle(bundle_path)
+    # "auto" is resolved once, on the driver, so that every worker runs the same graph.
+    precision = resolve_precision(loaded, backend, precision).precision
+    loaded.graph_path(precision)
+    job = _Job(bundle_path, backend, precision, options)
+    job.planner()
+    return job
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator:
+    """Ray for one run: the instance this process already has, else a connection to the
+    cluster at `address`, else a private local one; shut down afterwards if started here."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        start_local_ray()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
 
 
 # -- stage 1: read and split (Ray tasks) --------------------------------------------------
@@ -169,7 +254,7 @@ class _PatchWorker:
     def __init__(self, job: _Job):
         self.failure = ""
         try:
-            self.upscaler = load(job.bundle, job.backend, job.precision, **job.options)
+            self.upscaler = job.load()
             self.note = describe(self.upscaler)
         except Exception as exc:  # reported once by the driver, as one line
             self.upscaler, self.note = None, ""
@@ -313,68 +398,33 @@ def ray_upscale(
     **upscaler_options,
 ) -> RayRunReport:
     """`run_images_ray` returning the full report (timings included)."""
-    unknown = set(upscaler_options) - set(_UPSCALER_OPTIONS)
-    if unknown:
-        raise TypeError(f"unknown upscaler option(s): {', '.join(sorted(unknown))}")
+    load_options = LoadOptions.from_keywords(upscaler_options)
     if not inputs:
         raise SrExportError("no input images found")
-    if cpus_per_worker <= 0:
-        raise SrExportError(f"cpus per Ray worker must be positive, got {cpus_per_worker}")
-    if workers is not None and workers < 1:
-        raise SrExportError(f"--ray-workers must be >= 1, got {workers}")
-    if backend not in BACKENDS:
-        raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
+    check_request(workers, cpus_per_worker, backend)
     output = Path(output)
     targets = output_paths([Path(p) for p in inputs], output)
     clean_stale_parts(targets)
-    ray = import_ray()
-    options = {k: v for k, v in upscaler_options.items() if v is not None}
-    if isinstance(options.get("patch"), int):
-        options["patch"] = (options["patch"], options["patch"])
-    bundle_path = str(Path(bundle).resolve())
-    loaded = load_bundle(bundle_path)  # a missing or damaged bundle
-    # "auto" is resolved once, on the driver, so that every worker runs the same graph.
-    precision = resolve_precision(loaded, backend, precision).precision
-    loaded.graph_path(precision)  # a missing precision
-    job = _Job(bundle_path, backend, precision, options)
-    job.planner()  # and a bad patch, overlap, window or batch
-
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            start_local_ray()
-        started = True
-    try:
+    import_ray()
+    job = driver_job(bundle, backend, precision, load_options)
+    with ray_session(address) as ray:
         workers, gpus_per_worker = _cluster_plan(ray, workers, cpus_per_worker, gpus_per_worker)
-        if not options.get("threads") and not gpus_per_worker:
-            job = _Job(bundle_path, backend, precision, {**options, "threads": max(1, int(cpus_per_worker))})
-        written = _Written()
+        job = job.sized(cpus_per_worker, gpus_per_worker)
+        sink = _Sink(targets, report_error)
         try:
             # After ray.init, which installs handlers of its own in the driver.
             with stop_on_signals(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # Ray Data's notices about its own fields
-                return _execute(ray, job, [str(Path(p).resolve()) for p in inputs], targets, workers,
-                                cpus_per_worker, gpus_per_worker, quiet, console, report_error, written)
+                return _execute(ray, job, [str(Path(p).resolve()) for p in inputs], sink, workers,
+                                cpus_per_worker, gpus_per_worker, quiet, console)
         except (Stop, KeyboardInterrupt) as stop:
-            raise interrupted(stop, written.images, targets, output) from None
-    finally:
-        if started:
-            ray.shutdown()
+            raise interrupted(stop, sink.written, targets, output) from None
 
 
-@dataclass
-class _Written:
-    """Images written so far (for the line of an interrupted run)."""
-
-    images: int = 0
-
-
-def _execute(ray, job: _Job, paths: list[str], targets: list[Path], workers: int, cpus_per_worker: float,
-             gpus_per_worker: float, quiet: bool, console, report_error, written: _Written) -> RayRunReport:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
+@contextmanager
+def _data_context() -> Iterator:
+    """Ray Data set up for one run (its settings and log level restored afterwards)."""
+    from ray.data import DataContext
 
     context = DataContext.get_current()
     saved = (context.execution_options.preserve_order, context.target_max_block_size, context.enable_progress_bars,
@@ -383,94 +433,136 @@ def _execute(ray, job: _Job, paths: list[str], targets: list[Path], workers: int
     saved_level = data_logger.level
     context.execution_options.preserve_order = True  # rows come back in (image, batch) order
     context.target_max_block_size = 1  # one row per block: patch batches spread over all actors
-    context.enable_progress_bars = False  # ours below counts images and patches
+    context.enable_progress_bars = False  # ours counts images and patches
     context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S  # all workers up before work is dealt out
     data_logger.setLevel(logging.ERROR)
-
-    images: dict[int, _Image] = {}
-    finished: set[int] = set()
-    failures = written_px = patch_total = 0
-    note = ""
-    done_at: list[float] = []
-    by_worker: dict[int, int] = {}
-    first_result = None
-    start = time.perf_counter()
     try:
-        ds = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(paths)],
-                                 override_num_blocks=len(paths))
-        ds = ds.flat_map(_split_image, fn_kwargs={"job": job}, num_cpus=0,
-                         compute=TaskPoolStrategy(size=max(1, min(workers, 4))))
-        # max_restarts=0: an actor that dies fails its rows with an error line (restarting one
-        # whose constructor arguments live in the object store is unsafe, and Ray says so on stderr).
-        ds = ds.map(_PatchWorker, fn_constructor_kwargs={"job": job}, compute=ActorPoolStrategy(size=workers),
-                    num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_restarts=0)
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=quiet, transient=False,
-        ) as progress:
-            image_bar = progress.add_task("images", total=len(paths))
-            patch_bar = progress.add_task("  patches", total=0)
-
-            def fail(index: int, message: str) -> None:
-                nonlocal failures
-                failures += 1
-                finished.add(index)
-                images.pop(index, None)
-                report_error(message)
-                progress.advance(image_bar)
-
-            try:
-                for row in ds.iter_rows():
-                    if first_result is None:
-                        first_result = time.perf_counter() - start
-                    if row["fatal"]:
-                        raise SrExportError(row["error"])
-                    index = int(row["index"])
-                    if index in finished:
-                        continue
-                    if row["error"]:
-                        fail(index, row["error"])
-                        continue
-                    state = images.setdefault(index, _Image())
-                    if row["seq"] < 0:
-                        meta = json.loads(row["meta"])
-                        state.open(meta, row["alpha"])
-                        patch_total += meta["patches"]
-                        progress.update(patch_bar, total=patch_total)
-                        if row["note"] and not note:
-                            note = row["note"]
-                            if not quiet and console is not None:
-                                console.print(f"ray: {workers} workers; {note}", highlight=False, markup=False)
-                    else:
-                        state.waiting[int(row["seq"])] = (row["tiles"], row["data"])
-                        by_worker[int(row["worker"])] = by_worker.get(int(row["worker"]), 0) + 1
-                    progress.advance(patch_bar, state.drain())
-                    if state.complete:
-                        try:
-                            written_px += state.write(targets[index])
-                            written.images += 1
-                            done_at.append(time.perf_counter() - start)
-                            finished.add(index)
-                            images.pop(index, None)
-                            progress.advance(image_bar)
-                        except ImageError as exc:
-                            fail(index, str(exc))
-            except ray.exceptions.GetTimeoutError:
-                raise SrExportError(f"{workers} Ray workers did not start within {ACTOR_START_TIMEOUT_S} s: the "
-                                    f"cluster lacks the CPUs/GPUs they ask for, or cannot import sr-export") from None
-            except Exception as exc:
-                cause = _root_cause_error(exc)
-                if cause is not None and cause is not exc:
-                    raise cause from None
-                raise
-            for index in sorted(set(range(len(paths))) - finished):  # never silently lose an image
-                fail(index, f"{paths[index]}: the Ray pipeline returned no result for this image")
+        yield
     finally:
         (context.execution_options.preserve_order, context.target_max_block_size,
          context.enable_progress_bars, context.wait_for_min_actors_s) = saved
         data_logger.setLevel(saved_level)
-    return RayRunReport(len(paths), failures, written_px, workers, time.perf_counter() - start, first_result,
-                        note, done_at, by_worker)
+
+
+def _pipeline(ray, job: _Job, paths: list[str], workers: int, cpus_per_worker: float, gpus_per_worker: float):
+    """The streamed dataset: split every image into patch batches, run them on the actor pool."""
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+    ds = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(paths)], override_num_blocks=len(paths))
+    ds = ds.flat_map(_split_image, fn_kwargs={"job": job}, num_cpus=0,
+                     compute=TaskPoolStrategy(size=max(1, min(workers, 4))))
+    # max_restarts=0: an actor that dies fails its rows with an error line (restarting one
+    # whose constructor arguments live in the object store is unsafe, and Ray says so on stderr).
+    return ds.map(_PatchWorker, fn_constructor_kwargs={"job": job}, compute=ActorPoolStrategy(size=workers),
+                  num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_restarts=0)
+
+
+class _Sink:
+    """The driver's side of the rows: blends each image's batches in order, writes the
+    finished images, reports each failed one in one line, and counts what it did."""
+
+    def __init__(self, targets: list[Path], report_error: Callable[[str], None]):
+        self.targets, self.report_error = targets, report_error
+        self.images: dict[int, _Image] = {}
+        self.finished: set[int] = set()
+        self.failures = self.written = self.written_px = 0
+        self.note = ""
+        self.done_at: list[float] = []
+        self.by_worker: dict[int, int] = {}
+        self.patches = 0
+        self.progress = self.image_bar = self.patch_bar = None
+        self.start = time.perf_counter()
+
+    def show(self, progress) -> None:
+        """Count images and patches on a rich `Progress`, and time from now on."""
+        self.start = time.perf_counter()
+        self.progress = progress
+        self.image_bar = progress.add_task("images", total=len(self.targets))
+        self.patch_bar = progress.add_task("  patches", total=0)
+
+    def fail(self, index: int, message: str) -> None:
+        self.failures += 1
+        self.finished.add(index)
+        self.images.pop(index, None)
+        self.report_error(message)
+        self.progress.advance(self.image_bar)
+
+    def take(self, row: dict) -> str:
+        """One row from the pipeline; returns the workers' note when this row brings the first."""
+        if row["fatal"]:
+            raise SrExportError(row["error"])
+        index = int(row["index"])
+        if index in self.finished:
+            return ""
+        if row["error"]:
+            self.fail(index, row["error"])
+            return ""
+        state = self.images.setdefault(index, _Image())
+        first_note = ""
+        if row["seq"] < 0:
+            meta = json.loads(row["meta"])
+            state.open(meta, row["alpha"])
+            self.patches += meta["patches"]
+            self.progress.update(self.patch_bar, total=self.patches)
+            if row["note"] and not self.note:
+                self.note = first_note = row["note"]
+        else:
+            state.waiting[int(row["seq"])] = (row["tiles"], row["data"])
+            worker = int(row["worker"])
+            self.by_worker[worker] = self.by_worker.get(worker, 0) + 1
+        self.progress.advance(self.patch_bar, state.drain())
+        if state.complete:
+            self._write(index, state)
+        return first_note
+
+    def _write(self, index: int, state: _Image) -> None:
+        try:
+            self.written_px += state.write(self.targets[index])
+        except ImageError as exc:
+            self.fail(index, str(exc))
+            return
+        self.written += 1
+        self.done_at.append(time.perf_counter() - self.start)
+        self.finished.add(index)
+        self.images.pop(index, None)
+        self.progress.advance(self.image_bar)
+
+    def missing(self, paths: list[str]) -> None:
+        """Fail every image the pipeline gave no result for: never silently lose one."""
+        for index in sorted(set(range(len(paths))) - self.finished):
+            self.fail(index, f"{paths[index]}: the Ray pipeline returned no result for this image")
+
+
+def _execute(ray, job: _Job, paths: list[str], sink: _Sink, workers: int, cpus_per_worker: float,
+             gpus_per_worker: float, quiet: bool, console) -> RayRunReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    first_result = None
+    with _data_context(), Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=quiet, transient=False,
+    ) as progress:
+        sink.show(progress)
+        start = sink.start
+        ds = _pipeline(ray, job, paths, workers, cpus_per_worker, gpus_per_worker)
+        try:
+            for row in ds.iter_rows():
+                if first_result is None:
+                    first_result = time.perf_counter() - start
+                note = sink.take(row)
+                if note and not quiet and console is not None:
+                    console.print(f"ray: {workers} workers; {note}", highlight=False, markup=False)
+        except ray.exceptions.GetTimeoutError:
+            raise SrExportError(f"{workers} Ray workers did not start within {ACTOR_START_TIMEOUT_S} s: the "
+                                f"cluster lacks the CPUs/GPUs they ask for, or cannot import sr-export") from None
+        except Exception as exc:
+            cause = _root_cause_error(exc)
+            if cause is not None and cause is not exc:
+                raise cause from None
+            raise
+        sink.missing(paths)
+    return RayRunReport(len(paths), sink.failures, sink.written_px, workers, time.perf_counter() - start,
+                        first_result, sink.note, sink.done_at, sink.by_worker)
 
 
 def run_images_ray(

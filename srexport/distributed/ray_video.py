@@ -121,12 +121,11 @@ class _SegmentWorker:
     def __init__(self, job, src: str, probe, spec, static_noise: bool, depth: int):
         from srexport.distributed.ray_run import _message
         from srexport.runtime.runner import describe
-        from srexport.runtime.upscaler import load
 
         self.src, self.probe, self.spec, self.static, self.depth = src, probe, spec, static_noise, depth
         self.failure = self.note = ""
         try:
-            self.upscaler = load(job.bundle, job.backend, job.precision, **job.options)
+            self.upscaler = job.load()
             self.note = describe(self.upscaler)
         except Exception as exc:  # reported once by the driver, as one line
             self.upscaler = None
@@ -241,34 +240,20 @@ def ray_upscale_video(
     and keeps a playable file of the segments finished in order (`VideoInterrupted`); a
     second stops at once, leaving nothing. The input must be readable at the same path on
     every node; the output is written by the driver."""
-    from srexport.bundle import load_bundle
-    from srexport.distributed.ray_run import _UPSCALER_OPTIONS, _cluster_plan, _Job, import_ray, start_local_ray
-    from srexport.runtime.backends import BACKENDS, resolve_precision
+    from srexport.distributed.ray_run import (
+        LoadOptions, _cluster_plan, check_request, driver_job, import_ray, ray_session,
+    )
     from srexport.video.chunks import chunk_starts, min_chunk_frames, scan_video
     from srexport.video.decode import check_complete, open_input
     from srexport.video.encode import Encoder
     from srexport.video.job import check_paths, output_size, stop_on_signals, temporary_beside
 
     options = options or VideoOptions()
-    unknown = set(upscaler_options) - set(_UPSCALER_OPTIONS)
-    if unknown:
-        raise TypeError(f"unknown upscaler option(s): {', '.join(sorted(unknown))}")
-    if workers is not None and workers < 1:
-        raise SrExportError(f"--ray-workers must be >= 1, got {workers}")
-    if cpus_per_worker <= 0:
-        raise SrExportError(f"cpus per Ray worker must be positive, got {cpus_per_worker}")
-    if backend not in BACKENDS:
-        raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
+    load_options = LoadOptions.from_keywords(upscaler_options)
+    check_request(workers, cpus_per_worker, backend)
     src, dst = check_paths(src, dst)
-    ray = import_ray()
-    opts = {k: v for k, v in upscaler_options.items() if v is not None}
-    if isinstance(opts.get("patch"), int):
-        opts["patch"] = (opts["patch"], opts["patch"])
-    bundle_path = str(Path(bundle).resolve())
-    loaded = load_bundle(bundle_path)
-    precision = resolve_precision(loaded, backend, precision).precision  # once, on the driver
-    loaded.graph_path(precision)
-    job = _Job(bundle_path, backend, precision, opts)
+    import_ray()
+    job = driver_job(bundle, backend, precision, load_options)
     planner = job.planner()
 
     source, probe = open_input(src)
@@ -289,28 +274,15 @@ def ray_upscale_video(
         size = output_size(planner, probe)
         tmp = temporary_beside(dst)
         encoder = Encoder(tmp, source, probe, options, size, size[0] // probe.width, warn)
-        started = False
-        if not ray.is_initialized():
-            if address:
-                import logging
-
-                ray.init(address=address, logging_level=logging.WARNING)
-            else:
-                start_local_ray()
-            started = True
-        try:
+        with ray_session(address) as ray:
             workers, gpus = _cluster_plan(ray, workers, cpus_per_worker, gpus_per_worker)
-            if not opts.get("threads") and not gpus:
-                job = _Job(bundle_path, backend, precision, {**opts, "threads": max(1, int(cpus_per_worker))})
+            job = job.sized(cpus_per_worker, gpus)
             segments = plan_segments(scan.pts, starts, stop, workers,
                                      round(first_at / probe.time_base) if shift else 0)
             end_at = scan.pts[stop] * probe.time_base if stop < len(scan.pts) else None
             copied = _Copied(source, [source.streams[i] for i in encoder.copies], first_at, end_at, shift)
             report = _execute(ray, job, str(src), probe, encoder, options, segments, copied, workers,
                               cpus_per_worker, gpus, progress, on_ready, stop - starts[0])
-        finally:
-            if started:
-                ray.shutdown()
         video = report.video
         with stop_on_signals():  # a first signal now still lets the file be finished
             try:

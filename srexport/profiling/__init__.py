@@ -3,13 +3,15 @@
 - `flops.py`: MAC/FLOP counts read from the exported ONNX graph at concrete shapes.
 - `titanx.py`: the papers' Titan X table as data, workload presets, the comparison.
 - `peak.py`: a matmul peak measured in the same run (CPU), published GPU peaks.
-- `profile.py`: `profile_bundle(...) -> dict`, the measurement itself.
+- `profile.py`: `profile_bundle(...) -> dict`, the measurement itself (typed:
+  `measure(path, ProfileRequest(...)) -> Profile`, parts in `records.py`).
 - `schema.py`: the JSON document's schema (`PROFILE_SCHEMA`) and `validate`.
 - `plot.py`: `write_plot(profile, path)`, a PNG via matplotlib (optional dependency).
 """
 
 from srexport.profiling.flops import FlopCount, count_bundle, count_flops
-from srexport.profiling.profile import profile_bundle, run_profile, summary, write_json
+from srexport.profiling.profile import measure, profile_bundle, run_profile, summary, write_json
+from srexport.profiling.records import Profile, ProfileRequest
 from srexport.profiling.schema import PROFILE_SCHEMA, validate
 
 
@@ -23,8 +25,11 @@ def write_plot(profile: dict, path):
 __all__ = [
     "FlopCount",
     "PROFILE_SCHEMA",
+    "Profile",
+    "ProfileRequest",
     "count_bundle",
     "count_flops",
+    "measure",
     "profile_bundle",
     "run_profile",
     "summary",

@@ -1,7 +1,8 @@
 """`sr-export profile`: measure a bundle on this machine and compare it with the papers.
 
 `profile_bundle(bundle_path, size=...)` returns one JSON-ready dict (schema and field
-meanings: `srexport.profiling.schema`). What it does, in order:
+meanings: `srexport.profiling.schema`): `measure(bundle_path, ProfileRequest(size=...))`'s
+typed `Profile` (`records.py`) as JSON. What it does, in order:
 
 1. Opens the bundle's graph of `precision` on `backend` exactly as `srexport.load` does
    and plans the tiles for an image whose OUTPUT is `size` (W x H; default: the model's
@@ -33,7 +34,6 @@ meanings: `srexport.profiling.schema`). What it does, in order:
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import os
 import platform
@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -52,24 +53,15 @@ from srexport.errors import SrExportError
 from srexport.profiling import titanx
 from srexport.profiling.flops import count_bundle
 from srexport.profiling.peak import cpu_name, cuda_runtime, gpu_name, measure_matmul_peak, published_gpu_peak
+from srexport.profiling.records import (
+    BatchTiming, Cost, Identity, Log, Memory, Profile, ProfileRequest, Size, Sizes, Stats, SweepRow, Tiling, Timings,
+)
 
 SCHEMA_VERSION = 1
 BATCH_CANDIDATES = (1, 2, 4, 8)
-Log = Callable[[str], None]
 
 
 # ----------------------------------------------------------------------------- timing
-def summarize_ms(seconds: list[float]) -> dict:
-    """{median, p10, p90, runs} in milliseconds (linear-interpolated percentiles)."""
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    return {
-        "median": float(np.median(ms)),
-        "p10": float(np.percentile(ms, 10)),
-        "p90": float(np.percentile(ms, 90)),
-        "runs": int(ms.size),
-    }
-
-
 def time_calls(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -248,10 +240,6 @@ def op_times(session, bundle, precision: str, threads: int, inputs: dict, runs: 
 
 
 # ----------------------------------------------------------------------------- profile
-def _size_dict(width: int, height: int) -> dict:
-    return {"width": int(width), "height": int(height)}
-
-
 def _versions() -> dict:
     from srexport.version import __version__
 
@@ -265,10 +253,11 @@ def _versions() -> dict:
 
 
 def _best_batch(session, manifest, plan, noise: float, warmup: int, repeats: int, batch: int | None,
-                lat1: list[float], max_call_s: float, log: Log, limit: int | None = None) -> tuple[int, list[dict]]:
+                lat1: list[float], max_call_s: float, log: Log,
+                limit: int | None = None) -> tuple[int, list[BatchTiming]]:
     """Time larger batches (up to `limit`) while the time per patch improves; returns the
     best batch and one row per batch timed (batch 1 included)."""
-    rows = [{"batch": 1, "per_patch_ms": summarize_ms(lat1), "call_ms": summarize_ms(lat1)}]
+    rows = [BatchTiming(1, Stats.of(lat1, 1e3), Stats.of(lat1, 1e3))]
     best, best_per_patch = 1, statistics.median(lat1)
     if batch is not None:
         candidates = [batch] if batch > 1 else []
@@ -281,7 +270,7 @@ def _best_batch(session, manifest, plan, noise: float, warmup: int, repeats: int
         log(f"timing batch {b}")
         times = time_calls(lambda: session.run(inputs), min(warmup, 1), repeats if batch else max(3, repeats // 2))
         per_patch = [t / b for t in times]
-        rows.append({"batch": b, "per_patch_ms": summarize_ms(per_patch), "call_ms": summarize_ms(times)})
+        rows.append(BatchTiming(b, Stats.of(per_patch, 1e3), Stats.of(times, 1e3)))
         median = statistics.median(per_patch)
         if median < best_per_patch:
             improved = median < 0.97 * best_per_patch
@@ -300,17 +289,14 @@ def _compiled_models(session) -> int | None:
 
 def _open_session(bundle, backend: str, precision: str, threads: int, patch: tuple[int, int] | str, batch: int,
                   log: Log, memory: float | None = None):
-    """`open_session`, passing the tiler's patch and batch where the backends take them."""
+    """`open_session` with the tiler's patch and batch (TensorRT sizes its engine profile from them)."""
     from srexport.runtime.backends import open_session
 
-    accepted = inspect.signature(open_session).parameters
-    wanted = {"patch": patch, "batch": batch, "log": log, "memory": memory}
-    extra = {k: v for k, v in wanted.items() if k in accepted}
-    return open_session(bundle, backend, precision, threads, **extra)
+    return open_session(bundle, backend, precision, threads, patch=patch, batch=batch, log=log, memory=memory)
 
 
 def _sweep(bundle, backend: str, threads: int, base_patch: int, rules, noise: float, precisions, log: Log,
-           patches: list[int] | None = None, repeats: int = 3) -> list[dict]:
+           patches: tuple[int, ...] | None = None, repeats: int = 3) -> list[SweepRow]:
     if patches is None:
         patches = sorted({rules.legal_at_least(max(rules.min_size, round(base_patch * f)))
                           for f in (0.5, 0.75, 1.0, 1.25, 1.5)})
@@ -327,41 +313,14 @@ def _sweep(bundle, backend: str, threads: int, base_patch: int, rules, noise: fl
             inputs = patch_inputs(bundle.manifest, 1, edge, edge, noise)
             times = time_calls(lambda: session.run(inputs), 1, repeats)
             median = statistics.median(times)
-            rows.append({
-                "precision": precision, "patch": edge, "latency_ms": summarize_ms(times),
-                "mpx_per_s": (scale * edge) ** 2 / median / 1e6,
-            })
+            rows.append(SweepRow(precision, edge, Stats.of(times, 1e3), (scale * edge) ** 2 / median / 1e6))
         del session
     return rows
 
 
-def profile_bundle(
-    bundle_path: str | Path,
-    size: str | tuple[int, int] | None = None,
-    precision: str = "fp32",
-    backend: str = "auto",
-    patch: int | tuple[int, int] | str | None = "auto",
-    batch: int | None = None,
-    repeats: int = 10,
-    warmup: int = 2,
-    *,
-    overlap: int | None = None,
-    e2e_repeats: int = 3,
-    threads: int = 0,
-    noise: float = 0.0,
-    window: str = "hamming",
-    workload: str | None = None,
-    op_profile: bool = True,
-    op_runs: int = 3,
-    peak: bool = True,
-    sweep: bool = False,
-    sweep_patches: list[int] | None = None,
-    max_call_s: float = 2.0,
-    stitch: str = "auto",
-    memory: float | None = None,
-    log: Log | None = None,
-) -> dict:
-    """Profile a bundle; returns the dict documented in `srexport.profiling.schema`.
+def profile_bundle(bundle_path: str | Path, *, log: Log | None = None, **options) -> dict:
+    """Profile a bundle; returns the dict documented in `srexport.profiling.schema`
+    (`measure(bundle_path, ProfileRequest(**options), log).to_json()`).
 
     `size`: OUTPUT image (width, height), "WxH", a preset name (720p, 1080p, 8k, pirm,
     1000) or a Titan X workload key; default: the model's paper workload. `patch` (graph
@@ -371,30 +330,64 @@ def profile_bundle(
     with patch auto the end-to-end run keeps `run`'s batch, 1, because the plan depends on
     it, and the search stops at the plan's tile count and the budget).
     `workload` forces the Titan X row to compare with (a key of `titanx.WORKLOADS`).
+    The other options (`ProfileRequest`'s fields): precision, backend, repeats, warmup,
+    e2e_repeats, threads, op_profile, op_runs, peak, sweep, sweep_patches, max_call_s.
     """
+    return measure(bundle_path, ProfileRequest(**options), log).to_json()
+
+
+def measure(bundle_path: str | Path, request: ProfileRequest, log: Log | None = None) -> Profile:
+    """The profile of `request` on the bundle at `bundle_path` (the steps: this module's docstring)."""
     from srexport.runtime.backends.onnxruntime import physical_threads
-    from srexport.runtime.tiler import plan_tiles
-    from srexport.runtime.upscaler import Upscaler
 
     log = log or (lambda message: None)
-    if repeats < 1 or warmup < 0 or e2e_repeats < 1:
-        raise SrExportError("repeats and e2e_repeats must be >= 1 and warmup >= 0")
-    if batch is not None and batch < 1:
-        raise SrExportError(f"batch must be >= 1, got {batch}")
     rss_reset = reset_peak_rss()
     rss_before = rss_mb()
+    bundle = _load(bundle_path, request)
+    threads = request.threads or physical_threads()
+    notes: list[str] = []
+    sizes = _sizes(bundle.manifest, request.size, notes)
+    monitor = DeviceMemoryMonitor()
+    with monitor:
+        run = _open(bundle, request, sizes, threads, notes, log)
+        peak_before = measure_matmul_peak(threads) if request.peak and run.device_kind == "cpu" else None
+        patches = _time_patches(run, request, log)
+        e2e_first_s, e2e = _time_end_to_end(run, sizes, patches, request.e2e_repeats, log)
+    memory = Memory(peak_rss_mb(), rss_before, rss_reset, monitor.result())
+    timings = _timings(run, patches, e2e_first_s, e2e)
+    cost = _cost(run, sizes, timings, request, threads, peak_before, notes)
+    ops = _op_profile(run, request, threads, patches.inputs1, notes, log) if request.op_profile else None
+    titan, titan_all = _titan_x(run, sizes, cost.flops_per_px, timings.end_to_end_s.median, request.workload)
+    sweep = None
+    if request.sweep:
+        precisions = [request.precision] if run.session.name == "torch" else list(bundle.manifest.precisions)
+        sweep = _sweep(bundle, request.backend, threads, run.plan.patch_h, bundle.manifest.shape_rules,
+                       request.noise, precisions, log, request.sweep_patches)
+    return Profile(
+        schema_version=SCHEMA_VERSION,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        tools=_versions(), identity=_identity(run, request.precision, threads), sizes=sizes,
+        tiling=_tiling(run, request), timings=timings, cost=cost, memory=memory, op_times=ops, titan_x=titan,
+        titan_x_all=titan_all, sweep=sweep, notes=notes,
+    )
+
+
+def _load(bundle_path: str | Path, request: ProfileRequest):
+    """The bundle, refused before any work when it cannot give the profile asked for."""
     bundle = load_bundle(bundle_path)
     m = bundle.manifest
     if m.task != "sr":
         raise SrExportError(f"bundle {bundle.root} holds a {m.task} network: profile takes super-resolution bundles")
-    bundle.graph_path(precision)  # a clear error for a missing precision, before any work
-    if workload is not None and m.model not in titanx.workload(workload).models:
-        measured_on = "/".join(titanx.workload(workload).models)
-        raise SrExportError(f"workload '{workload}' was measured on {measured_on}, not {m.model}")
-    threads = threads or physical_threads()
-    notes: list[str] = []
+    bundle.graph_path(request.precision)  # a clear error for a missing precision
+    if request.workload is not None and m.model not in titanx.workload(request.workload).models:
+        measured_on = "/".join(titanx.workload(request.workload).models)
+        raise SrExportError(f"workload '{request.workload}' was measured on {measured_on}, not {m.model}")
+    return bundle
 
-    # ---- sizes
+
+def _sizes(m, size: str | tuple[int, int] | None, notes: list[str]) -> Sizes:
+    """The image profiled: the size asked for (default: the paper workload), rounded to a
+    whole LR image."""
     default = titanx.default_workload(m.model, m.variant)
     if size is None:
         requested = (default.width, default.height) if default else titanx.PRESET_SIZES["720p"]
@@ -410,189 +403,232 @@ def profile_bundle(
             f"{requested[0]}x{requested[1]} is not a whole LR image at x{m.scale}: "
             f"profiled {lr_w}x{lr_h} LR -> {out_w}x{out_h}"
         )
+    graph = Size(out_w, out_h) if m.input_kind == "upscaled" else Size(lr_w, lr_h)
+    return Sizes(Size(out_w, out_h), Size(*requested), Size(lr_w, lr_h), graph)
 
-    # ---- plan, then the session (TensorRT sizes its engine profile from patch and batch)
-    if isinstance(patch, int):
-        patch = (patch, patch)
-    graph_h, graph_w = (out_h, out_w) if m.input_kind == "upscaled" else (lr_h, lr_w)
+
+@dataclass
+class _Run:
+    """The session and the runtime profiled, and the plan of the image."""
+
+    bundle: object
+    session: object
+    up: object  # Upscaler
+    plan: object  # TilePlan
+    open_s: float
+    device_kind: str
+    device_label: str
+
+
+def _session_hint(m, sizes: Sizes, request: ProfileRequest) -> tuple[tuple[int, int] | str, int]:
+    """The patch and batch `srexport.load` would give the session (TensorRT sizes its
+    engine profile from them, OpenVINO its streams)."""
+    from srexport.runtime.tiler import plan_tiles
+
+    patch, batch = request.patch, request.batch
     auto = patch == "auto" and m.shape_rules.halo is not None
     if patch == "auto":
-        hint = "auto" if auto else (m.patch, m.patch)  # what `srexport.load` gives the session
+        hint = "auto" if auto else (m.patch, m.patch)
     else:
-        expected = plan_tiles(graph_h, graph_w, patch or (m.patch, m.patch),
-                              m.overlap if overlap is None else overlap, m.shape_rules)
+        expected = plan_tiles(sizes.graph_input.height, sizes.graph_input.width, patch or (m.patch, m.patch),
+                              m.overlap if request.overlap is None else request.overlap, m.shape_rules)
         hint = (expected.patch_h, expected.patch_w)
-    monitor = DeviceMemoryMonitor()
-    with monitor:
-        start = time.perf_counter()
-        session = _open_session(bundle, backend, precision, threads, hint,
-                                (batch or 1) if auto else (batch or max(BATCH_CANDIDATES)), log, memory)
-        session_open_s = time.perf_counter() - start
-        device_kind = getattr(session, "device", "cpu")
-        device_label = (gpu_name() or "CUDA device") if device_kind == "cuda" else cpu_name()
-        run_batch = batch or 1
-        up = Upscaler(bundle, session, patch=patch, overlap=overlap, window=window, noise=noise, stitch=stitch,
-                      memory=memory, batch=run_batch if patch == "auto" else 1)
-        plan = up.plan(lr_h, lr_w)
-        note = getattr(session, "selection_note", None)
-        if note and note != "requested":
-            notes.append(f"backend: {note}")
-        if device_kind == "cpu" and precision == "fp16" and getattr(session, "name", "") == "onnxruntime":
-            notes.append("ONNX Runtime's CPU provider runs fp16 graphs by upcasting to fp32: no speed gain")
-        log(f"{m.model} {m.variant} x{m.scale} {precision} on {session.name}/{device_kind}: "
-            f"{out_w}x{out_h} output, {len(plan.tiles)} tiles of {plan.patch_h}x{plan.patch_w}")
+    return hint, (batch or 1) if auto else (batch or max(BATCH_CANDIDATES))
 
-        peak_before = measure_matmul_peak(threads) if peak and device_kind == "cpu" else None
 
-        # ---- patch latency, batch 1 and the best batch
-        inputs1 = patch_inputs(m, 1, plan.patch_h, plan.patch_w, noise)
-        # The first call of a shape compiles it on static-shape backends (OpenVINO): timed
-        # apart from inference, as is every compile the end-to-end run causes.
-        compiles_before = _compiled_models(session)
-        start = time.perf_counter()
-        session.run(inputs1)
-        first_call_s = time.perf_counter() - start
-        log("timing batch 1")
-        lat1 = time_calls(lambda: session.run(inputs1), max(0, warmup - 1), repeats)
-        limit = None
-        if up.auto:  # no larger batch than the plan's tiles, nor one the budget does not hold
-            model = up.memory_model()
-            engine = getattr(session, "profile", None)  # a TensorRT engine's batch range
-            limit = max([b for b in BATCH_CANDIDATES if b <= len(plan.tiles)
-                         and model.patch_bytes(plan.patch_h, plan.patch_w, b) <= up.budget.bytes
-                         and (engine is None or b <= engine.max_batch)] or [1])
-        best, batches = _best_batch(session, m, plan, noise, warmup, repeats, batch, lat1, max_call_s, log, limit)
-        if batch and batch > 1:
-            best = batch  # the user's batch runs the end-to-end pass whatever it costs
-        best_row = next(r for r in batches if r["batch"] == best)
-        per_patch_s = best_row["per_patch_ms"]["median"] / 1e3
+def _open(bundle, request: ProfileRequest, sizes: Sizes, threads: int, notes: list[str], log: Log) -> _Run:
+    """Open the session (timed) and the runtime over it, and plan the image's tiles."""
+    from srexport.runtime.upscaler import Upscaler
 
-        # ---- end to end through the runtime
-        if not up.auto:
-            up.batch = best
-        planes = np.random.default_rng(1).random((3, lr_h, lr_w), dtype=np.float32)
-        estimate = len(plan.tiles) * per_patch_s
-        log(f"timing end to end ({len(plan.tiles)} tiles, batch {best}, about {estimate:.1f} s a run)")
-        start = time.perf_counter()
-        up.upscale_planes(planes)  # compiles the shapes the plan needs: timed apart
-        e2e_first_s = time.perf_counter() - start
-        e2e = time_calls(lambda: up.upscale_planes(planes), 0, e2e_repeats)
-    peak_rss = peak_rss_mb()
-    compiled = _compiled_models(session)
-    compile_s = max(0.0, first_call_s - statistics.median(lat1)) + max(0.0, e2e_first_s - statistics.median(e2e))
-    e2e_median = statistics.median(e2e)
+    m = bundle.manifest
+    hint, hint_batch = _session_hint(m, sizes, request)
+    start = time.perf_counter()
+    session = _open_session(bundle, request.backend, request.precision, threads, hint, hint_batch, log,
+                            request.memory)
+    open_s = time.perf_counter() - start
+    device_kind = getattr(session, "device", "cpu")
+    device_label = (gpu_name() or "CUDA device") if device_kind == "cuda" else cpu_name()
+    up = Upscaler(bundle, session, patch=request.patch, overlap=request.overlap, window=request.window,
+                  noise=request.noise, stitch=request.stitch, memory=request.memory,
+                  batch=(request.batch or 1) if request.patch == "auto" else 1)
+    plan = up.plan(sizes.lr.height, sizes.lr.width)
+    note = getattr(session, "selection_note", None)
+    if note and note != "requested":
+        notes.append(f"backend: {note}")
+    if device_kind == "cpu" and request.precision == "fp16" and getattr(session, "name", "") == "onnxruntime":
+        notes.append("ONNX Runtime's CPU provider runs fp16 graphs by upcasting to fp32: no speed gain")
+    log(f"{m.model} {m.variant} x{m.scale} {request.precision} on {session.name}/{device_kind}: "
+        f"{sizes.output.width}x{sizes.output.height} output, {len(plan.tiles)} tiles of {plan.patch_h}x{plan.patch_w}")
+    return _Run(bundle, session, up, plan, open_s, device_kind, device_label)
 
-    # ---- FLOPs
-    count = count_bundle(bundle, plan.patch_h, plan.patch_w, precision)
-    patch_out_px = count.output_pixels
+
+@dataclass
+class _PatchTimes:
+    """Patch latency at batch 1 and the best batch."""
+
+    inputs1: dict  # the batch-1 patch (the per-operator profile runs it again)
+    compiles_before: int | None
+    first_call_s: float
+    lat1: list[float]
+    best: int
+    batches: list[BatchTiming]
+
+    @property
+    def best_row(self) -> BatchTiming:
+        return next(r for r in self.batches if r.batch == self.best)
+
+
+def _time_patches(run: _Run, request: ProfileRequest, log: Log) -> _PatchTimes:
+    m, session, plan = run.bundle.manifest, run.session, run.plan
+    inputs1 = patch_inputs(m, 1, plan.patch_h, plan.patch_w, request.noise)
+    # The first call of a shape compiles it on static-shape backends (OpenVINO): timed
+    # apart from inference, as is every compile the end-to-end run causes.
+    compiles_before = _compiled_models(session)
+    start = time.perf_counter()
+    session.run(inputs1)
+    first_call_s = time.perf_counter() - start
+    log("timing batch 1")
+    lat1 = time_calls(lambda: session.run(inputs1), max(0, request.warmup - 1), request.repeats)
+    best, batches = _best_batch(session, m, plan, request.noise, request.warmup, request.repeats, request.batch,
+                                lat1, request.max_call_s, log, _batch_limit(run))
+    if request.batch and request.batch > 1:
+        best = request.batch  # the user's batch runs the end-to-end pass whatever it costs
+    return _PatchTimes(inputs1, compiles_before, first_call_s, lat1, best, batches)
+
+
+def _batch_limit(run: _Run) -> int | None:
+    """With patch auto: no larger batch than the plan's tiles, nor one the budget does not hold."""
+    up, plan = run.up, run.plan
+    if not up.auto:
+        return None
+    model = up.memory_model()
+    engine = getattr(run.session, "profile", None)  # a TensorRT engine's batch range
+    return max([b for b in BATCH_CANDIDATES if b <= len(plan.tiles)
+                and model.patch_bytes(plan.patch_h, plan.patch_w, b) <= up.budget.bytes
+                and (engine is None or b <= engine.max_batch)] or [1])
+
+
+def _time_end_to_end(run: _Run, sizes: Sizes, patches: _PatchTimes, repeats: int,
+                     log: Log) -> tuple[float, list[float]]:
+    """The first whole-image run (it compiles the shapes the plan needs: timed apart) and
+    `repeats` timed ones, through the real runtime."""
+    up, plan = run.up, run.plan
+    if not up.auto:
+        up.batch = patches.best
+    planes = np.random.default_rng(1).random((3, sizes.lr.height, sizes.lr.width), dtype=np.float32)
+    estimate = len(plan.tiles) * patches.best_row.per_patch_ms.median / 1e3
+    log(f"timing end to end ({len(plan.tiles)} tiles, batch {patches.best}, about {estimate:.1f} s a run)")
+    start = time.perf_counter()
+    up.upscale_planes(planes)
+    first_s = time.perf_counter() - start
+    return first_s, time_calls(lambda: up.upscale_planes(planes), 0, repeats)
+
+
+def _timings(run: _Run, patches: _PatchTimes, e2e_first_s: float, e2e: list[float]) -> Timings:
+    compiled = _compiled_models(run.session)
+    compile_s = (max(0.0, patches.first_call_s - statistics.median(patches.lat1))
+                 + max(0.0, e2e_first_s - statistics.median(e2e)))
+    return Timings(
+        session_open_s=run.open_s, compile_s=compile_s,
+        compiled_shapes=None if compiled is None else compiled - (patches.compiles_before or 0),
+        latency_ms=Stats.of(patches.lat1, 1e3), best=patches.best_row, batches=patches.batches,
+        end_to_end_s=Stats.of(e2e, 1e3).divided(1e3),
+    )
+
+
+def _cost(run: _Run, sizes: Sizes, timings: Timings, request: ProfileRequest, threads: int,
+          peak_before: dict | None, notes: list[str]) -> Cost:
+    """FLOPs on the exported graph at the patch size, the FLOP/s achieved and the peak's share."""
+    plan = run.plan
+    per_patch_s = timings.best.per_patch_ms.median / 1e3
+    e2e_median = timings.end_to_end_s.median
+    count = count_bundle(run.bundle, plan.patch_h, plan.patch_w, request.precision)
     macs_per_px, flops_per_px = count.per_output_pixel()
     achieved = count.flops / per_patch_s / 1e9
-    executed = count.flops * len(plan.tiles)
-
-    peak_info = None
-    if device_kind == "cpu" and peak:
-        after = measure_matmul_peak(threads)
-        chosen = max(peak_before, after, key=lambda p: p["gflops"])
-        peak_info = dict(chosen, before_gflops=peak_before["gflops"], after_gflops=after["gflops"])
-        if precision != "fp32":
-            notes.append(f"the CPU peak is an fp32 matmul; the {precision} graph is compared with it")
-    elif device_kind == "cuda":
-        peak_info = published_gpu_peak(device_label, precision)
-        if peak_info is None:
-            notes.append(f"no published peak known for '{device_label}'")
+    peak_info = _peak(run, request, threads, peak_before, notes)
     if peak_info is not None:
         peak_info["fraction"] = achieved / peak_info["gflops"]
-
-    # ---- per-operator time
-    ops = None
-    if op_profile:
-        log("per-operator profile")
-        try:
-            ops = op_times(session, bundle, precision, threads, inputs1, op_runs)
-            ops["patch"] = {"height": plan.patch_h, "width": plan.patch_w}
-            ops["batch"] = 1
-        except SrExportError as exc:
-            notes.append(f"no per-operator times: {exc}")
-
-    # ---- Titan X
-    row, flags = titanx.match(
-        m.model, m.variant, out_w, out_h, len(plan.tiles), (plan.patch_h, plan.patch_w),
-        up.overlap, m.shape_rules, m.scale, workload,
+    return Cost(
+        mpx_per_s=sizes.output.width * sizes.output.height / e2e_median / 1e6,
+        patch_mpx_per_s=count.output_pixels / per_patch_s / 1e6,
+        macs_per_px=macs_per_px, flops_per_px=flops_per_px, flops=count.to_dict(), achieved_gflops=achieved,
+        achieved_gflops_end_to_end=count.flops * len(plan.tiles) / e2e_median / 1e9, peak=peak_info,
     )
+
+
+def _peak(run: _Run, request: ProfileRequest, threads: int, peak_before: dict | None,
+          notes: list[str]) -> dict | None:
+    """The CPU's fp32 matmul peak (the better of before and after the model timings) or
+    the GPU's published one."""
+    if run.device_kind == "cpu" and request.peak:
+        after = measure_matmul_peak(threads)
+        chosen = max(peak_before, after, key=lambda p: p["gflops"])
+        if request.precision != "fp32":
+            notes.append(f"the CPU peak is an fp32 matmul; the {request.precision} graph is compared with it")
+        return dict(chosen, before_gflops=peak_before["gflops"], after_gflops=after["gflops"])
+    if run.device_kind == "cuda":
+        published = published_gpu_peak(run.device_label, request.precision)
+        if published is None:
+            notes.append(f"no published peak known for '{run.device_label}'")
+        return published
+    return None
+
+
+def _op_profile(run: _Run, request: ProfileRequest, threads: int, inputs1: dict, notes: list[str],
+                log: Log) -> dict | None:
+    """Per-operator time of the batch-1 patch, or None (with a note) where no profiler fits."""
+    log("per-operator profile")
+    try:
+        ops = op_times(run.session, run.bundle, request.precision, threads, inputs1, request.op_runs)
+    except SrExportError as exc:
+        notes.append(f"no per-operator times: {exc}")
+        return None
+    ops["patch"] = {"height": run.plan.patch_h, "width": run.plan.patch_w}
+    ops["batch"] = 1
+    return ops
+
+
+def _titan_x(run: _Run, sizes: Sizes, flops_per_px: float, e2e_median: float,
+             workload: str | None) -> tuple[dict, list[dict]]:
+    """The papers' Titan X row matching this run, and every row of this model."""
+    m, plan, up = run.bundle.manifest, run.plan, run.up
+    out = sizes.output
+
+    def match(key: str | None):
+        return titanx.match(m.model, m.variant, out.width, out.height, len(plan.tiles),
+                            (plan.patch_h, plan.patch_w), up.overlap, m.shape_rules, m.scale, key)
 
     def versus(row, flags) -> dict:
         wplan = titanx.workload_plan(row, m.shape_rules, m.scale, m.input_kind, tuple(up.patch), up.overlap)
         return titanx.compare(row, flags, measured_seconds=e2e_median, measured_plan=plan,
                               workload_plan=wplan, flops_per_px=flops_per_px)
 
+    row, flags = match(workload)
     if row is not None:
         titan = versus(row, flags)
     else:
         titan = titanx.compare(None, {}, measured_seconds=e2e_median, measured_plan=plan, workload_plan=plan)
-    titan_all = []
-    for other in titanx.workloads_for(m.model, m.variant):
-        _, other_flags = titanx.match(m.model, m.variant, out_w, out_h, len(plan.tiles),
-                                      (plan.patch_h, plan.patch_w), up.overlap, m.shape_rules, m.scale, other.key)
-        titan_all.append(versus(other, other_flags))
+    every = [versus(other, match(other.key)[1]) for other in titanx.workloads_for(m.model, m.variant)]
+    return titan, every
 
-    sweep_rows = None
-    if sweep:
-        precisions = [precision] if session.name == "torch" else list(m.precisions)
-        sweep_rows = _sweep(bundle, backend, threads, plan.patch_h, m.shape_rules, noise, precisions, log,
-                            sweep_patches)
 
-    graph_w, graph_h = (out_w, out_h) if m.input_kind == "upscaled" else (lr_w, lr_h)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "tools": _versions(),
-        "bundle": str(bundle.root),
-        "model": m.model,
-        "variant": m.variant,
-        "scale": m.scale,
-        "params": m.params,
-        "precision": precision,
-        "backend": session.name,
-        "providers": list(getattr(session, "providers", []) or []),
-        "device": {"kind": device_kind, "name": device_label, "threads": threads},
-        "size": _size_dict(out_w, out_h),
-        "requested_size": _size_dict(*requested),
-        "input_size": _size_dict(lr_w, lr_h),
-        "graph_input_size": _size_dict(graph_w, graph_h),
-        "patch": {"height": plan.patch_h, "width": plan.patch_w},
-        "overlap": 2 * m.shape_rules.halo if plan.owned else up.overlap,
-        "window": window,
-        "noise": noise,
-        "tiles": len(plan.tiles),
-        "stitch": "crop" if plan.owned else "blend",
-        "patch_mode": "auto" if up.auto else "fixed",
-        "memory_budget_gib": up.budget.gib if up.budget is not None else None,
-        "batch": up.batch,
-        "session_open_s": session_open_s,
-        "compile_s": compile_s,
-        "compiled_shapes": None if compiled is None else compiled - (compiles_before or 0),
-        "latency_ms": summarize_ms(lat1),
-        "best_batch": {"batch": best, "per_patch_ms": best_row["per_patch_ms"], "call_ms": best_row["call_ms"]},
-        "batches": batches,
-        "end_to_end_s": {k: (v / 1e3 if k != "runs" else v) for k, v in summarize_ms(e2e).items()},
-        "mpx_per_s": out_w * out_h / e2e_median / 1e6,
-        "patch_mpx_per_s": patch_out_px / per_patch_s / 1e6,
-        "macs_per_px": macs_per_px,
-        "flops_per_px": flops_per_px,
-        "flops": count.to_dict(),
-        "achieved_gflops": achieved,
-        "achieved_gflops_end_to_end": executed / e2e_median / 1e9,
-        "peak": peak_info,
-        "peak_rss_mb": peak_rss,
-        "rss_before_mb": rss_before,
-        "peak_rss_source": "VmHWM since profiling began" if rss_reset else "process lifetime peak (ru_maxrss)",
-        "peak_device_mb": monitor.result(),
-        "op_times": ops,
-        "titan_x": titan,
-        "titan_x_all": titan_all,
-        "sweep": sweep_rows,
-        "notes": notes,
-    }
+def _identity(run: _Run, precision: str, threads: int) -> Identity:
+    m, session = run.bundle.manifest, run.session
+    return Identity(
+        bundle=str(run.bundle.root), model=m.model, variant=m.variant, scale=m.scale, params=m.params,
+        precision=precision, backend=session.name, providers=list(getattr(session, "providers", []) or []),
+        device_kind=run.device_kind, device_name=run.device_label, threads=threads,
+    )
+
+
+def _tiling(run: _Run, request: ProfileRequest) -> Tiling:
+    m, plan, up = run.bundle.manifest, run.plan, run.up
+    return Tiling(
+        patch=Size(plan.patch_w, plan.patch_h), overlap=2 * m.shape_rules.halo if plan.owned else up.overlap,
+        window=request.window, noise=request.noise, tiles=len(plan.tiles),
+        stitch="crop" if plan.owned else "blend", patch_mode="auto" if up.auto else "fixed",
+        memory_budget_gib=up.budget.gib if up.budget is not None else None, batch=up.batch,
+    )
 
 
 def summary(profile: dict) -> list[str]:

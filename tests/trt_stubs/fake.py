@@ -660,3 +660,12 @@ class FakeMachine:
 
 def plan_record(path: Path) -> dict:
     return json.loads(Path(path).read_bytes())
+
+
+def installed_machine(monkeypatch, tmp_path: Path, **options):
+    """Fixture body: a `FakeMachine` (x2 output unless `options` say otherwise) installed for
+    one test, with its own user engine cache; the test fails on any API violation."""
+    monkeypatch.setenv("SREXPORT_CACHE", str(tmp_path / "user-cache"))
+    fake = FakeMachine(**{"output_scale": 2, **options}).install(monkeypatch)
+    yield fake
+    assert fake.violations == []
