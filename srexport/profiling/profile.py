@@ -446,16 +446,16 @@ def _open(bundle, request: ProfileRequest, sizes: Sizes, threads: int, notes: li
     session = _open_session(bundle, request.backend, request.precision, threads, hint, hint_batch, log,
                             request.memory)
     open_s = time.perf_counter() - start
-    device_kind = getattr(session, "device", "cpu")
+    device_kind = session.device
     device_label = (gpu_name() or "CUDA device") if device_kind == "cuda" else cpu_name()
     up = Upscaler(bundle, session, patch=request.patch, overlap=request.overlap, window=request.window,
                   noise=request.noise, stitch=request.stitch, memory=request.memory,
                   batch=(request.batch or 1) if request.patch == "auto" else 1)
     plan = up.plan(sizes.lr.height, sizes.lr.width)
-    note = getattr(session, "selection_note", None)
+    note = session.selection_note
     if note and note != "requested":
         notes.append(f"backend: {note}")
-    if device_kind == "cpu" and request.precision == "fp16" and getattr(session, "name", "") == "onnxruntime":
+    if device_kind == "cpu" and request.precision == "fp16" and session.name == "onnxruntime":
         notes.append("ONNX Runtime's CPU provider runs fp16 graphs by upcasting to fp32: no speed gain")
     log(f"{m.model} {m.variant} x{m.scale} {request.precision} on {session.name}/{device_kind}: "
         f"{sizes.output.width}x{sizes.output.height} output, {len(plan.tiles)} tiles of {plan.patch_h}x{plan.patch_w}")
@@ -616,7 +616,7 @@ def _identity(run: _Run, precision: str, threads: int) -> Identity:
     m, session = run.bundle.manifest, run.session
     return Identity(
         bundle=str(run.bundle.root), model=m.model, variant=m.variant, scale=m.scale, params=m.params,
-        precision=precision, backend=session.name, providers=list(getattr(session, "providers", []) or []),
+        precision=precision, backend=session.name, providers=list(session.providers),
         device_kind=run.device_kind, device_name=run.device_label, threads=threads,
     )
 
