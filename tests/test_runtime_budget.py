@@ -118,3 +118,20 @@ def test_a_halo_too_wide_for_the_budget_blends_tiles_within_it(bundle_factory):
     assert len(plan.tiles) > 1
     assert max(plan.patch_h, plan.patch_w) < crop_floor
     assert image + 1000.0 * plan.patch_h * plan.patch_w <= up.budget.bytes
+
+
+def test_a_budget_too_small_for_any_tile_still_steps_blended_tiles_by_the_overlap(bundle_factory):
+    """Below the smallest useful tile the budget cannot be kept anyway; patch auto then takes
+    tiles of twice the overlap (each pixel computed at most 4x), not overlap + 1 (a tile per
+    pixel: G-MGBP at --memory 0.1 computed a 128x128 image 938 times over)."""
+    from srexport.runtime.backends.onnxruntime import OrtSession
+    from srexport.runtime.upscaler import Upscaler
+
+    bundle = bundle_factory("gmgbp", None, 4)
+    up = Upscaler(bundle, OrtSession(bundle), patch="auto", memory=0.001)
+    up._memory_model = MemoryModel(per_pixel=1000.0, fixed=0.0, factor=1.0)
+    plan = up.graph_plan(128, 128)
+    assert not plan.owned
+    assert (plan.patch_h, plan.patch_w) == (2 * up.overlap, 2 * up.overlap) == (96, 96)
+    assert len(plan.tiles) == 4  # tiles at 0 and 32 along each axis
+    assert plan.computed_pixels == 4 * 96 * 96
