@@ -255,7 +255,7 @@ def measure(configs: dict, rounds: int) -> dict:
 def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict, log, int8=None) -> dict:
     import srexport
     from srexport.profiling.flops import count_bundle
-    from srexport.runtime.runner import describe
+    from srexport.runtime.folder_run import describe
 
     threads = args.threads or len(os.sched_getaffinity(0))
     feeds = graph_feeds(plain, items)

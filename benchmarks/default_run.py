@@ -118,7 +118,7 @@ def torch_folder(reference, inputs: list[Path], out: Path) -> list[np.ndarray]:
 def folder_run(bundle, inputs: list[Path], out: Path) -> None:
     """`sr-export run BUNDLE DIR -o OUT` with its defaults, in this process."""
     from srexport.runtime.backends import openvino
-    from srexport.runtime.runner import run_images
+    from srexport.runtime.folder_run import run_images
 
     openvino.clear_cache()  # first image's compile included, every round
     failures = run_images(bundle.root, inputs, out, quiet=True, precision="auto")

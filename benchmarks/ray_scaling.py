@@ -103,7 +103,7 @@ def main() -> None:
     counts = [int(w) for w in args.workers.split(",")]
 
     from srexport.distributed.ray_run import ray_upscale, start_local_ray
-    from srexport.runtime.runner import run_images
+    from srexport.runtime.folder_run import run_images
 
     with tempfile.TemporaryDirectory(prefix="ray-scaling-") as tmp:
         work = Path(tmp)

@@ -243,7 +243,7 @@ def run_cmd(
         failures = run_images_ray(bundle, _collect_inputs(inputs), output, address=ray_address,
                                   workers=ray_workers, **common)
     else:
-        from srexport.runtime.runner import run_images
+        from srexport.runtime.folder_run import run_images
 
         failures = run_images(bundle, _collect_inputs(inputs), output, **common,
                               **({"recipe": recipe} if recipe is not None else {}))
@@ -266,7 +266,7 @@ def verify_cmd(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]
 
 
 def _profile_video(bundle: Path, clip: Path, frames: int, json_path: Path | None, **load_options) -> None:
-    from srexport.runtime.runner import describe
+    from srexport.runtime.folder_run import describe
     from srexport.runtime.upscaler import load
     from srexport.video.realtime import profile_video
 

@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import shared_file
 from srexport.errors import SrExportError
 from srexport.export.build import export_bundle
-from srexport.runtime.runner import run_images
+from srexport.runtime.folder_run import run_images
 from toymodels import BorderModel
 
 SET14 = ("baboon", "bridge", "comic", "face")  # bridge is grayscale

@@ -199,7 +199,7 @@ def test_tiles_of_one_image_in_flight_equal_the_sequential_tiling(bundle):
 @needs_openvino
 def test_folder_run_in_flight_writes_what_one_image_at_a_time_writes(bundle, tmp_path):
     from srexport.runtime.backends.openvino import OvSession
-    from srexport.runtime.runner import run_images
+    from srexport.runtime.folder_run import run_images
 
     src = tmp_path / "in"
     src.mkdir()
@@ -228,7 +228,7 @@ def test_folder_run_in_flight_writes_what_one_image_at_a_time_writes(bundle, tmp
 
 @needs_openvino
 def test_the_run_line_reports_the_streams(bundle):
-    from srexport.runtime.runner import describe
+    from srexport.runtime.folder_run import describe
     from srexport.runtime.upscaler import load
 
     line = describe(load(bundle.root, "openvino", "fp32", threads=2))

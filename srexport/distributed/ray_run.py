@@ -49,7 +49,7 @@ from srexport.errors import ImageError, SrExportError
 from srexport.lazy import import_ray
 from srexport.runtime.backends import BACKENDS, resolve_precision
 from srexport.runtime.pipeline import batches, finish, pad_image, pre_upscale, stitcher, to_planes
-from srexport.runtime.runner import Stop, clean_stale_parts, describe, interrupted, output_paths, stop_on_signals
+from srexport.runtime.folder_run import Stop, clean_stale_parts, describe, interrupted, output_paths, stop_on_signals
 from srexport.runtime.tiler import TilePlan
 from srexport.runtime.upscaler import Upscaler, load
 
@@ -585,7 +585,7 @@ def run_images_ray(
     `workers`: actors holding the bundle (default: one per GPU, else one per CPU).
     `cpus_per_worker` / `gpus_per_worker` (keywords) size the actors. The other keywords
     are `srexport.load`'s (patch, overlap, window, batch, noise, seed, threads). Same
-    outputs as `srexport.runtime.runner.run_images`, bit for bit.
+    outputs as `srexport.runtime.folder_run.run_images`, bit for bit.
     """
     return ray_upscale(bundle, inputs, output, address=address, workers=workers, backend=backend,
                        precision=precision, quiet=quiet, console=console, report_error=report_error,

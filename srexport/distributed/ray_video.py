@@ -120,7 +120,7 @@ class _SegmentWorker:
 
     def __init__(self, job, src: str, probe, spec, static_noise: bool, depth: int):
         from srexport.distributed.ray_run import _message
-        from srexport.runtime.runner import describe
+        from srexport.runtime.folder_run import describe
 
         self.src, self.probe, self.spec, self.static, self.depth = src, probe, spec, static_noise, depth
         self.failure = self.note = ""

@@ -39,7 +39,7 @@ def run_video(bundle: Path, src: Path, dst: Path, video: VideoOptions, *, quiet:
             console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     if ray is None:
-        from srexport.runtime.runner import describe
+        from srexport.runtime.folder_run import describe
         from srexport.runtime.upscaler import load
 
         upscaler = load(bundle, backend, precision, **options)
