@@ -23,5 +23,5 @@ fi
 cache="$(mktemp -d)"
 trap 'rm -rf "$cache"' EXIT
 echo "kernels: $(nvcc --version | grep -o 'release [0-9.]*'), compiling srexport/kernels/*.cu"
-SREXPORT_CACHE_DIR="$cache" python -m srexport.kernels.build --force
+SREXPORT_CACHE_DIR="$cache" python -m srexport.kernels.compiler --force
 echo "kernels: OK (no errors, no warnings, no spills)"

@@ -20,7 +20,7 @@ into `--tiles` x `--tiles` patches:
 - the issue's targets: best CPU configuration >= 6x PyTorch eager FP32, runtime >= 0.9x
   direct OpenVINO, INT8 >= BF16 where the CPU has AMX-INT8.
 
-INT8 graphs come from the precision code (`srexport.calib.build.build_precisions`,
+INT8 graphs come from the precision code (`srexport.calib.precisions.build_precisions`,
 calibrated on ../shared/data/images/CSet5); where it is absent or fails, int8 is reported
 unavailable with the reason. Timings: `--repeat` interleaved rounds after one warm-up call
 per configuration (compiles happen there), median reported with p10/p90.
@@ -204,10 +204,10 @@ def make_bundle(name: str, kwargs: dict, out: Path, int8: bool, log) -> tuple[ob
     reason = None
     if int8:
         try:
-            from srexport.calib.build import build_precisions  # noqa: F401
+            from srexport.calib.precisions import build_precisions  # noqa: F401
             from srexport.calib.options import PrecisionOptions
         except ImportError as exc:
-            reason = f"srexport.calib.build is not available ({exc})"
+            reason = f"srexport.calib.precisions is not available ({exc})"
         else:
             if not CALIB_DIR.is_dir():
                 reason = f"no calibration images at {CALIB_DIR}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srexport.kernels import build, launch  # noqa: E402
+from srexport.kernels import compiler, launch  # noqa: E402
 from srexport.runtime.tiler import axis_starts  # noqa: E402
 
 FRAME = {"name": "8K UHD", "width": 7680, "height": 4320}
@@ -121,7 +121,7 @@ def vnsc_model() -> dict:
     return out
 
 
-def occupancy(r: build.KernelResources) -> dict:
+def occupancy(r: compiler.KernelResources) -> dict:
     threads = next(v for k, v in BLOCK_THREADS.items() if r.kernel.startswith(k))
     max_threads, max_blocks, smem = SM_LIMITS.get(r.arch, (1024, 16, 48 * 1024))
     regs_per_warp = -(-max(r.registers, 1) * 32 // 256) * 256
@@ -135,10 +135,10 @@ def occupancy(r: build.KernelResources) -> dict:
 def ptxas_report(compile_: bool) -> dict:
     if not compile_:
         return {"skipped": "--no-compile"}
-    if build.nvcc_path() is None:
+    if compiler.nvcc_path() is None:
         return {"skipped": "nvcc not installed"}
-    builds = build.compile_all(allow_spills=True)
-    report: dict = {"nvcc": builds[0].nvcc_version, "archs": list(build.ARCHS), "ptx": build.PTX_ARCH, "kernels": {}}
+    builds = compiler.compile_all(allow_spills=True)
+    report: dict = {"nvcc": builds[0].nvcc_version, "archs": list(compiler.ARCHS), "ptx": compiler.PTX_ARCH, "kernels": {}}
     for b in builds:
         for r in sorted(b.resources, key=lambda r: (r.kernel, r.arch)):
             report["kernels"].setdefault(r.kernel, {})[r.arch] = {

@@ -134,7 +134,7 @@ def check_openvino() -> DoctorCheck:
 
 def _nvcc() -> tuple[str | None, str | None]:
     try:
-        from srexport.kernels.build import nvcc_path, nvcc_version
+        from srexport.kernels.compiler import nvcc_path, nvcc_version
 
         path = nvcc_path()
         return path, nvcc_version(path) if path else None

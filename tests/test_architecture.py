@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("graphs", ("srexport.export.onnx_export", "srexport.export.model_bundle", "srexport.profiling.flops",
                 "srexport.profiling.peak", "srexport.profiling.schema", "srexport.profiling.plot",
                 "srexport.kernels", "srexport.tensorrt")),
-    ("runtime", ("srexport.runtime", "srexport.export.verify", "srexport.video", "srexport.profiling.titanx")),
+    ("runtime", ("srexport.runtime", "srexport.export.parity", "srexport.video", "srexport.profiling.titanx")),
     ("calib", ("srexport.calib",)),
     ("apps", ("srexport.export", "srexport.profiling", "srexport.triton", "srexport.distributed",
               "srexport.video.runner")),

@@ -14,10 +14,10 @@ from torch import nn
 
 import srexport
 from srexport.bundle import load_bundle
-from srexport.calib.build import build_precisions
+from srexport.calib.precisions import build_precisions
 from srexport.calib.options import PrecisionOptions
 from srexport.calib.patches import CalibrationError
-from srexport.calib.verify import verify_precision
+from srexport.calib.verify_precisions import verify_precision
 from srexport.export.build import export_bundle
 from srexport.models.base import ShapeRules, SRModel
 from test_calib_units import TinySR, write_images

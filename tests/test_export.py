@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from srexport.export.model_bundle import model_from_bundle
-from srexport.export.verify import TOLERANCE, check_parity, verification_sizes
+from srexport.export.parity import TOLERANCE, check_parity, verification_sizes
 from srexport.models import build_model
 
 FAMILIES = [

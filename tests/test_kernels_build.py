@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from srexport.kernels import build, cuda, launch
+from srexport.kernels import compiler, cuda, launch
 
 REPO = Path(__file__).resolve().parents[1]
-HAS_NVCC = build.nvcc_path() is not None
+HAS_NVCC = compiler.nvcc_path() is not None
 
 
 def _has_nvrtc() -> bool:
@@ -38,7 +38,7 @@ ptxas info    : Used 255 registers, used 0 barriers
 
 
 def test_parse_ptxas_reads_registers_shared_memory_and_spills():
-    first, second = build.parse_ptxas(SAMPLE_LOG)
+    first, second = compiler.parse_ptxas(SAMPLE_LOG)
     assert (first.kernel, first.arch, first.registers, first.shared_bytes, first.const_bytes) == (
         "srx_vnsc_f16", "sm_75", 60, 12528, 384)
     assert not first.spills and first.barriers == 1
@@ -49,25 +49,25 @@ def test_parse_ptxas_reads_registers_shared_memory_and_spills():
 
 @pytest.mark.skipif(not HAS_NVCC, reason="nvcc is not installed: CUDA sources not compiled here")
 def test_nvcc_compiles_every_kernel_for_every_arch_without_spills():
-    builds = build.compile_all()  # raises on an error, a warning (-Werror) or a spill
+    builds = compiler.compile_all()  # raises on an error, a warning (-Werror) or a spill
     for b in builds:
         assert b.fatbin.is_file() and b.fatbin.stat().st_size > 0
-        assert b.archs == build.ARCHS and b.ptx_arch == build.PTX_ARCH
+        assert b.archs == compiler.ARCHS and b.ptx_arch == compiler.PTX_ARCH
         assert not b.warnings, b.warnings
         kernels = {name for name, src in cuda.KERNELS.items() if src == b.source}
         seen = {(r.kernel, r.arch) for r in b.resources}
-        assert seen == {(k, a) for k in kernels for a in build.ARCHS}
+        assert seen == {(k, a) for k in kernels for a in compiler.ARCHS}
         for r in b.resources:
             assert r.spill_stores == 0 and r.spill_loads == 0 and r.stack_bytes == 0, r
             assert r.registers <= 255
             if r.kernel.startswith("srx_vnsc"):
                 assert r.shared_bytes == launch.VNSC_SHARED_BYTES
-    print("\n" + build.summary(builds))
+    print("\n" + compiler.summary(builds))
 
 
 @pytest.mark.skipif(not HAS_NVCC, reason="nvcc is not installed")
 def test_plugin_ptx_has_both_entries():
-    ptx = build.ptx("srx_vnsc.cu", "compute_75")
+    ptx = compiler.ptx("srx_vnsc.cu", "compute_75")
     assert ".target sm_75" in ptx
     assert ".entry srx_vnsc_f32" in ptx and ".entry srx_vnsc_f16" in ptx
 
@@ -78,7 +78,7 @@ def test_nvrtc_compiles_the_same_sources_without_a_gpu():
     assert ".entry srx_vnsc_f32" in ptx and ".entry srx_vnsc_f16" in ptx
     version = tuple(int(v) for v in ptx.split(".version ")[1].split()[0].split("."))
     if HAS_NVCC:  # an NVRTC newer than nvcc emits PTX the local ptxas rejects
-        nvcc_ptx = build.ptx("srx_vnsc.cu", "compute_75")
+        nvcc_ptx = compiler.ptx("srx_vnsc.cu", "compute_75")
         nvcc_version = tuple(int(v) for v in nvcc_ptx.split(".version ")[1].split()[0].split("."))
         assert version <= nvcc_version, f"NVRTC PTX {version} newer than nvcc's {nvcc_version}: pin nvidia-cuda-nvrtc"
     cubin = cuda.nvrtc_compile("srx_blend.cu", "sm_86")
@@ -86,17 +86,17 @@ def test_nvrtc_compiles_the_same_sources_without_a_gpu():
 
 
 def test_host_library_is_cached_outside_the_source_tree(tmp_path, monkeypatch):
-    lib = build.host_library()
+    lib = compiler.host_library()
     assert lib.is_file()
-    assert build.KERNEL_DIR not in lib.parents
-    assert build.host_library() == lib  # cached: same hash, no rebuild
+    assert compiler.KERNEL_DIR not in lib.parents
+    assert compiler.host_library() == lib  # cached: same hash, no rebuild
     monkeypatch.setenv("SREXPORT_CACHE_DIR", str(tmp_path))
-    assert build.cache_dir() == tmp_path / "kernels"
+    assert compiler.cache_dir() == tmp_path / "kernels"
 
 
 def test_unknown_source_is_refused():
-    with pytest.raises(build.KernelBuildError, match="unknown kernel source"):
-        build.compile_cuda("nope.cu")
+    with pytest.raises(compiler.KernelBuildError, match="unknown kernel source"):
+        compiler.compile_cuda("nope.cu")
 
 
 def test_cuda_module_without_cuda_python_gives_one_clear_error(monkeypatch):

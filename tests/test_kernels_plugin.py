@@ -16,7 +16,7 @@ from torch import nn
 
 from srexport.errors import ExportError
 from srexport.export.onnx_export import simplify
-from srexport.kernels import build, launch, onnx_plugin, trt_plugin
+from srexport.kernels import compiler, launch, onnx_plugin, trt_plugin
 from srexport.models.discriminator import VNSC
 
 
@@ -198,7 +198,7 @@ def test_plugin_aot_launch_matches_the_kernel(fake_trt, monkeypatch):
     assert name32 == b"srx_vnsc_f32"
 
 
-@pytest.mark.skipif(build.nvcc_path() is None, reason="nvcc is not installed")
+@pytest.mark.skipif(compiler.nvcc_path() is None, reason="nvcc is not installed")
 def test_plugin_ptx_carries_the_kernels():
     ptx = trt_plugin.plugin_ptx()
     for half in (False, True):

@@ -2,7 +2,7 @@
 ONNX Runtime upscaler, the accuracy and verification pictures, the FP32 reference outputs
 (computed once), and the accuracy notes every reduced precision records.
 
-`sr-export verify` (`srexport.calib.verify`) recomputes notes["verify"] with the same
+`sr-export verify` (`srexport.calib.verify_precisions`) recomputes notes["verify"] with the same
 pictures (`verify_inputs`) and tolerance (VERIFY_TOLERANCE_DB).
 """
 

@@ -25,7 +25,7 @@ from srexport.errors import BundleError, ExportError
 from srexport.export.cpu_rewrites import rewrite_exported
 from srexport.export.model_bundle import recommended_overlap
 from srexport.export.onnx_export import OPSET, OUTPUT, export_onnx, input_names, save_onnx
-from srexport.export.verify import TOLERANCE, check_parity
+from srexport.export.parity import TOLERANCE, check_parity
 from srexport.fsutil import atomic_directory, sha256_file
 from srexport.version import __version__
 from srexport.calib.options import PrecisionOptions
@@ -160,7 +160,7 @@ def export_bundle(
             precisions = {"fp32": PrecisionInfo(file=graph_file, max_abs_error_vs_torch=worst)}
             plugin_graph = _write_plugin_graph(tmp, graph_file, model) if plugins else None
             if precision is not None and precision.wanted():
-                from srexport.calib.build import build_precisions
+                from srexport.calib.precisions import build_precisions
 
                 precisions.update(build_precisions(model, tmp, graph_file, precision))
             manifest = Manifest(

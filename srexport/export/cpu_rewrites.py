@@ -315,7 +315,7 @@ def rewrite_exported(model, exported: onnx.ModelProto) -> tuple[onnx.ModelProto,
     differs by more than `REWRITE_TOLERANCE`. (exported, None) when no pass applies."""
     from srexport.errors import ExportError
     from srexport.export.onnx_export import input_names
-    from srexport.export.verify import verification_sizes
+    from srexport.export.parity import verification_sizes
     from srexport.runtime.padding import pad_to_legal
 
     rewritten, counts = rewrite_for_cpu(exported)

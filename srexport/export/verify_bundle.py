@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from srexport.bundle import load_bundle
-from srexport.calib.verify import VerifyResult, verify_precision
+from srexport.calib.verify_precisions import VerifyResult, verify_precision
 from srexport.export.model_bundle import model_from_bundle
-from srexport.export.verify import TOLERANCE, check_parity
+from srexport.export.parity import TOLERANCE, check_parity
 from srexport.graphcheck import check_graph
 
 

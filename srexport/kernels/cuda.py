@@ -5,7 +5,7 @@ GPU. The first launch loads the kernels into the device's primary context (the o
 CUDA runtime, TensorRT and PyTorch also use), from
 
 0. precompiled fatbins in $SREXPORT_FATBIN_DIR (`build.export_fatbins`), else
-1. a fatbin compiled by nvcc for sm_75/80/86/89/90 + PTX (`build.compile_cuda`, cached), else
+1. a fatbin compiled by nvcc for sm_75/80/86/89/90 + PTX (`compiler.compile_cuda`, cached), else
 2. NVRTC (`cuda.bindings.nvrtc`, from `pip install nvidia-cuda-nvrtc==13.0.88`: an NVRTC
    newer than the local nvcc emits PTX that ptxas/driver of that version reject), compiled
    to a cubin for the device's own architecture.
@@ -38,7 +38,7 @@ import numpy as np
 
 from srexport.errors import CudaError, CudaUnavailable, KernelBuildError, SrExportError  # noqa: F401  (CudaError: what the calls raise)
 from srexport.kernels import launch
-from srexport.kernels.build import CU_SOURCES, HEADERS, KERNEL_DIR, compile_cuda, nvcc_path
+from srexport.kernels.compiler import CU_SOURCES, HEADERS, KERNEL_DIR, compile_cuda, nvcc_path
 from srexport.lazy import driver_check as _check
 from srexport.lazy import import_cuda_driver as _driver
 from srexport.lazy import import_nvrtc as _nvrtc

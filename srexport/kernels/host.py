@@ -1,4 +1,4 @@
-"""ctypes wrapper of the host twin library (host_twin.cpp, built by `build.host_library`).
+"""ctypes wrapper of the host twin library (host_twin.cpp, built by `compiler.host_library`).
 
 The functions mirror the CUDA launch wrappers of `srexport.kernels.cuda` on NumPy arrays:
 
@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from srexport.kernels import launch
-from srexport.kernels.build import host_library
+from srexport.kernels.compiler import host_library
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None

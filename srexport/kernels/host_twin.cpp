@@ -1,5 +1,5 @@
 // Host twins of the sr-export CUDA kernels, compiled by g++ into a small shared library
-// (srexport.kernels.build.host_library) and driven from Python through ctypes
+// (srexport.kernels.compiler.host_library) and driven from Python through ctypes
 // (srexport.kernels.host). Each twin runs the kernel's own __host__ __device__ code from
 // the .cuh headers with the kernel's schedule (same blocks, same culling, same phases,
 // same evaluation order), one simulated thread after another. So the device results equal

@@ -47,7 +47,7 @@ def plugin_ptx(arch: str = PTX_ARCH) -> str:
     """PTX of the VN+SC kernels (both dtypes) for `arch`, compiled by nvcc or NVRTC once."""
     with _lock:
         if arch not in _ptx_cache:
-            from srexport.kernels.build import nvcc_path, ptx
+            from srexport.kernels.compiler import nvcc_path, ptx
             from srexport.kernels.cuda import nvrtc_compile
 
             source = "srx_vnsc.cu"

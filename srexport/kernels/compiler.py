@@ -338,7 +338,7 @@ def ptx(name: str, arch: str = PLUGIN_PTX_ARCH) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m srexport.kernels.build [--force] [--json]: compile every .cu for every
+    """python -m srexport.kernels.compiler [--force] [--json]: compile every .cu for every
     target architecture; exit 1 on an error, a warning or a spill; 0 without nvcc."""
     import sys
 

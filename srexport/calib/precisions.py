@@ -54,7 +54,7 @@ def _stderr(message: str) -> None:
 
 def _torch_error(model, graph: Path) -> float | None:
     """Largest deviation from the PyTorch model on the FP32 graph's verification sizes."""
-    from srexport.export.verify import check_parity
+    from srexport.export.parity import check_parity
 
     worst = max(c.max_abs_error for c in check_parity(model, graph))
     return float(worst) if math.isfinite(worst) else None
