@@ -13,7 +13,11 @@ each side runs in a fresh process of its own, alternately `--rounds` times:
   timed inside the worker (the interpreter's own start is not counted), opening the bundle
   (`srexport.load` / `srx_open`), the first frame (OpenVINO compiles the patch shape
   there), and first frame minus the steady per-frame time (the compile, in effect);
-- steady state: median seconds per frame over `--frames` frames after that first one.
+- steady state: median seconds per frame over `--frames` frames after that first one
+  (wall and process CPU time);
+- paired: both sides in one process, frames alternated (the order swapped every frame, the
+  side compiled first every round): median Python / C++ ratio per frame, wall and CPU time,
+  the steadiest figure on a machine shared with other jobs.
 
 Both sides use their defaults (patch auto: a 320x180 frame runs whole, crop stitching);
 the plans are recorded and compared (`same_plan`), and so are the C++ and Python outputs
