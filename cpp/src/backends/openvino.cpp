@@ -13,10 +13,11 @@
 // Input shapes as the Python backend's shapes="auto": networks with a finite halo (patch
 // auto gives them a patch per image size) compile once with height and width left dynamic
 // (batch and channels fixed), so every tile and image size runs on one compiled model;
-// networks with a fixed training patch (no halo: BPP) compile per static shape. The same
-// compile as Python's also costs less: PCARN-M-L1 x4 on a 180x320 patch, fp32, took 7% less
-// CPU time per call dynamic than static (20 alternated calls each, 2-core Xeon with AMX;
-// bf16 3% more, wall time the same), which was C++'s per-frame gap to Python. Compiled
+// networks with a fixed training patch (no halo: BPP) compile per static shape. Both sides
+// then compile the same model: the static compile C++ used before computed MGBP track 2's
+// int8 graph 7 LSB away from Python's, and its speed differed from the dynamic one by a few
+// percent either way (PCARN-M-L1 x4, 180x320, 2-core Xeon with AMX: fp32 7% more CPU time,
+// bf16 3% less, within the 4% by which a second identical compile in a process ran faster). Compiled
 // models live in a process-wide cache keyed by (graph digest, precision, threads, hint,
 // streams, shapes), shared by every Upscaler.
 // A session asked for batches > 1 compiles the one-patch shape with PERFORMANCE_HINT
