@@ -13,7 +13,11 @@ each side runs in a fresh process of its own, alternately `--rounds` times:
   timed inside the worker (the interpreter's own start is not counted), opening the bundle
   (`srexport.load` / `srx_open`), the first frame (OpenVINO compiles the patch shape
   there), and first frame minus the steady per-frame time (the compile, in effect);
-- steady state: median seconds per frame over `--frames` frames after that first one.
+- steady state: median seconds per frame over `--frames` frames after that first one
+  (wall and process CPU time);
+- paired: both sides in one process, frames alternated (the order swapped every frame, the
+  side compiled first every round): median Python / C++ ratio per frame, wall and CPU time,
+  the steadiest figure on a machine shared with other jobs.
 
 Both sides use their defaults (patch auto: a 320x180 frame runs whole, crop stitching);
 the plans are recorded and compared (`same_plan`), and so are the C++ and Python outputs
@@ -43,17 +47,24 @@ FRAME_W, FRAME_H = 320, 180
 
 
 def cpu() -> dict:
-    name, flags = platform.processor() or "unknown", set()
+    """The CPU from /proc/cpuinfo: model name, vendor, family / model / stepping (a virtual
+    machine's model name is often generic), the SIMD flags that pick OpenVINO's kernels."""
+    fields, flags = {}, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("unknown", platform.processor()):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in ("model name", "vendor_id", "cpu family", "model", "stepping") and key not in fields:
+                fields[key] = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
     except OSError:
         pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
-    return {"model_name": name, "flags": [f for f in wanted if f in flags], "cpus": len(os.sched_getaffinity(0))}
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+    return {"model_name": fields.get("model name", platform.processor() or "unknown"),
+            "vendor": fields.get("vendor_id"), "family_model_stepping": [fields.get(k) for k in
+                                                                         ("cpu family", "model", "stepping")],
+            "flags": [f for f in wanted if f in flags], "cpus": len(os.sched_getaffinity(0)),
+            "load_average_1min": os.getloadavg()[0]}
 
 
 def frames(count: int):
@@ -72,49 +83,24 @@ def frames(count: int):
 
 
 # --- workers (each in a fresh process) ----------------------------------------------
-class _Image(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("width", ctypes.c_int), ("height", ctypes.c_int),
-                ("channels", ctypes.c_int), ("dtype", ctypes.c_int), ("stride", ctypes.c_size_t)]
-
-
-class _Options(ctypes.Structure):
-    _fields_ = [("struct_size", ctypes.c_uint32), ("backend", ctypes.c_char_p), ("precision", ctypes.c_char_p),
-                ("patch_h", ctypes.c_int), ("patch_w", ctypes.c_int), ("overlap", ctypes.c_int),
-                ("window", ctypes.c_char_p), ("batch", ctypes.c_int), ("noise", ctypes.c_double),
-                ("seed", ctypes.c_uint64), ("threads", ctypes.c_int), ("verify_hashes", ctypes.c_int),
-                ("cache_dir", ctypes.c_char_p), ("device", ctypes.c_int), ("stitch", ctypes.c_char_p),
-                ("memory_gib", ctypes.c_double)]
-
-
-class _Plan(ctypes.Structure):
-    _fields_ = [("patch_h", ctypes.c_int), ("patch_w", ctypes.c_int), ("tiles", ctypes.c_int),
-                ("overlap", ctypes.c_int), ("crop", ctypes.c_int), ("pad_top", ctypes.c_int),
-                ("pad_bottom", ctypes.c_int), ("pad_left", ctypes.c_int), ("pad_right", ctypes.c_int),
-                ("computed_pixels", ctypes.c_longlong)]
-
-
-def worker_cpp(lib_path: str, bundle: str, precision: str, count: int):
+def open_cpp(lib_path: str, bundle: str, precision: str):
+    """libsrexport's upscale function for 320x180 uint8 RGB frames, its plan, and the time
+    loading the library took; or {"error": ...}."""
     import numpy as np
+
+    from srexport.cabi import PROGRESS, Image, Options, Plan, declare
 
     start = time.perf_counter()
     lib = ctypes.CDLL(lib_path)
-    imported = time.perf_counter()
-    lib.srx_last_error.restype = ctypes.c_char_p
-    lib.srx_options_init.argtypes = [ctypes.POINTER(_Options)]
-    lib.srx_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Options), ctypes.POINTER(ctypes.c_void_p)]
-    lib.srx_upscale.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Image), ctypes.POINTER(_Image), ctypes.c_void_p,
-                                ctypes.c_void_p]
-    lib.srx_output_size.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
-                                    ctypes.POINTER(ctypes.c_int)]
-    options = _Options()
+    loaded = time.perf_counter() - start
+    declare(lib)
+    options = Options()
     lib.srx_options_init(ctypes.byref(options))
     options.backend, options.precision = b"openvino", precision.encode()
     handle = ctypes.c_void_p()
     if lib.srx_open(bundle.encode(), ctypes.byref(options), ctypes.byref(handle)) != 0:
         return {"error": lib.srx_last_error().decode()}
-    opened = time.perf_counter()
-    plan = _Plan()
-    lib.srx_get_plan.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Plan)]
+    plan = Plan()
     lib.srx_get_plan(handle, FRAME_W, FRAME_H, ctypes.byref(plan))
     tiles = {"patch": [plan.patch_h, plan.patch_w], "tiles": plan.tiles, "crop": bool(plan.crop)}
     ow, oh = ctypes.c_int(), ctypes.c_int()
@@ -122,13 +108,22 @@ def worker_cpp(lib_path: str, bundle: str, precision: str, count: int):
 
     def upscale(frame):
         out = np.empty((oh.value, ow.value, 3), np.uint8)
-        src = _Image(frame.ctypes.data, FRAME_W, FRAME_H, 3, 1, 0)
-        dst = _Image(out.ctypes.data, ow.value, oh.value, 3, 1, 0)
-        if lib.srx_upscale(handle, ctypes.byref(src), ctypes.byref(dst), None, None) != 0:
+        src = Image(frame.ctypes.data, FRAME_W, FRAME_H, 3, 1, 0)
+        dst = Image(out.ctypes.data, ow.value, oh.value, 3, 1, 0)
+        if lib.srx_upscale(handle, ctypes.byref(src), ctypes.byref(dst), PROGRESS(), None) != 0:
             raise RuntimeError(lib.srx_last_error().decode())
         return out
 
-    return {**_timed(upscale, count, start, imported, opened), "plan": tiles}
+    return upscale, tiles, loaded
+
+
+def worker_cpp(lib_path: str, bundle: str, precision: str, count: int):
+    start = time.perf_counter()
+    opened = open_cpp(lib_path, bundle, precision)
+    if isinstance(opened, dict):
+        return opened
+    upscale, tiles, loaded = opened
+    return {**_timed(upscale, count, start, start + loaded, time.perf_counter()), "plan": tiles}
 
 
 def worker_python(bundle: str, precision: str, count: int):
@@ -148,6 +143,55 @@ def worker_python(bundle: str, precision: str, count: int):
     return {**_timed(upscaler.upscale, count, start, imported, opened), "plan": tiles}
 
 
+def worker_paired(lib_path: str, bundle: str, precision: str, count: int):
+    """Both sides in one process, frame by frame in turn (the order swapped every frame):
+    the load of a shared machine falls on both alike, so the median of the per-frame
+    ratios is the steadiest comparison. Both run on the one libopenvino of the wheel."""
+    import numpy as np
+
+    import srexport
+    import srexport.runtime.upscaler  # noqa: F401
+    from srexport.errors import SrExportError
+
+    opened = open_cpp(lib_path, bundle, precision)
+    if isinstance(opened, dict):
+        return opened
+    try:
+        python = srexport.load(bundle, backend="openvino", precision=precision).upscale
+    except SrExportError as exc:
+        return {"error": str(exc)}
+    sides = {"cpp": opened[0], "python": python}
+    clips = [np.ascontiguousarray(f) for f in frames(count + 1)]
+    # The compile, not timed. Of two identical compiled models in one process the one
+    # compiled second ran 4% faster here (memory placement), so the driver swaps which
+    # side compiles first every round.
+    first = os.environ.get("SRX_BENCH_FIRST", "cpp")
+    for kind in (first, "python" if first == "cpp" else "cpp"):
+        sides[kind](clips[0])
+    wall: dict[str, list[float]] = {k: [] for k in sides}
+    cpu_s: dict[str, list[float]] = {k: [] for k in sides}
+    for index, frame in enumerate(clips[1:]):
+        for kind in (("cpp", "python") if index % 2 == 0 else ("python", "cpp")):
+            t, c = time.perf_counter(), time.process_time()
+            sides[kind](frame)
+            cpu_s[kind].append(time.process_time() - c)
+            wall[kind].append(time.perf_counter() - t)
+    return {"wall": wall, "cpu": cpu_s}
+
+
+def paired_summary(runs: list[dict]) -> dict:
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return {"error": runs[0]["error"]}
+    out: dict = {"frames": sum(len(r["wall"]["cpp"]) for r in good)}
+    for clock in ("wall", "cpu"):
+        cpp = [t for r in good for t in r[clock]["cpp"]]
+        python = [t for r in good for t in r[clock]["python"]]
+        out[f"{clock}_per_frame_s"] = {"cpp": statistics.median(cpp), "python": statistics.median(python)}
+        out[f"{clock}_python_over_cpp"] = statistics.median(p / c for p, c in zip(python, cpp))
+    return out
+
+
 def _timed(upscale, count: int, start: float, imported: float, opened: float) -> dict:
     import numpy as np
 
@@ -155,25 +199,27 @@ def _timed(upscale, count: int, start: float, imported: float, opened: float) ->
     first_start = time.perf_counter()
     upscale(np.ascontiguousarray(clips[0]))
     first = time.perf_counter() - first_start
-    times = []
+    times, cpu_times = [], []
     for frame in clips[1:]:
         frame = np.ascontiguousarray(frame)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = upscale(frame)
+        cpu_times.append(time.process_time() - c)
         times.append(time.perf_counter() - t)
     steady = statistics.median(times)
     np.save(os.environ["SRX_BENCH_OUT"], out)
     return {"import_s": imported - start, "open_s": opened - imported, "first_frame_s": first,
             "compile_s_estimate": first - steady, "one_time_s": imported - start + opened - imported + first,
-            "per_frame_s": steady, "per_frame_min_s": min(times), "frames": len(times),
+            "per_frame_s": steady, "per_frame_min_s": min(times),
+            "per_frame_cpu_s": statistics.median(cpu_times), "frames": len(times),
             "output_size": [int(out.shape[1]), int(out.shape[0])]}
 
 
 # --- driver -------------------------------------------------------------------------
-def run_worker(kind: str, args, precision: str, out_file: Path) -> dict:
+def run_worker(kind: str, args, precision: str, out_file: Path, first: str = "cpp") -> dict:
     command = [sys.executable, __file__, "--worker", kind, "--bundle", str(args.bundle), "--precision", precision,
                "--frames", str(args.frames), "--lib", str(args.lib)]
-    env = dict(os.environ, SRX_BENCH_OUT=str(out_file))
+    env = dict(os.environ, SRX_BENCH_OUT=str(out_file), SRX_BENCH_FIRST=first)
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if done.returncode:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -185,7 +231,8 @@ def summary(runs: list[dict]) -> dict:
     good = [r for r in runs if "error" not in r]
     if not good:
         return {"error": runs[0]["error"]}
-    keys = ("import_s", "open_s", "first_frame_s", "compile_s_estimate", "one_time_s", "per_frame_s")
+    keys = ("import_s", "open_s", "first_frame_s", "compile_s_estimate", "one_time_s", "per_frame_s",
+            "per_frame_cpu_s")
     return {**{k: statistics.median(r[k] for r in good) for k in keys},
             "per_frame_min_s": min(r["per_frame_min_s"] for r in good), "rounds": len(good),
             "frames_per_round": good[0]["frames"], "output_size": good[0]["output_size"], "plan": good[0]["plan"]}
@@ -198,12 +245,14 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=5, help="timed frames per round (after the first)")
     parser.add_argument("--rounds", type=int, default=2, help="fresh processes per side and precision")
     parser.add_argument("--precision", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=("cpp", "python"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("cpp", "python", "paired"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         if args.worker == "cpp":
             result = worker_cpp(str(args.lib), str(args.bundle), args.precision, args.frames)
+        elif args.worker == "paired":
+            result = worker_paired(str(args.lib), str(args.bundle), args.precision, args.frames)
         else:
             result = worker_python(str(args.bundle), args.precision, args.frames)
         print(json.dumps(result))
@@ -241,13 +290,14 @@ def main() -> int:
         if not (args.bundle / "manifest.json").is_file():
             print(f"cpp_vs_python: {args.bundle} is not a bundle (no manifest.json)", file=sys.stderr)
             return 2
-        from srexport.runtime.backends.openvino import cpu_capabilities
+        from srexport.runtime.backends.openvino import cpu_capabilities, cpu_name
 
         caps = cpu_capabilities()
         manifest = json.loads((args.bundle / "manifest.json").read_text())
         report = {
             "benchmark": "cpp_vs_python",
             "cpu": cpu(),
+            "openvino_device": cpu_name(),
             "openvino_capabilities": sorted(caps),
             "bundle": {"model": manifest.get("model"), "variant": manifest.get("variant"),
                        "scale": manifest.get("scale"), "weights": weights, "patch": manifest.get("patch"),
@@ -262,9 +312,13 @@ def main() -> int:
             runs: dict[str, list[dict]] = {"cpp": [], "python": []}
             outputs = {kind: work / f"{kind}-{precision}.npy" for kind in runs}
             refused_here = precision == "bf16" and "BF16" not in caps
-            for _ in range(1 if refused_here else args.rounds):
-                for kind in ("python", "cpp"):
+            paired: list[dict] = []
+            for round_ in range(1 if refused_here else args.rounds):
+                for kind in (("python", "cpp") if round_ % 2 == 0 else ("cpp", "python")):
                     runs[kind].append(run_worker(kind, args, precision, outputs[kind]))
+                if not refused_here:
+                    paired.append(run_worker("paired", args, precision, work / "paired.npy",
+                                             "cpp" if round_ % 2 == 0 else "python"))
             entry = {kind: summary(r) for kind, r in runs.items()}
             if refused_here:
                 entry = {"skipped": "this CPU has no BF16 (AVX512-BF16 or AMX)",
@@ -275,8 +329,12 @@ def main() -> int:
                 entry["same_plan"] = entry["cpp"]["plan"] == entry["python"]["plan"]
                 entry["per_frame_python_over_cpp"] = entry["python"]["per_frame_s"] / entry["cpp"]["per_frame_s"]
                 entry["one_time_python_over_cpp"] = entry["python"]["one_time_s"] / entry["cpp"]["one_time_s"]
+                entry["per_frame_cpu_python_over_cpp"] = (entry["python"]["per_frame_cpu_s"]
+                                                          / entry["cpp"]["per_frame_cpu_s"])
+                entry["paired"] = paired_summary(paired)
                 entry["cpp_at_least_as_fast_per_frame"] = entry["cpp"]["per_frame_s"] <= entry["python"]["per_frame_s"]
             report["precisions"][precision] = entry
+    report["load_average_1min_at_end"] = os.getloadavg()[0]
     print(json.dumps(report, indent=2))
     return 0
 

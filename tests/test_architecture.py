@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "srexport"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("srexport.version", "srexport.errors", "srexport.fsutil", "srexport.lazy", "srexport.validation",
               "srexport.shapes", "srexport.model_table",
-              "srexport.ort", "srexport.onnx_passes", "srexport.calib.options")),
+              "srexport.ort", "srexport.onnx_passes", "srexport.calib.options", "srexport.cabi")),
     ("models", ("srexport.models",)),
     ("bundle", ("srexport.bundle", "srexport.graphcheck")),
     ("graphs", ("srexport.export.onnx_export", "srexport.export.model_bundle", "srexport.profiling.flops",

@@ -123,10 +123,7 @@ def int8_mgbp_bundle(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["pcarn-m-x2", pytest.param("mgbp-track2", marks=pytest.mark.xfail(
-    strict=False, reason="known gap: C++ and Python int8 on OpenVINO differ on MGBP track 2 (0.028, 7 LSB at "
-                        "patch 40, overlap 8); fp32 matches; cause not found yet; not strict: other CPUs run "
-                        "other int8 kernels"))])
+@pytest.mark.parametrize("which", ["pcarn-m-x2", "mgbp-track2"])
 def test_int8_matches_python_and_stays_within_the_recorded_accuracy(ov_lib, request, which):
     int8_bundle = request.getfixturevalue({"pcarn-m-x2": "int8_bundle", "mgbp-track2": "int8_mgbp_bundle"}[which])
     recorded = int8_bundle.manifest.precisions["int8"].psnr_vs_fp32_db
