@@ -112,7 +112,7 @@ def test_plans_equal_pythons_on_mgbp_on_openvino(ov_lib, bundle_factory, variant
     bundle = bundle_factory("mgbp", variant, None)
     tiles = set()
     for lr_h, lr_w in ((90, 160), (270, 480)):
-        for memory in _budgets_around(bundle, lr_h, lr_w, [40 * 40, 150 * 150, 240 * 300], backend="openvino"):
+        for memory in _budgets_around(bundle, lr_h, lr_w, [150 * 150, 240 * 300, 400 * 400], backend="openvino"):
             py = python_runtime(bundle, "openvino", memory=memory, batch=2)
             cpp = Cpp(ov_lib, bundle, backend="openvino", memory=memory, batch=2)
             assert _plan_fields(cpp.plan(lr_w, lr_h)) == _python_fields(py.plan(lr_h, lr_w)), (lr_h, lr_w, memory)

@@ -159,10 +159,12 @@ struct Upscaler::Impl {
     }
 
     // The budget's patch for this image (false: it runs whole); crop-stitched tiles are at
-    // least 2 * halo + 1 wide and overlap by 2 * halo, blended tiles are wider than their overlap.
+    // least 2 * halo + 1 wide and overlap by 2 * halo, blended tiles at least twice their overlap.
     bool auto_patch(int height, int width, bool crop, std::pair<int, int>& patch) const {
         const ShapeRules& rules = info.manifest.shape_rules;
-        const int floor = crop ? 2 * *rules.halo + 1 : std::max(rules.min_size, info.overlap + 1);
+        // Blended tiles step by at least the overlap, as in Python (srexport.runtime.upscaler):
+        // below that a tight budget is exceeded anyway, and a tile per pixel would be computed.
+        const int floor = crop ? 2 * *rules.halo + 1 : std::max({rules.min_size, info.overlap + 1, 2 * info.overlap});
         const int overlap = crop ? 2 * *rules.halo : info.overlap;
         return detail::largest_patch(memory_model, info.budget_bytes, rules, height, width, info.batch, !crop, floor,
                                      overlap, patch, session->max_patch());
