@@ -297,7 +297,7 @@ def bench_model(name: str, kwargs: dict, work: Path, args, peaks: dict, caps: se
         "patch": [plan.patch_h, plan.patch_w], "overlap": overlap, "tiles": len(plan.tiles),
         "mac_per_output_px_in_patch": count.macs / count.output_pixels,
         "gflop_per_patch": count.flops / 1e9, "gflop_per_run": flops_run / 1e9,
-        "int8": "available (srexport.calib.build_precisions)" if has_int8 else f"unavailable: {int8_reason}",
+        "int8": "available (srexport.calib.precisions.build_precisions)" if has_int8 else f"unavailable: {int8_reason}",
     }
     def end_to_end(u):
         return lambda: u.upscale_planes(planes)

@@ -6,7 +6,7 @@ Prints one JSON object: the CPU (model name, the flags that matter, OpenVINO's
 OPTIMIZATION_CAPABILITIES); per case (G-MGBP BOE-R1 x4 on CSet5, PCARN-M-L1 x4 on CSet14;
 LR by PIL bicubic downscale of the HR image cropped to a multiple of 4, written as PNGs):
 
-- the folder run as `sr-export run DIR -o OUT` does it (`runtime.runner.run_images`: PNGs
+- the folder run as `sr-export run DIR -o OUT` does it (`runtime.folder_run.run_images`: PNGs
   read, images in flight on the backend's streams, PNGs written), end to end with the first
   image and the compile included (the in-process compiled-model cache is emptied first);
 - the same images one at a time (`Upscaler.upscale_file`, every thread on one image);
