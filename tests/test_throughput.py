@@ -262,3 +262,38 @@ def test_the_memory_budget_plans_for_every_patch_in_flight(bundle):
     single = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch="auto", memory=gib)
     one = single.plan(300, 400)
     assert model.patch_bytes(one.patch_h, one.patch_w, 2) > left
+
+
+def test_a_slow_first_image_does_not_idle_the_other_stream(tmp_path):
+    """Results leave a folder run in order; the images behind a slow one must still be
+    computed meanwhile (up to 4 per stream), not wait for it (with 2 streams the old bound
+    of 4 items let the second stream finish only 3 images behind a large first one)."""
+    import threading
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from srexport.runtime.folder_run import FOLDER_DEPTH_PER_STREAM, upscale_files
+    from srexport.runtime.throughput import ordered_map
+
+    inputs = []
+    for k in range(10):
+        inputs.append(tmp_path / f"{k}.png")
+        Image.new("RGB", (4, 4), (k, k, k)).save(inputs[-1])
+    others_done = threading.Semaphore(0)
+    behind = 2 * FOLDER_DEPTH_PER_STREAM - 1  # what the slots leave for the images after the first
+
+    def upscale_loaded(image, on_patch):
+        if image.pixels[0, 0, 0] == 0:  # the first image waits until the others behind it are done
+            for _ in range(behind):
+                assert others_done.acquire(timeout=20), "the other stream stalled behind the first image"
+        else:
+            others_done.release()
+        return image
+
+    upscaler = SimpleNamespace(concurrency=2, upscale_loaded=upscale_loaded,
+                               in_flight=lambda items, work, depth=None: ordered_map(items, work, 2, depth))
+    done = [src.name for src, _, _ in upscale_files(upscaler, inputs, [tmp_path / f"o{k}.png" for k in range(10)],
+                                                    lambda a, b: None)]
+    assert done == [p.name for p in inputs]
+    assert behind == 7
