@@ -15,6 +15,7 @@ the bundle check answer an unknown variant or scale with the same line.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class ModelRules:
     shape_rules: Mapping[str, int]  # RULE_KEYS
 
     def to_json(self) -> dict:
-        return {"input_kind": self.input_kind, "noise_inputs": [n.__dict__ for n in self.noise_inputs],
+        return {"input_kind": self.input_kind, "noise_inputs": [dataclasses.asdict(n) for n in self.noise_inputs],
                 "shape_rules": dict(self.shape_rules)}
 
     @classmethod
