@@ -126,13 +126,18 @@ def folder_run(bundle, inputs: list[Path], out: Path) -> None:
         raise SystemExit(f"{failures} images failed")
 
 
+def lsb_differences(outputs: list[np.ndarray], whole: list[np.ndarray]) -> np.ndarray:
+    """|difference| of every 8-bit value of the outputs against the whole-image ones."""
+    return np.concatenate([np.abs(a.astype(np.int16) - b.astype(np.int16)).ravel() for a, b in zip(outputs, whole)])
+
+
 def small_budget(bundle, gib: float, images: list, whole: list[np.ndarray]) -> dict:
     """The default run under `--memory gib` (the images tile) against the whole image."""
     import srexport
 
     up = srexport.load(bundle.root, memory=gib)
     tiled = [up.upscale(lr) for _, lr in images]
-    diff = np.concatenate([np.abs(a.astype(np.int16) - b.astype(np.int16)).ravel() for a, b in zip(tiled, whole)])
+    diff = lsb_differences(tiled, whole)
     plans = [up.plan(*lr.shape[:2]) for _, lr in images]
     return {"run_line": up.tiling_note(), "max_lsb": int(diff.max()), "exact_pct": 100.0 * float((diff == 0).mean()),
             "tiles_per_image": [len(plan.tiles) for plan in plans],
@@ -172,7 +177,7 @@ def run_case(model: str, weights: Path, images: list, bundle, work: Path, rounds
         whole = torch_folder(reference, inputs, work / f"torch{k}")
         times["torch_eager_whole_s"].append(time.perf_counter() - start)
     outputs = [np.asarray(Image.open(work / "out0" / p.name).convert("RGB")) for p in inputs]
-    diff = np.concatenate([np.abs(a.astype(np.int16) - b.astype(np.int16)).ravel() for a, b in zip(outputs, whole)])
+    diff = lsb_differences(outputs, whole)
     up = srexport.load(bundle.root)
     plan = up.plan(1080, 1920)
     budgets = {f"memory_{gib:g}_gib": small_budget(bundle, gib, images, whole) for gib in SMALL_BUDGETS_GIB}
