@@ -81,8 +81,8 @@ def test_zoo_fp32_on_openvino_matches_python(ov_lib, bundle_factory, name, varia
     # Randomly initialised networks have outputs far outside [0, 1]: the float tolerance is
     # relative to the output's range.
     scale = max(1.0, float(np.abs(ref).max()))
-    # Python runs the tiles on OpenVINO THROUGHPUT streams of one thread each, C++ on one
-    # LATENCY request of two threads: sums in another order can round 8-bit values apart by 1.
+    # Batches of 2 run on OpenVINO THROUGHPUT streams: Python's streams and C++'s may split
+    # the threads differently, and sums in another order can round 8-bit values apart by 1.
     assert err <= 1e-5 * scale and lsb <= 1, (err, scale, lsb)
 
 

@@ -111,6 +111,8 @@ def test_stream_plans_per_backend():
     assert plan_streams("tensorrt", 2).streams == 2
     assert plan_streams("tensorrt", 2, contexts=3).streams == 3
     assert plan_streams("onnxruntime", 2).streams == 1
+    assert plan_streams("openvino", 2, device_streams=1) == StreamPlan(
+        1, 2, "OpenVINO: every one of 2 threads on one item")
     assert "2 streams x 1 threads" in plan_streams("openvino", 2, device_streams=2).note()
     with pytest.raises(ValueError):
         plan_streams("openvino", 2, streams=0)
@@ -120,7 +122,8 @@ def test_stream_plans_per_backend():
 def test_default_streams_follow_the_thread_budget():
     from srexport.runtime.backends.openvino import default_streams
 
-    assert [default_streams(t) for t in (1, 2, 4, 8, 16, 56)] == [1, 2, 4, 2, 4, 14]
+    # one stream per 4 threads: below 8 threads every thread works on one item
+    assert [default_streams(t) for t in (1, 2, 4, 7, 8, 16, 56)] == [1, 1, 1, 1, 2, 4, 14]
 
 
 # -- OpenVINO sessions -------------------------------------------------------------------
@@ -199,6 +202,7 @@ def test_tiles_of_one_image_in_flight_equal_the_sequential_tiling(bundle):
 @needs_openvino
 def test_folder_run_in_flight_writes_what_one_image_at_a_time_writes(bundle, tmp_path):
     from srexport.runtime.backends.openvino import OvSession
+    from srexport.runtime.backends.options import OpenVINOOptions
     from srexport.runtime.folder_run import run_images
 
     src = tmp_path / "in"
@@ -213,9 +217,10 @@ def test_folder_run_in_flight_writes_what_one_image_at_a_time_writes(bundle, tmp
     inputs.insert(2, broken)
     errors = []
     failures = run_images(bundle.root, inputs, tmp_path / "out", quiet=True, report_error=errors.append,
-                          backend="openvino", precision="fp32", threads=2)
+                          backend="openvino", precision="fp32", threads=2,
+                          backend_options=OpenVINOOptions(streams=2))
     assert failures == 1 and len(errors) == 1 and "img9" in errors[0]
-    alone = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch="auto")  # load's default
+    alone = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch="auto")
     for path in inputs:
         if path == broken:
             assert not (tmp_path / "out" / "img9.png").exists()
@@ -231,8 +236,12 @@ def test_the_run_line_reports_the_streams(bundle):
     from srexport.runtime.folder_run import describe
     from srexport.runtime.upscaler import load
 
+    from srexport.runtime.backends.options import OpenVINOOptions
+
     line = describe(load(bundle.root, "openvino", "fp32", threads=2))
-    assert "throughput: 2 streams x 1 threads in flight" in line
+    assert line.endswith("throughput: 1 stream (OpenVINO: every one of 2 threads on one item)")
+    line = describe(load(bundle.root, "openvino", "fp32", threads=2, backend_options=OpenVINOOptions(streams=2)))
+    assert line.endswith("throughput: 2 streams x 1 threads in flight (as requested)")
 
 
 def test_onnxruntime_runs_one_item_at_a_time(bundle):

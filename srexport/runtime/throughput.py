@@ -42,8 +42,8 @@ def plan_streams(backend: str, threads: int, *, streams: int | None = None, devi
     """The streams of a run.
 
     - `streams` given (>= 1): that many, the thread budget split between them;
-    - openvino: `device_streams`, what OpenVINO's THROUGHPUT hint chose for this thread
-      budget (one stream per physical core on a small CPU), at least 1;
+    - openvino: `device_streams` (runtime.backends.openvino.default_streams: one per 4
+      threads, so 1 below 8 threads), at least 1;
     - tensorrt: `contexts` execution contexts (each on its own CUDA stream), default 2:
       one copies while the other computes (TrtSession splits each batch over them; it
       serves one caller at a time, so its items are not run concurrently);
@@ -57,6 +57,8 @@ def plan_streams(backend: str, threads: int, *, streams: int | None = None, devi
         return StreamPlan(streams, max(1, threads // streams), "as requested")
     if backend == "openvino":
         count = max(1, device_streams or 1)
+        if count == 1:
+            return StreamPlan(1, threads, f"OpenVINO: every one of {threads} threads on one item")
         return StreamPlan(count, max(1, threads // count), f"OpenVINO THROUGHPUT for {threads} threads")
     if backend == "tensorrt":
         count = max(1, contexts or 2)

@@ -320,10 +320,20 @@ class OvSession(Session):
         self._model = None
 
 
+THREADS_PER_STREAM = 4
+
+
 def default_streams(threads: int) -> int:
-    """Streams for a thread budget: one per thread up to 4 threads (small convolutions keep
-    one core busy each), then one per 4 threads (as OpenVINO's THROUGHPUT hint groups cores)."""
-    return max(1, threads if threads <= 4 else threads // 4)
+    """Streams for a thread budget: one per 4 threads (as OpenVINO's THROUGHPUT hint groups
+    cores), so up to 7 threads every thread works on one item.
+
+    Measured with 2 threads on an AMX Xeon (benchmarks/cpu_peers.py, default_run.py): one
+    stream of 2 threads beat 2 streams of 1 thread on every workload. The networks'
+    convolutions split over 2 threads at 93-95% efficiency, while 2 streams pay each new
+    input shape's first inference twice, leave one stream idle behind a large image, and
+    halve the memory budget of a tile (G-MGBP CSet5 folder 3.86 -> 2.55 s, PCARN-M CSet14
+    1.98 -> 1.86 s, PCARN-M 320x180 frames fp32 2.79 -> 2.63 s, bf16 equal)."""
+    return max(1, threads // THREADS_PER_STREAM)
 
 
 def _run_streams(requests: list, arrays: dict[str, np.ndarray], batch: int) -> np.ndarray:
