@@ -18,6 +18,7 @@ from srexport.export.cpu_rewrites import (
     identity_1x1_to_add,
     rewrite_for_cpu,
     split_concat_conv,
+    unshare_conv_bias,
 )
 from srexport.ort import inference_session
 from srexport.fsutil import sha256_file
@@ -110,6 +111,52 @@ def test_a_1x1_of_nested_concats_becomes_a_sum_of_1x1s():
     assert np.max(np.abs(_run(model, X) - reference)) <= 1e-5
 
 
+def _shared_bias_chain() -> tuple[onnx.ModelProto, dict]:
+    """x -> conv(w0, b) -> ReLU -> conv(w1, b) -> ReLU -> y: one bias for both (a block
+    applied twice with one set of weights, as G-MGBP and PCARN-M do)."""
+    inits = {"w0": RNG.standard_normal((3, 3, 3, 3)), "w1": RNG.standard_normal((3, 3, 3, 3)),
+             "b": RNG.standard_normal(3)}
+    nodes = [_conv("x", "w0", "b", "a", 3, "c0"), helper.make_node("Relu", ["a"], ["r"], name="r0"),
+             _conv("r", "w1", "b", "z", 3, "c1"), helper.make_node("Relu", ["z"], ["y"], name="r1")]
+    return _model(nodes, inits), inits
+
+
+def test_unshare_conv_bias_gives_each_convolution_its_own_copy():
+    model, inits = _shared_bias_chain()
+    reference = _run(model, X)
+    assert unshare_conv_bias(model) == 1
+    biases = [n.input[2] for n in model.graph.node if n.op_type == "Conv"]
+    assert biases[0] == "b" and biases[1] != "b"
+    stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert np.array_equal(stored[biases[1]], inits["b"].astype(np.float32))
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
+    hidden = np.maximum(conv2d(X, f32(inits["w0"]), f32(inits["b"]), 1), 0)
+    expected = np.maximum(conv2d(hidden, f32(inits["w1"]), f32(inits["b"]), 1), 0)
+    assert np.max(np.abs(_run(model, X) - expected)) <= 1e-5
+    assert np.array_equal(_run(model, X), reference)  # the same arithmetic, only the constant is copied
+    assert unshare_conv_bias(model) == 0
+
+
+def test_openvino_fuses_each_unshared_bias_and_activation_into_its_convolution():
+    """Why the pass exists: with the bias shared, OpenVINO leaves a bias + ReLU apart from a
+    convolution; with one copy each, every convolution absorbs both."""
+    ov = pytest.importorskip("openvino")
+
+    def layers(model):
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+        return [op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()
+                if op.get_rt_info()["layerType"].astype(str) not in ("Input", "Output", "Const", "Reorder",
+                                                                     "Reshape")]
+
+    shared, _ = _shared_bias_chain()
+    before = layers(shared)
+    assert before.count("Convolution") == 2 and len(before) > 2, before
+    unshare_conv_bias(shared)
+    assert layers(shared) == ["Convolution", "Convolution"]
+
+
 def test_rewrites_are_deterministic():
     model = onnx.load_from_string(_pcarn_export().SerializeToString())
     first, counts = rewrite_for_cpu(model)
@@ -143,8 +190,10 @@ def test_pcarn_build_records_its_rewrites_and_matches_the_plain_graph(pcarn_bund
     record = tuned.manifest.graph_rewrites
     counts = {p["name"]: p["count"] for p in record["passes"]}
     # PCARN: add_mean after exit folds; sub_mean becomes an Add; 3 blocks x (3 inner + 1 outer)
-    # 1x1 convolutions take a concatenation
-    assert counts == {"fold_trailing_1x1": 1, "identity_1x1_to_add": 1, "split_concat_conv": 12}
+    # 1x1 convolutions take a concatenation; each cascading block applies its one EResidual
+    # block (3 biased convolutions) 3 times: 3 x 3 biases get 2 more copies each
+    assert counts == {"fold_trailing_1x1": 1, "identity_1x1_to_add": 1, "split_concat_conv": 12,
+                      "unshare_conv_bias": 18}
     assert 0 < record["max_abs_diff_vs_export"] <= REWRITE_TOLERANCE
     original = onnx.load(str(plain.graph_path("fp32")))
     rewritten = onnx.load(str(tuned.graph_path("fp32")))
