@@ -7,22 +7,28 @@ Workloads (issue 17's): PCARN-M x4 (PCARN-M-L1 weights) on 320x180 frames and on
 patches (the bicubic x4 of 48x48 crops of a 1080p frame made from CSet14 images). Per workload:
 
 - OpenVINO called directly on the exported graph (before sr-export's CPU rewrites), every
-  configuration: PERFORMANCE_HINT LATENCY and THROUGHPUT, one and two requests in flight
+  configuration: INFERENCE_PRECISION_HINT f32 and, where the CPU computes it, bf16 (OpenVINO's
+  default there), PERFORMANCE_HINT LATENCY and THROUGHPUT, one and two requests in flight
   (two: two threads each running a request of the item's compiled shape), the same graph
   inputs as sr-export's (padded to legal sizes, zero noise), compiles in the warm-up;
 - sr-export's default: `srexport.load(bundle)` (backend auto, precision auto, patch auto)
   and `up.upscale_frames(items)` (uint8 frames in, uint8 frames out: conversion, padding,
-  tiling, stitching and quantising included), on the bundle built with its CPU rewrites;
+  tiling, stitching and quantising included), on the bundle built with its CPU rewrites and,
+  where the CPU computes bf16, with `--bf16` (so precision auto runs bf16, as OpenVINO's own
+  default does there); the fp32-only bundle's default beside it;
   and, to split the gains, the same on the bundle built without rewrites, and one item at
   a time (`up.upscale` in a loop);
-- vs-mlrt (vapoursynth + vapoursynth-mlrt-ov) where `--vsmlrt-python` names a Python with
-  them installed (its own virtual environment); otherwise the reason it is not measured;
+- vs-mlrt (vapoursynth + vapoursynth-mlrt-ov, its OpenVINO plugin `core.ov.Model` on the
+  same graph, frames pipelined by VapourSynth over 1 and 2 streams, f32 and OpenVINO's
+  default precision) where `--vsmlrt-python` names a Python with them installed (their own
+  virtual environment: vapoursynth 81 needs Python >= 3.12); otherwise the reason;
 - the FP32 matrix-multiply peak (torch / OpenVINO MatMul), BF16 where the CPU computes it,
   INT8 (OpenVINO MatMul between QDQ pairs), measured before and after the workloads.
 
 Each configuration runs once to warm up, then `--rounds` interleaved rounds; medians reported.
 Throughput is output Mpx/s; achieved GFLOP/s counts the graph's FLOPs (srexport.profiling.flops)
-over the items' graph shapes.
+over the items' graph shapes, as a fraction of the BF16 peak where the CPU computes bf16
+(issue 17's targets: 25% for PCARN-M and G-MGBP, 50% for BPP), else of the FP32 peak (50%).
 """
 
 from __future__ import annotations
@@ -48,7 +54,15 @@ from cpu_backends import cpu_flags, machine, peaks  # noqa: E402
 
 WORKLOADS = ("pcarn-frames", "pcarn-cset14", "gmgbp-cset5", "bpp-patches")
 TARGET_VS_DIRECT = 1.2
-TARGET_OF_FP32_PEAK = 0.5
+TARGET_OF_FP32_PEAK = 0.5  # CPUs without bf16
+
+
+def target_of_peak(workload: str, bf16: bool) -> float:
+    """Issue 17's FLOP/s target: with bf16, 25% of its peak for PCARN-M and G-MGBP and 50%
+    for BPP (dense 3x3 convolutions); without, 50% of the FP32 peak."""
+    if not bf16:
+        return TARGET_OF_FP32_PEAK
+    return 0.5 if workload.startswith("bpp") else 0.25
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -105,12 +119,12 @@ def graph_feeds(bundle, items: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
 class DirectOpenVINO:
     """One OpenVINO configuration on a graph: a compiled model (and two requests) per shape."""
 
-    def __init__(self, graph: Path, hint: str, inflight: int, threads: int):
+    def __init__(self, graph: Path, hint: str, inflight: int, threads: int, precision: str = "f32"):
         import openvino as ov
 
         self.core = ov.Core()
         self.model = self.core.read_model(str(graph))
-        self.hint, self.inflight, self.threads = hint, inflight, threads
+        self.hint, self.inflight, self.threads, self.precision = hint, inflight, threads, precision
         self.compiled: dict[tuple, list] = {}
         self.lock = threading.Lock()
 
@@ -118,9 +132,10 @@ class DirectOpenVINO:
         key = tuple((k, v.shape) for k, v in feed.items())
         if key not in self.compiled:
             self.model.reshape({k: list(v.shape) for k, v in feed.items()})
-            compiled = self.core.compile_model(self.model, "CPU", {
-                "PERFORMANCE_HINT": self.hint, "INFERENCE_NUM_THREADS": self.threads,
-                "INFERENCE_PRECISION_HINT": "f32"})
+            config = {"PERFORMANCE_HINT": self.hint, "INFERENCE_NUM_THREADS": self.threads}
+            if self.precision != "default":  # "default": OpenVINO's own choice (bf16 on AMX CPUs)
+                config["INFERENCE_PRECISION_HINT"] = self.precision
+            compiled = self.core.compile_model(self.model, "CPU", config)
             pool = [compiled.create_infer_request() for _ in range(self.inflight)]
             self.compiled[key] = (compiled, pool)
         return self.compiled[key][1]
@@ -154,40 +169,45 @@ class DirectOpenVINO:
 # -- vs-mlrt ---------------------------------------------------------------------------------
 VSMLRT_SCRIPT = r"""
 import json, sys, time
-import numpy as np
 import vapoursynth as vs
-from vsmlrt import inference, Backend
-graph, h, w, count, hint = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+graph, h, w, count, streams, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 core = vs.core
-clip = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=count)
-backend = Backend.OV_CPU(num_streams=2 if hint == "THROUGHPUT" else 1)
-out = inference(clip, graph, backend=backend)
+clip = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=count, color=[0.25, 0.5, 0.75])
+config = (lambda: {}) if precision == "default" else (lambda: {"INFERENCE_PRECISION_HINT": precision})
+out = core.ov.Model(clip, graph, device="CPU", num_streams=streams, config=config)
 for f in out.frames(): pass
 start = time.perf_counter()
 for f in out.frames(): pass
-print(json.dumps({"seconds": time.perf_counter() - start, "frames": count}))
+print(json.dumps({"seconds": time.perf_counter() - start, "frames": count, "vapoursynth": vs.__version__}))
 """
 
 
-def vsmlrt(python: str | None, graph: Path, items: list[np.ndarray], scale: int) -> dict:
+def vsmlrt(python: str | None, graph: Path, feeds: list[dict], out_px: int, precisions: tuple[str, ...]) -> dict:
+    """vs-mlrt's OpenVINO plugin (`core.ov.Model`) on the same graph, frames of the graph
+    input's size, each precision with 1 and 2 streams."""
     if not python:
         return {"unavailable": "no --vsmlrt-python given"}
-    shapes = {item.shape[:2] for item in items}
+    if len(feeds[0]) != 1:
+        return {"unavailable": "vs-mlrt runs graphs of one input; this one also takes noise inputs"}
+    shapes = {f["image"].shape[2:] for f in feeds}
     if len(shapes) != 1:
         return {"unavailable": "vs-mlrt runs clips of one frame size; this workload's items differ in size"}
     (h, w), = shapes
+    items = feeds
     result = {}
-    for hint in ("LATENCY", "THROUGHPUT"):
-        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-            f.write(VSMLRT_SCRIPT)
-        run = subprocess.run([python, f.name, str(graph), str(h), str(w), str(len(items)), hint],
-                             capture_output=True, text=True, timeout=1800)
-        os.unlink(f.name)
-        if run.returncode:
-            result[hint] = {"error": (run.stderr.strip().splitlines() or ["?"])[-1]}
-            continue
-        got = json.loads(run.stdout.strip().splitlines()[-1])
-        result[hint] = {"median_s": got["seconds"], "mpx_s": len(items) * h * w * scale * scale / got["seconds"] / 1e6}
+    for precision in precisions:
+        for streams in (1, 2):  # frames pipelined by VapourSynth over 1 or 2 OpenVINO streams
+            with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+                f.write(VSMLRT_SCRIPT)
+            run = subprocess.run([python, f.name, str(graph), str(h), str(w), str(len(items)), str(streams),
+                                  precision], capture_output=True, text=True, timeout=1800)
+            os.unlink(f.name)
+            key = f"{precision} {streams} stream{'s' if streams > 1 else ''}"
+            if run.returncode:
+                result[key] = {"error": (run.stderr.strip().splitlines() or ["?"])[-1]}
+                continue
+            got = json.loads(run.stdout.strip().splitlines()[-1])
+            result[key] = {"seconds": got["seconds"], "mpx_s": out_px / got["seconds"] / 1e6}
     return result
 
 
@@ -210,6 +230,26 @@ def build_pair(model: str, kwargs: dict, root: Path, log):
                           log=lambda msg: None, cpu_rewrites=False)
     log(f"{model}: bundles built in {time.perf_counter() - start:.0f} s")
     return tuned, plain
+
+
+def build_bf16(model: str, kwargs: dict, root: Path, log):
+    """The bundle built with `--bf16` (bf16 measured and recorded), or None where this CPU
+    computes no bf16 (then precision auto stays fp32 and the fp32 bundle is the default)."""
+    from srexport.bundle import load_bundle
+    from srexport.calib.options import PrecisionOptions
+    from srexport.export.build import BuildRequest, build_bundle
+    from srexport.runtime.backends.openvino import cpu_capabilities
+
+    if "BF16" not in cpu_capabilities():
+        return None
+    out = root / f"{model}-bf16"
+    if (out / "manifest.json").exists():
+        return load_bundle(out)
+    start = time.perf_counter()
+    bundle = build_bundle(BuildRequest(model=model, weights=weights_for(model), out=out,
+                                       precision=PrecisionOptions(bf16=True), **kwargs), warn=lambda m: None)
+    log(f"{model}: bf16 bundle built in {time.perf_counter() - start:.0f} s")
+    return bundle
 
 
 def build_int8(model: str, kwargs: dict, root: Path, log):
@@ -252,24 +292,36 @@ def measure(configs: dict, rounds: int) -> dict:
     return results
 
 
-def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict, log, int8=None) -> dict:
+def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict, log, int8=None,
+             tuned_bf16=None) -> dict:
+    """Every configuration on the workload's items; the peak fraction is taken against the
+    BF16 matrix-multiply peak where the CPU computes bf16, else the FP32 one."""
     import srexport
     from srexport.profiling.flops import count_bundle
     from srexport.runtime.folder_run import describe
 
     threads = args.threads or len(os.sched_getaffinity(0))
+    bf16 = peak.get("bf16", {}).get("gflops") is not None
+    direct_precisions = ("f32", "bf16") if bf16 else ("f32",)
+    reference = peak["bf16"] if bf16 else peak["fp32"]
     feeds = graph_feeds(plain, items)
     flops = sum(count_bundle(plain, *f["image"].shape[2:]).flops for f in feeds)
     scale = plain.manifest.scale
     out_px = sum(item.shape[0] * item.shape[1] for item in items) * scale * scale
     configs = {}
-    for hint in ("LATENCY", "THROUGHPUT"):
-        for inflight in (1, 2):
-            direct = DirectOpenVINO(plain.graph_path("fp32"), hint, inflight, threads)
-            configs[f"openvino direct {hint} {inflight} in flight"] = (lambda d=direct: d(feeds))
-    default = srexport.load(tuned.root)
+    for precision in direct_precisions:
+        for hint in ("LATENCY", "THROUGHPUT"):
+            for inflight in (1, 2):
+                direct = DirectOpenVINO(plain.graph_path("fp32"), hint, inflight, threads, precision)
+                configs[f"openvino direct {precision} {hint} {inflight} in flight"] = (lambda d=direct: d(feeds))
+    # "default": `srexport.load(bundle)` with no options; on a bundle built with --bf16 that
+    # is bf16 (precision auto) on a CPU that computes it, else the same as the fp32 bundle
+    default = srexport.load((tuned_bf16 or tuned).root)
+    fp32_bundle = srexport.load(tuned.root)
     unrewritten = srexport.load(plain.root)
     configs["sr-export default"] = lambda: list(default.upscale_frames(items))
+    if tuned_bf16 is not None:
+        configs["sr-export default, fp32-only bundle"] = lambda: list(fp32_bundle.upscale_frames(items))
     configs["sr-export default, graph without rewrites"] = lambda: list(unrewritten.upscale_frames(items))
     configs["sr-export default, one item at a time"] = lambda: [default.upscale(x) for x in items]
     if name in args.onnxruntime.split(","):  # the rewrites on the fallback backend
@@ -287,31 +339,42 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
             row["mpx_s"] = out_px / row["median_s"] / 1e6
             row["gflops"] = flops / row["median_s"] / 1e9
             row["of_fp32_peak"] = row["gflops"] / peak["fp32"]["gflops"]
+            if bf16:
+                row["of_bf16_peak"] = row["gflops"] / peak["bf16"]["gflops"]
     direct_rows = {k: v for k, v in rows.items() if k.startswith("openvino direct") and "mpx_s" in v}
     best = max(direct_rows, key=lambda k: direct_rows[k]["mpx_s"]) if direct_rows else None
     mine = rows.get("sr-export default", {})
     summary = {"fastest_direct": best}
     if best and "mpx_s" in mine:
         ratio = mine["mpx_s"] / direct_rows[best]["mpx_s"]
-        summary |= {"default_vs_fastest_direct": ratio, "target_vs_direct": TARGET_VS_DIRECT,
+        target = target_of_peak(name, bf16)
+        of_peak = mine["gflops"] / reference["gflops"]
+        summary |= {"default_precision": default.session.precision,
+                    "default_vs_fastest_direct": ratio, "target_vs_direct": TARGET_VS_DIRECT,
                     "met_vs_direct": ratio >= TARGET_VS_DIRECT,
-                    "default_of_fp32_peak": mine["of_fp32_peak"], "target_of_fp32_peak": TARGET_OF_FP32_PEAK,
-                    "met_of_peak": mine["of_fp32_peak"] >= TARGET_OF_FP32_PEAK}
+                    "peak_used": "bf16" if bf16 else "fp32", "default_of_peak": of_peak,
+                    "target_of_peak": target, "met_of_peak": of_peak >= target}
         if "mpx_s" in rows.get("onnxruntime, rewritten graph", {}) and "mpx_s" in rows.get(
                 "onnxruntime, graph without rewrites", {}):
             summary["onnxruntime_rewritten_vs_plain"] = (rows["onnxruntime, rewritten graph"]["mpx_s"]
                                                          / rows["onnxruntime, graph without rewrites"]["mpx_s"])
         if "mpx_s" in rows.get("sr-export --precision int8", {}):
-            summary["int8_vs_fp32_default"] = rows["sr-export --precision int8"]["mpx_s"] / mine["mpx_s"]
-        for key in ("sr-export default, graph without rewrites", "sr-export default, one item at a time"):
-            if "mpx_s" in rows.get(key, {}):
-                summary[f"default_vs_{key.split(', ', 1)[1].replace(' ', '_')}"] = mine["mpx_s"] / rows[key]["mpx_s"]
+            summary["int8_vs_default"] = rows["sr-export --precision int8"]["mpx_s"] / mine["mpx_s"]
+        # the rewrites' share, fp32 against fp32 (the graph without rewrites is fp32-only)
+        fp32_row = rows.get("sr-export default, fp32-only bundle", mine)
+        plain_row = rows.get("sr-export default, graph without rewrites", {})
+        if "mpx_s" in plain_row and "mpx_s" in fp32_row:
+            summary["rewritten_vs_without_rewrites_fp32"] = fp32_row["mpx_s"] / plain_row["mpx_s"]
+        if "mpx_s" in rows.get("sr-export default, one item at a time", {}):
+            summary["default_vs_one_item_at_a_time"] = (mine["mpx_s"]
+                                                        / rows["sr-export default, one item at a time"]["mpx_s"])
     return {"workload": name, "model": plain.manifest.model, "variant": plain.manifest.variant, "scale": scale,
             "weights": plain.manifest.checkpoint["file"] if plain.manifest.checkpoint else "random init",
             "items": len(items), "item_sizes": sorted({tuple(i.shape[:2]) for i in items}),
             "output_px": out_px, "gflop": flops / 1e9, "run_line": describe(default),
             "rewrites": tuned.manifest.graph_rewrites, "configs": rows, "summary": summary,
-            "vs_mlrt": vsmlrt(args.vsmlrt_python, plain.graph_path("fp32"), items, scale)}
+            "vs_mlrt": vsmlrt(args.vsmlrt_python, plain.graph_path("fp32"), feeds, out_px,
+                              ("f32", "default") if bf16 else ("f32",))}
 
 
 def int8_peak(threads: int, n: int = 1024, seconds: float = 1.0) -> dict:
@@ -377,6 +440,7 @@ def main() -> None:
             raise SystemExit("--build-only needs --work")
         for model, kwargs in (("pcarn-m", {"scale": 4}), ("gmgbp", {}), ("bpp", {"variant": "x4"})):
             build_pair(model, kwargs, args.work, log)
+            build_bf16(model, kwargs, args.work, log)
         if args.int8:
             build_int8("pcarn-m", {"scale": 4}, args.work, log)
         return
@@ -397,7 +461,7 @@ def main() -> None:
 
         def pair(model, **kwargs):
             if model not in built:
-                built[model] = build_pair(model, kwargs, work, log)
+                built[model] = build_pair(model, kwargs, work, log), build_bf16(model, kwargs, work, log)
             return built[model]
 
         for name in wanted:
@@ -412,7 +476,8 @@ def main() -> None:
             else:
                 raise SystemExit(f"unknown workload {name} ({', '.join(WORKLOADS)})")
             int8 = build_int8("pcarn-m", {"scale": 4}, work, log) if args.int8 and name.startswith("pcarn") else None
-            report["workloads"].append(workload(name, items, *bundles, args, peak, log, int8))
+            (tuned, plain), bf16_bundle = bundles
+            report["workloads"].append(workload(name, items, tuned, plain, args, peak, log, int8, bf16_bundle))
             log(f"{name}: done")
             if args.out:  # what is measured so far survives an interrupted run
                 args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")

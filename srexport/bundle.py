@@ -18,7 +18,7 @@ import numpy as np
 
 from srexport.errors import BundleError
 from srexport.fsutil import atomic_path, sha256_file
-from srexport.shapes import NoiseInput, ShapeRules
+from srexport.shapes import NoiseInput, ShapeRules, StitchHalo
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -134,6 +134,7 @@ class Manifest:
     verification: list[ParityCheck] = field(default_factory=list)
     plugin_graph: dict | None = None
     graph_rewrites: dict | None = None  # srexport.export.cpu_rewrites.RewriteRecord
+    stitch_halo: StitchHalo | None = None  # measured at build (srexport.export.stitch_halo)
     value_range: tuple[float, float] = (0.0, 1.0)
     channel_order: str = "RGB"
     layout: str = "NCHW"
@@ -142,6 +143,14 @@ class Manifest:
     @property
     def identity(self) -> ModelIdentity:
         return ModelIdentity(self.model, self.variant, self.scale, self.task)
+
+    @property
+    def stitching_rules(self) -> ShapeRules:
+        """The shape rules tiling stitches by: the measured stitching halo in place of the
+        geometric one where the build recorded it (crop tiles overlap by twice it)."""
+        if self.stitch_halo is None:
+            return self.shape_rules
+        return dataclasses.replace(self.shape_rules, halo=self.stitch_halo.pixels)
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
@@ -163,6 +172,8 @@ class Manifest:
         data["precisions"] = {k: PrecisionInfo(**v) for k, v in data["precisions"].items()}
         if data.get("checkpoint") is not None:
             data["checkpoint"] = CheckpointRecord.from_json(data["checkpoint"])
+        if data.get("stitch_halo") is not None:
+            data["stitch_halo"] = StitchHalo.from_json(data["stitch_halo"])
         data["verification"] = [ParityCheck.from_json(c) for c in data.get("verification", [])]
         if "value_range" in data:
             data["value_range"] = tuple(data["value_range"])
@@ -443,6 +454,20 @@ def validate_manifest(data: object) -> None:
     for key in ("checkpoint", "plugin_graph", "graph_rewrites"):
         if data.get(key) is not None:
             _req_type(data, key, dict, "an object or null")
+    if data.get("stitch_halo") is not None:
+        record = _req_type(data, "stitch_halo", dict, "an object or null")
+        _keys(record, tuple(f.name for f in dataclasses.fields(StitchHalo)), (), "stitch_halo.")
+        geometric = data["shape_rules"].get("halo")
+        if not isinstance(geometric, int) or isinstance(geometric, bool):
+            raise BundleError(f"{_where('stitch_halo')} needs a finite shape_rules.halo")
+        _req_int(record, "pixels", 0, geometric, "stitch_halo.")
+        _req_int(record, "geometric", geometric, geometric, "stitch_halo.")
+        for key in ("margin", "window", "trials"):
+            _req_int(record, key, 0, MAX_PATCH, "stitch_halo.")
+        _opt_number(record, "tail_bound", "stitch_halo.")
+        tails = _req_type(record, "tails", list, "an array of numbers", "stitch_halo.")
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in tails):
+            raise BundleError(f"{_where('stitch_halo.tails')} must be an array of numbers")
     if data.get("plugin_graph") is not None:
         plugin = data["plugin_graph"]
         if "file" not in plugin:

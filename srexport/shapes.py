@@ -79,3 +79,26 @@ class ShapeRules:
     @classmethod
     def from_dict(cls, data: dict) -> "ShapeRules":
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class StitchHalo:
+    """The halo crop stitching uses, measured at build (`srexport.export.stitch_halo`;
+    `Manifest.stitch_halo`): `pixels`, no more than the geometric `ShapeRules.halo`, where
+    the input farther away moved the output by at most `tail_bound` (first order) on each of
+    `trials` random `window` x `window` inputs (`tails`: the figure of each at pixels - margin)."""
+
+    pixels: int  # the halo crop stitching uses, in input pixels
+    geometric: int  # ShapeRules.halo
+    tail_bound: float
+    margin: int
+    window: int
+    trials: int
+    tails: list[float]  # tail(pixels - margin) per trial
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "StitchHalo":
+        return cls(**data)

@@ -120,6 +120,26 @@ def test_plans_equal_pythons_on_mgbp_on_openvino(ov_lib, bundle_factory, variant
     assert len(tiles) >= 3  # the budgets give different tilings, not one plan throughout
 
 
+def test_plans_equal_pythons_at_the_measured_stitch_halo(lib, bundle_factory):
+    """A bundle built from G-MGBP's published weights records a stitching halo (about 30 px)
+    far below the geometric one (85): C++ reads it as Python does, so crop tiles narrower
+    than 2 * 85 + 1 are planned alike on both sides."""
+    from conftest import shared_file
+
+    bundle = bundle_factory("gmgbp", None, None, shared_file("weights", "gmgbp-pirm2018", "BOE-R1.model"))
+    halo = bundle.manifest.stitch_halo.pixels
+    assert halo < bundle.manifest.shape_rules.halo
+    narrow = 0
+    for lr_h, lr_w in ((90, 160), (270, 480)):
+        for memory in _budgets_around(bundle, lr_h, lr_w, [80 * 80, 120 * 150, 240 * 300]):
+            py = python_runtime(bundle, memory=memory)
+            cpp = Cpp(lib, bundle, memory=memory)
+            plan = py.plan(lr_h, lr_w)
+            assert _plan_fields(cpp.plan(lr_w, lr_h)) == _python_fields(plan), (lr_h, lr_w, memory)
+            narrow += bool(plan.owned) and min(plan.patch_h, plan.patch_w) < 2 * bundle.manifest.shape_rules.halo + 1
+    assert narrow >= 2
+
+
 def test_the_run_line_matches_pythons(lib, stack):
     _, bundle = stack
     assert Cpp(lib, bundle, patch=20).tiling_note() == python_runtime(bundle, patch=20).tiling_note()

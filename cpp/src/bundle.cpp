@@ -100,6 +100,14 @@ Manifest parse_manifest(const std::string& text, const std::string& manifest_pat
         m.shape_rules.min_size = get_int(r, "min_size");
         m.shape_rules.output_scale = get_int(r, "output_scale");
         if (r.contains("halo") && !r["halo"].is_null()) m.shape_rules.halo = get_int(r, "halo");
+        // Stitching uses the halo the build measured where it recorded one (as Python's
+        // Manifest.stitching_rules): tiles overlap by twice it, far less than the geometric one.
+        if (data.contains("stitch_halo") && !data["stitch_halo"].is_null()) {
+            const int measured = get_int(data.at("stitch_halo"), "pixels");
+            if (!m.shape_rules.halo || measured < 0 || measured > *m.shape_rules.halo)
+                throw std::runtime_error("stitch_halo.pixels must lie between 0 and shape_rules.halo");
+            m.shape_rules.halo = measured;
+        }
         if (r.contains("pad_rule")) m.shape_rules.pad_rule = get<std::string>(r, "pad_rule");
         if (r.contains("pad_align")) m.shape_rules.pad_align = get<std::string>(r, "pad_align");
         if (m.shape_rules.pad_align != "end" && m.shape_rules.pad_align != "split")

@@ -26,6 +26,7 @@ from srexport.export.cpu_rewrites import rewrite_exported
 from srexport.export.model_bundle import recommended_overlap
 from srexport.export.onnx_export import OPSET, OUTPUT, export_onnx, input_names, save_onnx
 from srexport.export.parity import TOLERANCE, check_parity
+from srexport.export.stitch_halo import measure as measure_stitch_halo
 from srexport.fsutil import atomic_directory, sha256_file
 from srexport.version import __version__
 from srexport.calib.options import PrecisionOptions
@@ -157,6 +158,8 @@ def export_bundle(
                 raise ExportError(
                     f"exported graph differs from PyTorch by {worst:.3g} (> {TOLERANCE:g}); bundle not written"
                 )
+            # trained weights only: a random initialisation says nothing about how far the input matters
+            stitch_halo = measure_stitch_halo(model, tmp / graph_file) if checkpoint is not None else None
             precisions = {"fp32": PrecisionInfo(file=graph_file, max_abs_error_vs_torch=worst)}
             plugin_graph = _write_plugin_graph(tmp, graph_file, model) if plugins else None
             if precision is not None and precision.wanted():
@@ -182,6 +185,7 @@ def export_bundle(
                 verification=checks,
                 plugin_graph=plugin_graph,
                 graph_rewrites=rewrites.to_dict() if rewrites is not None else None,
+                stitch_halo=stitch_halo,
             )
             if engines is not None and engines.device != "cpu":
                 from srexport.tensorrt.builder import build_engines

@@ -624,7 +624,7 @@ def _identity(run: _Run, precision: str, threads: int) -> Identity:
 def _tiling(run: _Run, request: ProfileRequest) -> Tiling:
     m, plan, up = run.bundle.manifest, run.plan, run.up
     return Tiling(
-        patch=Size(plan.patch_w, plan.patch_h), overlap=2 * m.shape_rules.halo if plan.owned else up.overlap,
+        patch=Size(plan.patch_w, plan.patch_h), overlap=2 * m.stitching_rules.halo if plan.owned else up.overlap,
         window=request.window, noise=request.noise, tiles=len(plan.tiles),
         stitch="crop" if plan.owned else "blend", patch_mode="auto" if up.auto else "fixed",
         memory_budget_gib=up.budget.gib if up.budget is not None else None, batch=up.batch,

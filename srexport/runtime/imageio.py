@@ -27,6 +27,10 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 _EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_PIXELS = 100_000_000
+# zlib level of the PNGs written. Level 1 (OpenCV's default too) encodes an upscaled photo
+# in about half the time of Pillow's default 6, within a few percent of its size (CSet14
+# baboon 500x480: 18 vs 35 ms, 449 vs 473 kB); PNG is lossless at every level.
+PNG_COMPRESS_LEVEL = 1
 PIXEL_LIMIT_ENV = "SREXPORT_MAX_PIXELS"
 _max_pixels: int | None = None
 
@@ -187,10 +191,11 @@ def write_png(path: str | Path, pixels: np.ndarray, alpha: np.ndarray | None = N
 
                 data = _interleave(pixels, alpha, 16)
                 height, width, planes = data.shape
-                writer = png.Writer(width, height, greyscale=planes <= 2, alpha=planes in (2, 4), bitdepth=16)
+                writer = png.Writer(width, height, greyscale=planes <= 2, alpha=planes in (2, 4), bitdepth=16,
+                                    compression=PNG_COMPRESS_LEVEL)
                 with open(tmp, "wb") as handle:
                     writer.write(handle, data.reshape(height, width * planes))
             else:
-                to_pil(pixels, alpha).save(tmp, format="PNG")
+                to_pil(pixels, alpha).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     except OSError as exc:
         raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None

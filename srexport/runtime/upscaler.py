@@ -65,7 +65,7 @@ class Upscaler:
             raise SrExportError(f"bundle {bundle.root} holds a {manifest.task} network, not a super-resolution one")
         if stitch not in STITCHES:
             raise SrExportError(f"unknown stitching '{stitch}' ({', '.join(STITCHES)})")
-        rules = manifest.shape_rules
+        rules = manifest.stitching_rules
         if stitch == "crop" and rules.halo is None:
             raise SrExportError(f"{manifest.model} has no finite receptive field (its output depends on the whole "
                                 "patch): crop stitching cannot be exact; use --stitch blend")
@@ -148,7 +148,7 @@ class Upscaler:
             return True
         if self.overlap_given:
             return False
-        rules = self.bundle.manifest.shape_rules
+        rules = self.bundle.manifest.stitching_rules
         if height is None or width is None:
             return crop_patch_ok(patch, rules)
         return rules.halo is not None and all(
@@ -163,7 +163,7 @@ class Upscaler:
     def _auto_patch(self, height: int, width: int, crop: bool) -> tuple[int, int] | None:
         """The budget's patch for this image (None: it runs whole); crop-stitched tiles are at
         least 2 * halo + 1 wide and overlap by 2 * halo."""
-        rules = self.bundle.manifest.shape_rules
+        rules = self.bundle.manifest.stitching_rules
         # Blended tiles step by at least the overlap (each pixel computed at most about 4x):
         # a smaller patch would not fit a tight budget anyway (at 0.1 GiB, G-MGBP's 49 px
         # patches fit no better than 96 px ones) and would compute each pixel hundreds of times.
@@ -174,7 +174,7 @@ class Upscaler:
 
     def graph_plan(self, height: int, width: int) -> TilePlan:
         """The tiling of an image of (height, width) graph input pixels."""
-        rules = self.bundle.manifest.shape_rules
+        rules = self.bundle.manifest.stitching_rules
         if self.recipe is not None:
             return plan_blocks(height, width, self.recipe, rules)
         patch = self.patch
@@ -207,7 +207,7 @@ class Upscaler:
                     f"run whole), {how}, batch {self.batch}")
         ph, pw = self.patch
         if self.crops(self.patch):
-            return f"patch {ph}x{pw}, crop stitching (overlap {crop_overlap(self.bundle.manifest.shape_rules)}), batch {self.batch}"
+            return f"patch {ph}x{pw}, crop stitching (overlap {crop_overlap(self.bundle.manifest.stitching_rules)}), batch {self.batch}"
         return f"patch {ph}x{pw}, overlap {self.overlap}, window {self.window}, batch {self.batch}"
 
     # -- arrays -----------------------------------------------------------------

@@ -198,7 +198,7 @@ class TrtSession(Session):
             # patch auto: one engine for every patch the budget may choose (profiles.auto_profile)
             from srexport.runtime.budget import default_budget, memory_model
 
-            self.profile = auto_profile(manifest.shape_rules, manifest.patch, memory_model(bundle, precision, self.name),
+            self.profile = auto_profile(manifest.stitching_rules, manifest.patch, memory_model(bundle, precision, self.name),
                                         default_budget("cuda", memory).bytes, batch or 1)
         else:
             edge = manifest.patch
