@@ -165,6 +165,9 @@ def build_cmd(
         if check is not None and check.psnr_vs_fp32_db is not None and check.inputs != notes.get("accuracy_images"):
             out.print(f"    verify figure: PSNR vs fp32 {check.psnr_vs_fp32_db:.2f} on {check.inputs}",
                       highlight=False, markup=False)
+    if m.stitch_halo is not None:
+        out.print(f"  stitching halo: {m.stitch_halo.pixels} px measured (receptive field {m.stitch_halo.geometric} px)",
+                  highlight=False, markup=False)
     for engine in engine_records(m):
         out.print(f"  {engine.line()}", highlight=False, markup=False, soft_wrap=True)
     if m.plugin_graph:
