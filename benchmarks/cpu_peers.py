@@ -172,12 +172,13 @@ import json, sys, time
 import vapoursynth as vs
 graph, h, w, count, streams, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 core = vs.core
-clip = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=count, color=[0.25, 0.5, 0.75])
+warm = 2 * streams  # compile and first inferences, not timed
+clip = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=warm + count, color=[0.25, 0.5, 0.75])
 config = (lambda: {}) if precision == "default" else (lambda: {"INFERENCE_PRECISION_HINT": precision})
 out = core.ov.Model(clip, graph, device="CPU", num_streams=streams, config=config)
-for f in out.frames(): pass
-start = time.perf_counter()
-for f in out.frames(): pass
+for f in out[:warm].frames(): pass
+start = time.perf_counter()  # frames not computed before (VapourSynth caches the ones it has)
+for f in out[warm:].frames(): pass
 print(json.dumps({"seconds": time.perf_counter() - start, "frames": count, "vapoursynth": vs.__version__}))
 """
 
@@ -222,7 +223,8 @@ def build_pair(model: str, kwargs: dict, root: Path, log):
     start = time.perf_counter()
     tuned = build_bundle(BuildRequest(model=model, weights=weights_for(model), out=root / f"{model}-tuned", **kwargs),
                          warn=lambda m: None)
-    from srexport.export.build import export_bundle, model_from_bundle
+    from srexport.export.build import export_bundle
+    from srexport.export.model_bundle import model_from_bundle
 
     m = tuned.manifest
     identity = {"model": m.model, "variant": m.variant, "scale": m.scale, "task": m.task}
@@ -269,27 +271,54 @@ def build_int8(model: str, kwargs: dict, root: Path, log):
     return bundle
 
 
-def measure(configs: dict, rounds: int) -> dict:
+def measure(configs: dict, rounds: int, release=None) -> dict:
+    """Each configuration once to warm up, then `rounds` interleaved rounds. With `release`
+    (a workload whose compiled models do not fit in memory together), one configuration
+    after another instead, `release()` dropping its compiled models before the next."""
     results = {}
-    for name, fn in list(configs.items()):
+
+    def warm(name, fn) -> bool:
         start = time.perf_counter()
         try:
             fn()
         except Exception as exc:
             results[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-            del configs[name]
-            continue
+            return False
         results[name] = {"warmup_s": time.perf_counter() - start, "times": []}
-    for _ in range(rounds):
+        return True
+
+    def timed(name, fn) -> None:
+        start = time.perf_counter()
+        fn()
+        results[name]["times"].append(time.perf_counter() - start)
+
+    if release is not None:
         for name, fn in configs.items():
-            start = time.perf_counter()
-            fn()
-            results[name]["times"].append(time.perf_counter() - start)
+            if warm(name, fn):
+                for _ in range(rounds):
+                    timed(name, fn)
+            release()
+    else:
+        live = [(name, fn) for name, fn in configs.items() if warm(name, fn)]
+        for k in range(rounds):
+            # every other round in reverse, so that no configuration always follows the same
+            # one (OpenVINO's THROUGHPUT streams keep their threads spinning a moment after)
+            for name, fn in live if k % 2 == 0 else live[::-1]:
+                time.sleep(SETTLE_S)
+                timed(name, fn)
     for entry in results.values():
         times = entry.pop("times", [])
         if times:
             entry.update(median_s=statistics.median(times), min_s=min(times), runs=len(times))
     return results
+
+
+SETTLE_S = 0.2  # idle before each timed run: the previous configuration's threads go to sleep
+
+
+# G-MGBP on whole CSet5 images holds about 1 GB per compiled shape and request: the 16
+# configurations' compiled models together exceed 24 GB, so they run one after another.
+SEQUENTIAL_WORKLOADS = ("gmgbp-cset5",)
 
 
 def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict, log, int8=None,
@@ -309,10 +338,12 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
     scale = plain.manifest.scale
     out_px = sum(item.shape[0] * item.shape[1] for item in items) * scale * scale
     configs = {}
+    direct_runners: list[DirectOpenVINO] = []
     for precision in direct_precisions:
         for hint in ("LATENCY", "THROUGHPUT"):
             for inflight in (1, 2):
                 direct = DirectOpenVINO(plain.graph_path("fp32"), hint, inflight, threads, precision)
+                direct_runners.append(direct)
                 configs[f"openvino direct {precision} {hint} {inflight} in flight"] = (lambda d=direct: d(feeds))
     # "default": `srexport.load(bundle)` with no options; on a bundle built with --bf16 that
     # is bf16 (precision auto) on a CPU that computes it, else the same as the fp32 bundle
@@ -333,7 +364,17 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
         quantized = srexport.load(int8.root, precision="int8")
         configs["sr-export --precision int8"] = lambda: list(quantized.upscale_frames(items))
     log(f"{name}: {len(items)} items, {len(configs)} configurations, {args.rounds} rounds")
-    rows = measure(configs, args.rounds)
+    def release() -> None:
+        import gc
+
+        from srexport.runtime.backends import openvino
+
+        for runner in direct_runners:
+            runner.compiled.clear()
+        openvino.clear_cache()
+        gc.collect()
+
+    rows = measure(configs, args.rounds, release if name in SEQUENTIAL_WORKLOADS else None)
     for row in rows.values():
         if "median_s" in row:
             row["mpx_s"] = out_px / row["median_s"] / 1e6
@@ -369,10 +410,11 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
             summary["default_vs_one_item_at_a_time"] = (mine["mpx_s"]
                                                         / rows["sr-export default, one item at a time"]["mpx_s"])
     return {"workload": name, "model": plain.manifest.model, "variant": plain.manifest.variant, "scale": scale,
-            "weights": plain.manifest.checkpoint["file"] if plain.manifest.checkpoint else "random init",
+            "weights": plain.manifest.checkpoint.file if plain.manifest.checkpoint else "random init",
             "items": len(items), "item_sizes": sorted({tuple(i.shape[:2]) for i in items}),
             "output_px": out_px, "gflop": flops / 1e9, "run_line": describe(default),
             "rewrites": tuned.manifest.graph_rewrites, "configs": rows, "summary": summary,
+            "order": "one configuration after another" if name in SEQUENTIAL_WORKLOADS else "interleaved rounds",
             "vs_mlrt": vsmlrt(args.vsmlrt_python, plain.graph_path("fp32"), feeds, out_px,
                               ("f32", "default") if bf16 else ("f32",))}
 

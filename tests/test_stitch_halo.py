@@ -93,3 +93,14 @@ def test_the_manifest_refuses_a_stitch_halo_beyond_the_geometric_one(gmgbp):
     unbounded["shape_rules"]["halo"] = None
     with pytest.raises(BundleError, match="needs a finite shape_rules.halo"):
         Manifest.from_json(json.dumps(unbounded))
+
+
+@pytest.mark.parametrize("model,variant,weights", [
+    ("pcarn-m", "m", ("weights", "pcarn", "PCARN-M-L1.pth")),  # decays only within the margin of its 21 px
+    ("mgbp", "ntire2018-track1", ("weights", "mgbp-ntire2018", "ntire2018-track1.pkl")),  # FLOPs not countable
+])
+def test_checkpoints_whose_halo_is_not_measured_build_with_the_geometric_one(bundle_factory, model, variant, weights):
+    bundle = bundle_factory(model, variant, 4 if model == "pcarn-m" else None, shared_file(*weights))
+    assert bundle.manifest.checkpoint is not None
+    assert bundle.manifest.stitch_halo is None
+    assert bundle.manifest.stitching_rules.halo == bundle.manifest.shape_rules.halo
