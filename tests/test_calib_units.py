@@ -297,7 +297,7 @@ def test_qdq_structure_every_conv_per_channel(calibrated):
     # exclusions are deliberate, listed, and exactly the FP32 convolutions
     image = image_space_nodes(fp32)
     assert "/head/Conv" in image  # reads the picture
-    assert "/tail/Conv" not in image  # writes 12 channels; the pixel shuffle after it is image-space
+    assert "/tail/Conv" in image  # writes the 12 sub-pixel channels the pixel shuffle turns into the picture
     excluded = ["/head/Conv"]
     partial = qdq_structure(quantize(path, work / "part.onnx", cache, "percentile", excluded))
     assert [i.name for i in partial if not i.weight_quantized] == excluded
@@ -354,8 +354,9 @@ def test_exclusion_candidates_and_module_groups(tiny):
     fp32 = onnx.load(str(path))
     (none, image), groups = exclusion_candidates(fp32)
     assert none == ("none", []) and image[0] == "image-space layers" and "/head/Conv" in image[1]
-    # the groups never repeat an image-space node and each holds a convolution
-    assert set(groups) == {"body", "tail"}
+    # the groups never repeat an image-space node and each holds a convolution (the tail's one
+    # convolution writes the picture's sub-pixels: image-space, so "tail" is no group)
+    assert set(groups) == {"body"}
     assert not set(image[1]) & {n for names in groups.values() for n in names}
 
 

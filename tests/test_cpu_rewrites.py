@@ -17,6 +17,7 @@ from srexport.export.cpu_rewrites import (
     fold_trailing_1x1,
     identity_1x1_to_add,
     rewrite_for_cpu,
+    conv_before_depth_to_space,
     split_concat_conv,
     unshare_conv_bias,
 )
@@ -157,6 +158,45 @@ def test_openvino_fuses_each_unshared_bias_and_activation_into_its_convolution()
     assert layers(shared) == ["Convolution", "Convolution"]
 
 
+def _depth_to_space(x: np.ndarray, block: int) -> np.ndarray:
+    """ONNX DepthToSpace, CRD mode (PyTorch's pixel shuffle), in NumPy."""
+    n, c, h, w = x.shape
+    out = x.reshape(n, c // block**2, block, block, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return out.reshape(n, c // block**2, h * block, w * block)
+
+
+@pytest.mark.parametrize("block,kernel,outputs", [(2, 3, 3), (3, 3, 1), (2, 5, 2)])
+def test_conv_before_depth_to_space_equals_the_conv_after_it(block, kernel, outputs):
+    fine = 16
+    coarse = fine * block * block
+    w, b = RNG.standard_normal((outputs, fine, kernel, kernel)), RNG.standard_normal(outputs)
+    x = RNG.random((1, coarse, 7, 9), dtype=np.float32)
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["fine"], name="shuffle", blocksize=block, mode="CRD"),
+             _conv("fine", "w", "b", "y", kernel, "exit")]
+    model = _model(nodes, {"w": w, "b": b}, channels_in=coarse, channels_out=outputs)
+    assert conv_before_depth_to_space(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Conv", "DepthToSpace"]
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
+    expected = conv2d(_depth_to_space(x.astype(np.float64), block), f32(w), f32(b), kernel // 2)
+    got = inference_session(model, threads=1).run(None, {"x": x})[0]
+    assert got.shape == expected.shape == (1, outputs, 7 * block, 9 * block)
+    assert np.max(np.abs(got - expected)) <= 1e-5
+
+
+def test_conv_before_depth_to_space_leaves_convolutions_that_widen_alone():
+    # 16 fine channels to 4 outputs x 2^2 = 16 coarse ones: the shuffle would move as much
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["fine"], name="shuffle", blocksize=2, mode="CRD"),
+             _conv("fine", "w", "b", "y", 3, "exit")]
+    model = _model(nodes, {"w": RNG.standard_normal((4, 16, 3, 3)), "b": RNG.standard_normal(4)},
+                   channels_in=64, channels_out=4)
+    assert conv_before_depth_to_space(model) == 0
+    grouped = _model([helper.make_node("DepthToSpace", ["x"], ["fine"], blocksize=2, mode="CRD"),
+                      _conv("fine", "w", "b", "y", 3, "exit", group=4)],
+                     {"w": RNG.standard_normal((4, 4, 3, 3)), "b": RNG.standard_normal(4)}, channels_in=64,
+                     channels_out=4)
+    assert conv_before_depth_to_space(grouped) == 0
+
+
 def test_rewrites_are_deterministic():
     model = onnx.load_from_string(_pcarn_export().SerializeToString())
     first, counts = rewrite_for_cpu(model)
@@ -193,12 +233,13 @@ def test_pcarn_build_records_its_rewrites_and_matches_the_plain_graph(pcarn_bund
     # 1x1 convolutions take a concatenation; each cascading block applies its one EResidual
     # block (3 biased convolutions) 3 times: 3 x 3 biases get 2 more copies each
     assert counts == {"fold_trailing_1x1": 1, "identity_1x1_to_add": 1, "split_concat_conv": 12,
-                      "unshare_conv_bias": 18}
+                      "unshare_conv_bias": 18, "conv_before_depth_to_space": 1}
     assert 0 < record["max_abs_diff_vs_export"] <= REWRITE_TOLERANCE
     original = onnx.load(str(plain.graph_path("fp32")))
     rewritten = onnx.load(str(tuned.graph_path("fp32")))
     ops = [n.op_type for n in rewritten.graph.node]
     assert "Concat" not in ops
+    assert ops[-2:] == ["Conv", "DepthToSpace"]  # the exit convolution runs before the last pixel shuffle
     # the two mean shifts go; the 12 concatenated 1x1s become 3 x (2 + 3 + 4) + (2 + 3 + 4) = 36
     assert sum(o == "Conv" for o in ops) == sum(n.op_type == "Conv" for n in original.graph.node) - 2 - 12 + 36
     rng = np.random.default_rng(7)

@@ -353,8 +353,9 @@ def qdq_structure(model: onnx.ModelProto) -> list[ConvInfo]:
 def image_space_nodes(model: onnx.ModelProto, channels: int = 3) -> list[str]:
     """The network's first and last layers, generalised to SR graphs: every node that
     writes an image-space tensor (`channels` channels: the mean shifts, the residual
-    additions and the learned upscalers of the image path) and every Conv that reads one
-    (the first feature extractors). These carry the picture itself: 8-bit steps there
+    additions and the learned upscalers of the image path) or the sub-pixels of one (a
+    convolution whose output only a pixel shuffle to the picture reads), and every Conv
+    that reads one (the first feature extractors). These carry the picture itself: 8-bit steps there
     land directly in the output."""
     inferred = onnx.shape_inference.infer_shapes(model)
     chans = {}
@@ -362,9 +363,20 @@ def image_space_nodes(model: onnx.ModelProto, channels: int = 3) -> list[str]:
         dims = vi.type.tensor_type.shape.dim
         if len(dims) == 4 and dims[1].HasField("dim_value"):
             chans[vi.name] = dims[1].dim_value
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def shuffled_to_image(name: str) -> bool:
+        # a tensor whose only reader is a pixel shuffle that writes the picture holds its sub-pixels
+        users = consumers.get(name, [])
+        return (len(users) == 1 and users[0].op_type == "DepthToSpace"
+                and any(chans.get(o) == channels for o in users[0].output))
+
     names = []
     for node in model.graph.node:
-        writes = any(chans.get(o) == channels for o in node.output)
+        writes = any(chans.get(o) == channels or shuffled_to_image(o) for o in node.output)
         reads = node.op_type in CONV_OPS and chans.get(node.input[0]) == channels
         if (writes or reads) and node.op_type not in ("Constant", "Shape"):
             names.append(node.name)

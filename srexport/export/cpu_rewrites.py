@@ -15,6 +15,14 @@ max |diff| <= `REWRITE_TOLERANCE`) and records the passes and the figure in the 
   concatenated tensors, one weight slice each. OpenVINO runs those concatenations with its
   reference kernel (they feed several consumers, so they cannot be laid out in place),
   while it fuses the Adds into the convolutions as sum post-ops;
+- `conv_before_depth_to_space`: a convolution right after a pixel shuffle (CRD
+  DepthToSpace of block r) with fewer than C / r^2 outputs (PCARN's exit convolution to
+  RGB) moves before the shuffle, on the coarse grid, with r^2 times its outputs; the
+  shuffle then moves 12 channels instead of 64. Zero padding maps exactly: a fine pixel
+  outside the image lies in a coarse pixel outside it. r^2 = 4x that convolution's
+  multiply-adds, yet PCARN-M x4 at 320x180, 2 threads (AMX Xeon): bf16 0.104 -> 0.085 s,
+  fp32 0.322-0.333 -> 0.309-0.314 s (the shuffle of 64 channels at 1280x720 was 24% of a
+  bf16 frame);
 - `unshare_conv_bias`: a bias shared by several convolutions (G-MGBP and MGBP apply one
   block, one set of weights, at several grid levels) gets one copy per convolution.
   OpenVINO fuses a convolution's bias and the activation after it into the convolution
@@ -246,6 +254,72 @@ def split_concat_conv(model: onnx.ModelProto) -> int:
     return count
 
 
+def _depth_to_space_kernel(weight: np.ndarray, block: int, pad: int) -> tuple[np.ndarray, int, int]:
+    """The coarse-grid weight of a (stride 1, `pad`-padded) convolution applied after a CRD
+    DepthToSpace of `block`, and the coarse kernel's padding before and after.
+
+    Output sub-pixel (a, b) of coarse pixel (i, j) reads fine pixel (block i + a + dy - pad,
+    ...) = channel c * block^2 + p * block + q of coarse pixel (i + u, ...), where
+    a + dy - pad = block u + p (0 <= p < block)."""
+    out_c, in_c, kh, kw = weight.shape
+    low = -((pad + block - 1) // block)  # floor(-pad / block)
+    high = (block - 1 + kh - 1 - pad) // block
+    size = high - low + 1
+    folded = np.zeros((out_c * block * block, in_c * block * block, size, size))
+    for a in range(block):
+        for b in range(block):
+            rows = np.arange(out_c) * block * block + a * block + b
+            for dy in range(kh):
+                u, p = divmod(a + dy - pad, block)
+                for dx in range(kw):
+                    v, q = divmod(b + dx - pad, block)
+                    cols = np.arange(in_c) * block * block + p * block + q
+                    folded[np.ix_(rows, cols, [u - low], [v - low])] += weight[:, :, dy, dx][:, :, None, None]
+    return folded, -low, high
+
+
+def conv_before_depth_to_space(model: onnx.ModelProto) -> int:
+    """DepthToSpace (CRD, block r) -> Conv with fewer than C / r^2 outputs (PCARN's exit
+    convolution to RGB after its pixel shuffle) becomes a Conv on the coarse grid to
+    outputs x r^2 channels -> DepthToSpace of those: r^2 times the multiply-adds of that
+    convolution, but the large DepthToSpace of C channels becomes one of outputs x r^2."""
+    count = 0
+    while True:
+        g = _Graph(model)
+        for conv in g.graph.node:
+            shuffle = g.producer.get(conv.input[0]) if conv.op_type == "Conv" else None
+            if shuffle is None or shuffle.op_type != "DepthToSpace" or len(g.consumers[shuffle.output[0]]) != 1:
+                continue
+            a, sa = _attrs(conv), _attrs(shuffle)
+            weight = g.array(conv.input[1])
+            block = int(sa.get("blocksize", 0))
+            if (weight is None or weight.ndim != 4 or sa.get("mode", b"DCR") not in (b"CRD", "CRD") or block < 2
+                    or a.get("group", 1) != 1 or any(x != 1 for x in a.get("strides", [1, 1]))
+                    or any(x != 1 for x in a.get("dilations", [1, 1]))
+                    or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+                    or (len(conv.input) >= 3 and conv.input[2] and g.array(conv.input[2]) is None)):
+                continue
+            kh, kw = weight.shape[2:]
+            pads = a.get("pads", [0, 0, 0, 0])
+            if kh != kw or kh % 2 != 1 or any(x != kh // 2 for x in pads) or weight.shape[0] * block * block >= weight.shape[1]:
+                continue
+            folded, before, after = _depth_to_space_kernel(weight.astype(np.float64), block, kh // 2)
+            bias = np.repeat(_bias(conv, g, weight.shape[0]), block * block)
+            wn = g.add_initializer(f"{conv.name}.coarse.weight", folded)
+            bn = g.add_initializer(f"{conv.name}.coarse.bias", bias)
+            coarse = g.fresh(f"{conv.output[0]}_coarse")
+            node = helper.make_node("Conv", [shuffle.input[0], wn, bn], [coarse], name=g.fresh(f"{conv.name}_coarse"),
+                                    kernel_shape=list(folded.shape[2:]), pads=[before, before, after, after])
+            out = helper.make_node("DepthToSpace", [coarse], list(conv.output), name=g.fresh(f"{shuffle.name}_after"),
+                                   blocksize=block, mode="CRD")
+            _replace(g, conv, [node, out])
+            _remove(g, shuffle)
+            count += 1
+            break
+        else:
+            return count
+
+
 def unshare_conv_bias(model: onnx.ModelProto) -> int:
     """A bias initializer shared by several Conv / ConvTranspose nodes -> one copy per node
     (the first keeps the original); returns the copies made."""
@@ -286,8 +360,10 @@ PASSES: dict[str, Callable[[onnx.ModelProto], int]] = {
     "identity_1x1_to_add": identity_1x1_to_add,
     "split_concat_conv": split_concat_conv,
     "unshare_conv_bias": unshare_conv_bias,
+    "conv_before_depth_to_space": conv_before_depth_to_space,
 }
-DEFAULT_PASSES = ("fold_trailing_1x1", "identity_1x1_to_add", "split_concat_conv", "unshare_conv_bias")
+DEFAULT_PASSES = ("fold_trailing_1x1", "identity_1x1_to_add", "split_concat_conv", "unshare_conv_bias",
+                  "conv_before_depth_to_space")
 
 
 def rewrite_for_cpu(model: onnx.ModelProto, passes: tuple[str, ...] = DEFAULT_PASSES
