@@ -64,7 +64,10 @@ def test_memory_model_bounds_the_measured_peak_of_one_patch(pcarn_x2, backend):
     model = memory_model(pcarn_x2, "fp32", backend)
     measured = _measure(pcarn_x2.root, backend, "patch", 160)["peak_mb"] * 2**20
     predicted = model.patch_bytes(160, 160)
-    assert measured <= predicted <= 2.0 * measured
+    # safe, and the graph's live tensors alone (the prediction before the backend's factor
+    # for its work buffers) never exceed what the backend really used
+    assert measured <= predicted
+    assert model.fixed + model.per_pixel * 160 * 160 <= measured
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
