@@ -98,7 +98,7 @@ def measure(model, graph: Path) -> StitchHalo | None:
     if cost is None or cost > MAX_GFLOP:
         return None
     rng = np.random.default_rng(SEED)
-    found, bounds = 0, []
+    found = 0
     all_tails = [tails(model, edge, rng) for _ in range(TRIALS)]
     for tail in all_tails:
         below = np.nonzero(tail <= TAIL_BOUND)[0]
