@@ -35,6 +35,7 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -533,6 +534,21 @@ class _Sink:
             self.fail(index, f"{paths[index]}: the Ray pipeline returned no result for this image")
 
 
+# Ray Data's iterator threads (2.60: "iter_threaded", "map_tp_*", "StreamingExecutor-*").
+# They end on their own once the iterator is closed, but may still be inside a ray.get.
+_DATA_THREAD_PREFIXES = ("iter_threaded", "map_tp_", "StreamingExecutor")
+_DATA_THREAD_JOIN_S = 5.0
+
+
+def _join_data_threads() -> None:
+    """Waits (bounded) for Ray Data's iterator threads to end, so that none touches the core
+    worker after ray.shutdown(): one that does ends the process with exit status 1."""
+    deadline = time.monotonic() + _DATA_THREAD_JOIN_S
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.name.startswith(_DATA_THREAD_PREFIXES):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def _execute(ray, job: _Job, paths: list[str], sink: _Sink, workers: int, cpus_per_worker: float,
              gpus_per_worker: float, quiet: bool, console) -> RayRunReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -545,8 +561,9 @@ def _execute(ray, job: _Job, paths: list[str], sink: _Sink, workers: int, cpus_p
         sink.show(progress)
         start = sink.start
         ds = _pipeline(ray, job, paths, workers, cpus_per_worker, gpus_per_worker)
+        rows = iter(ds.iter_rows())
         try:
-            for row in ds.iter_rows():
+            for row in rows:
                 if first_result is None:
                     first_result = time.perf_counter() - start
                 note = sink.take(row)
@@ -560,6 +577,12 @@ def _execute(ray, job: _Job, paths: list[str], sink: _Sink, workers: int, cpus_p
             if cause is not None and cause is not exc:
                 raise cause from None
             raise
+        finally:
+            # Stops Ray Data's executor and prefetch threads now: left to the garbage
+            # collector, they can touch the core worker after ray.shutdown(), which kills
+            # the process (a signal raised here keeps this frame alive in its traceback).
+            rows.close()
+            _join_data_threads()
         sink.missing(paths)
     return RayRunReport(len(paths), sink.failures, sink.written_px, workers, time.perf_counter() - start,
                         first_result, sink.note, sink.done_at, sink.by_worker)
