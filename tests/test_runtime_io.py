@@ -139,3 +139,22 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("channels, alpha", [(3, False), (3, True), (1, False)])
+def test_written_8bit_png_decodes_to_the_rounded_pixels(tmp_path, channels, alpha):
+    """The PNG encoder settings (zlib level and strategy) are lossless: Pillow decodes exactly
+    round(clip(x) * 255), smooth areas (long runs) and noise alike."""
+    from srexport.runtime.imageio import write_png
+
+    rng = np.random.default_rng(3)
+    ramp = np.linspace(-0.1, 1.1, 40 * 56, dtype=np.float32).reshape(40, 56, 1)
+    pixels = np.concatenate([np.repeat(ramp, channels, axis=2), rng.random((40, 56, channels), np.float32)], axis=1)
+    alpha_plane = rng.random(pixels.shape[:2], np.float32) if alpha else None
+    write_png(tmp_path / "out.png", pixels, alpha_plane)
+    expected = np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    if alpha:
+        expected = np.concatenate([expected, np.rint(alpha_plane * 255).astype(np.uint8)[..., None]], axis=2)
+    with Image.open(tmp_path / "out.png") as img:
+        decoded = np.asarray(img)
+    assert np.array_equal(decoded.reshape(expected.shape), expected)
