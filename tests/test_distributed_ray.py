@@ -163,3 +163,34 @@ def test_without_ray_the_error_is_one_line_with_the_install_hint(monkeypatch, tm
     with pytest.raises(SrExportError, match=r"pip install 'sr-export\[ray\]'") as info:
         run_images_ray(tmp_path / "bundle", [tmp_path / "a.png"], tmp_path / "out")
     assert "\n" not in str(info.value)
+
+
+RAY_DATA_THREADS = ("iter_threaded", "map_tp_", "StreamingExecutor")  # Ray Data 2.x iterator threads
+
+
+def test_a_stop_between_rows_leaves_no_ray_data_thread_running(local_ray, border_bundle, tmp_path):
+    """Ctrl-C while the driver handles a row (here: while it reports a broken image), not
+    inside Ray's own calls, stops the run with nothing of Ray Data's iterator left running,
+    while the exception is still on its way out: a thread of it still calling into Ray when
+    the driver's session then shuts Ray down ends the process (exit 1)."""
+    import threading
+
+    from srexport.distributed.ray_run import ray_upscale
+    from srexport.errors import Interrupted
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "00_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    rng = np.random.default_rng(0)
+    for i in range(1, 12):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+
+    def ctrl_c_while_reporting(line: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match=r"interrupted by SIGINT: 0 of 12 images written") as stopped:
+        ray_upscale(border_bundle.root, sorted(folder.iterdir()), tmp_path / "out", workers=1, quiet=True,
+                    backend="onnxruntime", patch=8, overlap=2, report_error=ctrl_c_while_reporting)
+    alive = [t.name for t in threading.enumerate() if t.name.startswith(RAY_DATA_THREADS)]
+    assert stopped.value.code == 130
+    assert alive == []
