@@ -318,7 +318,10 @@ SETTLE_S = 0.2  # idle before each timed run: the previous configuration's threa
 
 # G-MGBP on whole CSet5 images holds about 1 GB per compiled shape and request: the 16
 # configurations' compiled models together exceed 24 GB, so they run one after another.
-SEQUENTIAL_WORKLOADS = ("gmgbp-cset5",)
+# PCARN-M on CSet14 (10 sizes, a static compile per size for each of the 8 direct
+# configurations) left the process at 22 GB when the next workload began: one after
+# another too, and every workload's compiled models are dropped when it ends.
+SEQUENTIAL_WORKLOADS = ("pcarn-cset14", "gmgbp-cset5")
 
 
 def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict, log, int8=None,
@@ -374,7 +377,10 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
         openvino.clear_cache()
         gc.collect()
 
-    rows = measure(configs, args.rounds, release if name in SEQUENTIAL_WORKLOADS else None)
+    try:
+        rows = measure(configs, args.rounds, release if name in SEQUENTIAL_WORKLOADS else None)
+    finally:
+        release()
     for row in rows.values():
         if "median_s" in row:
             row["mpx_s"] = out_px / row["median_s"] / 1e6
