@@ -165,6 +165,26 @@ def test_compiled_models_are_cached_per_bundle_precision_and_shape(ov, bundle):
 
 
 @needs_openvino
+def test_closing_the_last_session_on_a_graph_frees_its_compiled_models(ov, tmp_path):
+    torch.manual_seed(5)  # a graph of its own: no session of another test is open on it
+    bundle = export_bundle(ConvNet(), tmp_path / "own", {"model": "convnet", "variant": "t", "scale": 2, "task": "sr"})
+    ov.clear_cache()
+    first, second = ov.OvSession(bundle, threads=2), ov.OvSession(bundle, threads=2)
+    expected = first.run(_inputs(1, 24))
+    second.run(_inputs(2, 24))  # a batch: the THROUGHPUT compile beside the LATENCY one
+    assert ov.cached_models() == 2
+    first.close()
+    first.close()  # a second close counts once
+    assert ov.cached_models() == 2  # the other session still runs them
+    second.close()
+    assert ov.cached_models() == 0
+    third = ov.OvSession(bundle, threads=2)  # reopened: compiled again, the same numbers
+    np.testing.assert_allclose(third.run(_inputs(1, 24)), expected, rtol=0, atol=1e-6)
+    assert ov.cached_models() == 1
+    third.close()
+
+
+@needs_openvino
 def test_a_network_with_a_halo_compiles_one_dynamic_model_for_every_size(ov, bundle):
     ov.clear_cache()
     session = ov.OvSession(bundle, threads=2)
