@@ -540,11 +540,12 @@ _DATA_THREAD_PREFIXES = ("iter_threaded", "map_tp_", "StreamingExecutor")
 _DATA_THREAD_JOIN_S = 5.0
 
 
-def _join_data_threads() -> None:
-    """Waits (bounded) for Ray Data's iterator threads to end, so that none touches the core
-    worker after ray.shutdown(): one that does ends the process with exit status 1."""
+def _join_data_threads(before: set[threading.Thread]) -> None:
+    """Waits (bounded) for the Ray Data iterator threads started since `before` to end, so
+    that none touches the core worker after ray.shutdown(): one that does ends the process
+    with exit status 1. Other iterators' threads in the process are left alone."""
     deadline = time.monotonic() + _DATA_THREAD_JOIN_S
-    for thread in threading.enumerate():
+    for thread in set(threading.enumerate()) - before:
         if thread is not threading.current_thread() and thread.name.startswith(_DATA_THREAD_PREFIXES):
             thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -561,6 +562,7 @@ def _execute(ray, job: _Job, paths: list[str], sink: _Sink, workers: int, cpus_p
         sink.show(progress)
         start = sink.start
         ds = _pipeline(ray, job, paths, workers, cpus_per_worker, gpus_per_worker)
+        threads_before = set(threading.enumerate())
         rows = iter(ds.iter_rows())
         try:
             for row in rows:
@@ -582,7 +584,7 @@ def _execute(ray, job: _Job, paths: list[str], sink: _Sink, workers: int, cpus_p
             # collector, they can touch the core worker after ray.shutdown(), which kills
             # the process (a signal raised here keeps this frame alive in its traceback).
             rows.close()
-            _join_data_threads()
+            _join_data_threads(threads_before)
         sink.missing(paths)
     return RayRunReport(len(paths), sink.failures, sink.written_px, workers, time.perf_counter() - start,
                         first_result, sink.note, sink.done_at, sink.by_worker)
