@@ -545,8 +545,8 @@ def _join_data_threads(before: set[threading.Thread]) -> None:
     that none touches the core worker after ray.shutdown(): one that does ends the process
     with exit status 1. Other iterators' threads in the process are left alone."""
     deadline = time.monotonic() + _DATA_THREAD_JOIN_S
-    for thread in set(threading.enumerate()) - before:
-        if thread is not threading.current_thread() and thread.name.startswith(_DATA_THREAD_PREFIXES):
+    for thread in set(threading.enumerate()) - before:  # the calling thread is in `before`
+        if thread.name.startswith(_DATA_THREAD_PREFIXES):
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
