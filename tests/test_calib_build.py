@@ -85,15 +85,19 @@ def test_int8_records_calibration_and_exclusions(built):
     assert candidates["none"]["float_macs_per_patch"] == 0
     # its image-space convolutions: the head reads the picture, the tail writes its sub-pixels
     assert candidates["image-space layers"]["float_macs_per_patch"] == head + tail
+    # the tail reads features: in the middle candidate it runs int8 with a float output
+    assert candidates["image-space outputs in float"]["float_macs_per_patch"] == head
+    assert candidates["image-space outputs in float"]["float_output_count"] == 1
     assert str(head + body + tail) in notes["selection"]["speed"]
     # the choice is the cheapest candidate meeting the target, the more accurate within 5%
     # of all MACs. TinySR loses about 0.01 dB PSNR-Y in INT8, far inside the 0.2 dB target, so
-    # both candidates meet it; head and tail are 65% of all MACs (no tie with all-INT8), so
+    # every candidate meets it; the head alone is 13% of all MACs (no tie with all-INT8), so
     # all-INT8 ("none") is chosen and nothing is left in float.
-    assert set(candidates) == {"none", "image-space layers"}
-    assert [c["meets_target"] for c in candidates.values()] == [True, True]
+    assert set(candidates) == {"none", "image-space outputs in float", "image-space layers"}
+    assert [c["meets_target"] for c in candidates.values()] == [True, True, True]
     assert notes["exclusion_choice"] == "none" and notes["selection"]["met"] is True
     assert notes["excluded_nodes"] == [] and notes["convolutions_fp32"] == [] and fp32_convs == []
+    assert notes["float_output_nodes"] == [] and notes["float_macs_share"] == 0 and notes["float_in_trunk"] is False
     # the TensorRT form sits beside it, hashed
     assert notes["tensorrt"]["file"] in built.manifest.files
 

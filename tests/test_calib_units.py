@@ -23,6 +23,7 @@ from srexport.calib.int8 import (
     calibrate,
     conv_layers,
     exclusion_candidates,
+    feature_to_image_convs,
     image_space_nodes,
     qdq_structure,
     quantize,
@@ -352,12 +353,60 @@ def test_percentile_is_within_minmax(calibrated):
 def test_exclusion_candidates_and_module_groups(tiny):
     model, path = tiny
     fp32 = onnx.load(str(path))
-    (none, image), groups = exclusion_candidates(fp32)
-    assert none == ("none", []) and image[0] == "image-space layers" and "/head/Conv" in image[1]
+    (none, outputs, image), groups = exclusion_candidates(fp32)
+    assert none.label == "none" and none.excluded == () and none.float_outputs == ()
+    assert image.label == "image-space layers" and "/head/Conv" in image.excluded and "/tail/Conv" in image.excluded
+    # the tail reads features and writes the picture's sub-pixels: it moves from the float
+    # layers to int8 with a float output; the head reads the picture and stays in float
+    assert feature_to_image_convs(fp32) == ["/tail/Conv"]
+    assert outputs.label == "image-space outputs in float" and outputs.float_outputs == ("/tail/Conv",)
+    assert set(outputs.excluded) == set(image.excluded) - {"/tail/Conv"} and "/head/Conv" in outputs.excluded
     # the groups never repeat an image-space node and each holds a convolution (the tail's one
     # convolution writes the picture's sub-pixels: image-space, so "tail" is no group)
     assert set(groups) == {"body"}
-    assert not set(image[1]) & {n for names in groups.values() for n in names}
+    assert not set(image.excluded) & {n for names in groups.values() for n in names}
+
+
+def test_a_float_output_convolution_computes_int8_inputs_in_float(calibrated):
+    """int8 in, float out: the tail convolution reads a dequantized input and dequantized
+    weights, and its output reaches the pixel shuffle without an 8-bit rounding; its value is
+    the float convolution of those dequantized tensors (checked with torch's conv2d)."""
+    from onnx import numpy_helper
+
+    model, path, calib, cache, work = calibrated
+    (_, outputs, _), _ = exclusion_candidates(onnx.load(str(path)))  # the other image-space layers in float
+    excluded = list(outputs.excluded)
+    graph = quantize(path, work / "float_tail.onnx", cache, "percentile", excluded, float_outputs=["/tail/Conv"])
+    nodes = {n.name: n for n in graph.graph.node}
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    tail = nodes["/tail/Conv"]
+    readers = [n for n in graph.graph.node if tail.output[0] in n.input]
+    assert [r.op_type for r in readers] == ["DepthToSpace"]
+    assert producer[tail.input[0]].op_type == "DequantizeLinear"
+    assert producer[tail.input[1]].op_type == "DequantizeLinear"
+    assert next(i for i in qdq_structure(graph) if i.name == "/tail/Conv").weight_quantized
+    # the all-int8 graph keeps the 8-bit rounding there
+    rounded = quantize(path, work / "int8_tail.onnx", cache, "percentile", excluded)
+    tail_rounded = next(n for n in rounded.graph.node if n.name == "/tail/Conv")
+    assert [n.op_type for n in rounded.graph.node if tail_rounded.output[0] in n.input] == ["QuantizeLinear"]
+    # expose the tail's input and output, and recompute the output from the dequantized tensors
+    probe = onnx.ModelProto.FromString(graph.SerializeToString())
+    for name in (tail.input[0], tail.output[0]):
+        probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    run = inference_session(probe).run(None, calib.inputs[0])
+    x, y = run[1], run[2]
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    w_dq = producer[tail.input[1]]
+    w = (inits[w_dq.input[0]].astype(np.float32) - inits[w_dq.input[2]].astype(np.float32)[:, None, None, None]) \
+        * inits[w_dq.input[1]][:, None, None, None]
+    b_dq = producer[tail.input[2]]
+    b = inits[b_dq.input[0]].astype(np.float32) * inits[b_dq.input[1]]
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), padding=1).numpy()
+    assert np.abs(y - expected).max() < 1e-5
+    # and the picture is nearer the FP32 one without the 8-bit sub-pixels
+    fp32_out = inference_session(path).run(None, calib.inputs[0])[0]
+    err = lambda g: np.abs(inference_session(g).run(None, calib.inputs[0])[0] - fp32_out).mean()  # noqa: E731
+    assert err(graph) < err(rounded)
 
 
 def test_pixel_shuffle_moves_to_the_uint8_side_exactly():

@@ -54,6 +54,17 @@ def test_a_mixed_int8_graph_comes_after_bf16_on_a_bf16_cpu():
     assert pa.choose_precision(ALL, machine(**AMX)).precision == "int8"
 
 
+def test_float_layers_only_at_the_image_space_ends_keep_int8_first():
+    """What counts is where the float layers sit, as the build records it: the image-space
+    ends (PCARN-M) keep int8 first, whole modules inside the network (G-MGBP) move it after bf16."""
+    ends = PrecisionInfo("model.int8.onnx", psnr_vs_fp32_db=45.9,
+                         notes={"selection": {"met": True}, "excluded_nodes": ["/entry/Conv"], "float_in_trunk": False})
+    trunk = PrecisionInfo("model.int8.onnx", psnr_vs_fp32_db=46.7,
+                          notes={"selection": {"met": True}, "excluded_nodes": ["/entry/Conv"], "float_in_trunk": True})
+    assert pa.choose_precision({"fp32": FP32, "bf16": BF16, "int8": ends}, machine(**AMX)).precision == "int8"
+    assert pa.choose_precision({"fp32": FP32, "bf16": BF16, "int8": trunk}, machine(**AMX)).precision == "bf16"
+
+
 def test_an_avx2_cpu_without_vnni_or_bf16_runs_fp32():
     choice = pa.choose_precision(ALL, machine())
     assert choice.precision == "fp32" and "no BF16 or VNNI" in choice.reason

@@ -1,7 +1,8 @@
 """The INT8 graphs of a bundle (QDQ for ONNX Runtime and OpenVINO, and the TensorRT form).
 
 INT8 exclusions are chosen by measurement (`choose_exclusions`): candidates (all INT8; the
-image-space first/last layers in FP32; those plus whole modules of the network in FP32)
+image-space first/last layers in FP32 except the last convolutions, int8 with float outputs;
+the image-space layers in FP32; those plus whole modules of the network in FP32)
 are quantized from one calibration and scored on held-out patches of the calibration
 folder (seed + 1) against their ground truth. The target is the INT8 budget, PSNR-Y
 loss vs FP32 <= SELECT_LOSS_DB = 0.2 dB (PSNR vs FP32 >= SELECT_PSNR_DB where the folder
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +50,13 @@ class Candidate:
     meets: bool
     float_macs: int
     path: Path
+    float_outputs: list[str] = dataclasses.field(default_factory=list)
 
     def record(self) -> dict:
         return {
             "exclusions": self.label,
             "excluded_count": len(self.excluded),
+            "float_output_count": len(self.float_outputs),
             "psnr_vs_fp32_db": acc.round_db(self.psnr_vs_fp32_db),
             "psnr_y_loss_vs_fp32_db": acc.round_db(self.psnr_y_loss_db),
             "meets_target": self.meets,
@@ -101,8 +105,9 @@ def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchSc
                       macs: dict[str, int]) -> tuple[Candidate, list[Candidate]]:
     """Pick the INT8 exclusion set by measurement (see the module docstring):
 
-    1. all INT8, and the image-space (first/last) layers in FP32: the faster of those
-       meeting the target wins;
+    1. all INT8; the image-space (first/last) layers in FP32 but the convolutions among
+       them that read features, int8 with float outputs; and all image-space layers in
+       FP32: the fastest of those meeting the target wins;
     2. else each module group (`int8.module_groups`) in FP32 on top of the image-space
        layers, one at a time: the fastest meeting the target wins;
     3. else the groups are added in the order of their measured benefit until the target
@@ -116,13 +121,13 @@ def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchSc
     fp32 = onnx.load(str(fp32_path))
     tried: list[Candidate] = []
 
-    def attempt(label: str, excluded: list[str]) -> Candidate:
+    def attempt(label: str, excluded: list[str], float_outputs: tuple[str, ...] = ()) -> Candidate:
         path = work / f"candidate{len(tried)}.onnx"
-        quantize(fp32_path, path, cache, method, excluded)
+        quantize(fp32_path, path, cache, method, excluded, float_outputs=float_outputs)
         vs, loss = scorer.score(path)
         meets = (loss <= SELECT_LOSS_DB) if loss is not None else (vs >= SELECT_PSNR_DB)
         cand = Candidate(label, sorted(excluded), vs, loss, bool(meets and math.isfinite(vs)),
-                         sum(macs.get(name, 0) for name in set(excluded)), path)
+                         sum(macs.get(name, 0) for name in set(excluded)), path, sorted(float_outputs))
         tried.append(cand)
         return cand
 
@@ -139,8 +144,8 @@ def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchSc
         return max(near, key=lambda c: c.goodness())
 
     base, groups = exclusion_candidates(fp32)
-    first = [attempt(label, excluded) for label, excluded in base]
-    image = base[-1][1]
+    first = [attempt(c.label, list(c.excluded), c.float_outputs) for c in base]
+    image = list(base[-1].excluded)
     if (pick := fastest(first)) is not None:
         return pick, tried
     single = [attempt(f"image-space layers + {g}", image + names) for g, names in groups.items()]
@@ -156,7 +161,7 @@ def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchSc
 
 def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, options: PrecisionOptions,
                warn: Warn) -> tuple[str, dict]:
-    from srexport.calib.int8 import SCHEMES, qdq_structure, quantize, calibrate
+    from srexport.calib.int8 import IMAGE_LAYERS, IMAGE_OUTPUTS, SCHEMES, calibrate, qdq_structure, quantize
 
     with tempfile.TemporaryDirectory(prefix="srexport-int8-") as tmp:
         work = Path(tmp)
@@ -169,7 +174,8 @@ def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, option
         chosen, tried = choose_exclusions(fp32_path, cache, options.calib_method, scorer, work, macs)
         shutil.copyfile(chosen.path, root / INT8_FILE)
         trt_path = root / INT8_TRT_FILE
-        quantize(fp32_path, trt_path, cache, options.calib_method, chosen.excluded, scheme="tensorrt")
+        quantize(fp32_path, trt_path, cache, options.calib_method, chosen.excluded, scheme="tensorrt",
+                 float_outputs=chosen.float_outputs)
         trt_vs, trt_loss = scorer.score(trt_path)
     if not chosen.meets:
         warn(f"INT8: no exclusion set met the selection target; kept '{chosen.label}' "
@@ -190,6 +196,10 @@ def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, option
         },
         "calibration": {**calib.summary(), "method": options.calib_method},
         "excluded_nodes": sorted(excluded),
+        "float_output_nodes": chosen.float_outputs,
+        "float_macs_share": round(chosen.float_macs / max(1, sum(macs.values())), 4),
+        # float layers inside the network (module groups), not only at its image-space ends
+        "float_in_trunk": chosen.label not in ("none", IMAGE_OUTPUTS, IMAGE_LAYERS),
         "exclusion_choice": chosen.label,
         "exclusion_candidates": [c.record() for c in tried],
         "selection": {
@@ -207,7 +217,8 @@ def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, option
         "tensorrt": {
             "file": INT8_TRT_FILE,
             "scheme": "int8 symmetric activations (zero point 0) and per-channel weights, float bias: "
-                      "the QDQ form TensorRT's strongly typed builder takes; same ranges and exclusions",
+                      "the QDQ form TensorRT's strongly typed builder takes; same ranges, exclusions "
+                      "and float outputs",
             "psnr_vs_fp32_db_held_out_patches": acc.round_db(trt_vs),
             "psnr_y_loss_vs_fp32_db_held_out_patches": acc.round_db(trt_loss),
         },

@@ -84,8 +84,13 @@ def passes_gate(precision: str, info: PrecisionInfo) -> tuple[bool, str]:
 
 
 def mixed_int8(info: PrecisionInfo | None) -> bool:
-    """An INT8 graph whose build left layers in float (its exclusion search kept them)."""
-    return info is not None and bool((info.notes or {}).get("excluded_nodes"))
+    """An INT8 graph whose build left layers inside the network in float (whole modules, on
+    top of the image-space first and last layers). Bundles from before that was recorded
+    count as mixed when anything was left in float."""
+    notes = (info.notes or {}) if info is not None else {}
+    if "float_in_trunk" in notes:
+        return bool(notes["float_in_trunk"])
+    return bool(notes.get("excluded_nodes"))
 
 
 def bundle_order(order: tuple[str, ...], why: str, recorded: Mapping[str, PrecisionInfo]
@@ -93,8 +98,9 @@ def bundle_order(order: tuple[str, ...], why: str, recorded: Mapping[str, Precis
     """`order` adjusted to what this bundle holds: on a BF16 CPU a mixed INT8 graph comes after
     bf16. Its float layers run in bf16 there too, and every boundary between them and the
     int8 layers converts the tensor (measured on an AMX Xeon, OpenVINO: G-MGBP's INT8 graph
-    with 80 layers in float ran 0.52x the speed of bf16, while PCARN-M's all-INT8 graph ran
-    1.17x; benchmarks/precision.py)."""
+    with its Analysis module, 80 nodes and 18% of the MACs, in float ran 0.52x the speed of
+    bf16, while PCARN-M's with 17% of its MACs in float in one last layer ran 1.13x on a 320x180 frame; the
+    share of float work does not tell them apart, where it sits does)."""
     if "bf16" in order and "int8" in order and "bf16" in recorded and mixed_int8(recorded.get("int8")):
         rest = [p for p in order if p != "int8"]
         rest.insert(rest.index("bf16") + 1, "int8")
