@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -208,6 +209,47 @@ def test_the_dynamic_model_computes_what_the_static_ones_do(ov, bundle):
         assert got.shape == (1, 3, 2 * h, 2 * w)
         assert np.abs(got - reference).max() <= 1e-6, (h, w)
         assert np.abs(got - expected).max() < 1e-4, (h, w)
+
+
+def _is_static(entry) -> bool:
+    return all(port.get_partial_shape().is_static for port in entry.model.inputs)
+
+
+@needs_openvino
+def test_repeating_shapes_compile_static_on_that_thread_only(ov, bundle):
+    ov.clear_cache()
+    session = ov.OvSession(bundle, threads=2)
+    shapes = {"image": (1, 3, 24, 24), "noise0": (1, 1, 24, 24)}
+    assert not _is_static(session.compiled(shapes, "LATENCY"))
+    elsewhere = {}
+    with session.repeating_shapes():
+        inside = session.compiled(shapes, "LATENCY")
+        other = threading.Thread(target=lambda: elsewhere.update(entry=session.compiled(shapes, "LATENCY")))
+        other.start()
+        other.join()
+    assert _is_static(inside) and not _is_static(elsewhere["entry"])
+    assert not _is_static(session.compiled(shapes, "LATENCY"))  # the scope has ended
+    # shapes asked for explicitly are kept
+    forced = ov.OvSession(bundle, threads=2, shapes="dynamic")
+    with forced.repeating_shapes():
+        assert not _is_static(forced.compiled(shapes, "LATENCY"))
+    # and the static model computes what the dynamic one does
+    feed = _inputs(1, 24, seed=4)
+    with session.repeating_shapes():
+        repeated = session.run(feed)
+    assert np.abs(repeated - session.run(feed)).max() <= 1e-6
+
+
+@needs_openvino
+def test_upscale_frames_compiles_the_frame_size_static(ov, bundle):
+    ov.clear_cache()
+    up = Upscaler(bundle, ov.OvSession(bundle, threads=2), patch="auto")
+    frame = np.random.default_rng(8).integers(0, 256, (20, 26, 3), dtype=np.uint8)
+    frames = list(up.upscale_frames([frame] * 3))
+    assert ov.cached_models() == 1  # one static model for the frames' one size
+    single = up.upscale(frame)  # one image: the dynamic model
+    assert ov.cached_models() == 2
+    assert all(np.abs(f.astype(int) - single.astype(int)).max() <= 1 for f in frames)
 
 
 @needs_openvino

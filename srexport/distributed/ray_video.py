@@ -150,7 +150,8 @@ class _SegmentWorker:
 
         def work(item):
             index, pts, duration, rgb = item
-            return index, pts, duration, upscaler_for_frame(self.upscaler, index, self.static).upscale(rgb)
+            with self.upscaler.session.repeating_shapes():  # every frame has the video's size
+                return index, pts, duration, upscaler_for_frame(self.upscaler, index, self.static).upscale(rgb)
 
         chunks = ChunkEncoder(self.spec)
         starts = set(segment.chunk_starts)

@@ -352,7 +352,8 @@ class Upscaler:
 
         def work(item):
             index, frame = item
-            return upscaler_for_frame(self, index, static_noise).upscale(frame)
+            with self.session.repeating_shapes():  # frames of one size: static compiles pay
+                return upscaler_for_frame(self, index, static_noise).upscale(frame)
 
         return self.in_flight(enumerate(frames), work, max(depth, 2 * self.concurrency))
 

@@ -16,6 +16,7 @@ def upscale_frames(upscaler, frames: Iterable, *, static_noise: bool = False, de
 
     def work(item):
         index, frame = item
-        return upscaler_for_frame(upscaler, index, static_noise).upscale(frame)
+        with upscaler.session.repeating_shapes():
+            return upscaler_for_frame(upscaler, index, static_noise).upscale(frame)
 
     return pipelined(enumerate(frames), work, depth)

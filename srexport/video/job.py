@@ -156,7 +156,8 @@ def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOpti
     def work(item):
         if isinstance(item, VideoItem):
             framed = upscaler_for_frame(upscaler, item.index, options.static_noise)
-            item.rgb = framed.upscale(item.rgb)
+            with upscaler.session.repeating_shapes():  # every frame has the video's size
+                item.rgb = framed.upscale(item.rgb)
         return item
 
     total = probe.frames

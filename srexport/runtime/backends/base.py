@@ -9,6 +9,8 @@ has; the defaults say "one stream, outputs on the host, no backend profiler":
 - `providers` []: nothing to show after the backend's name;
 - `profile_ops(...)` None: `sr-export profile` uses its generic per-operator profiler;
 - `compiled_models()` None: the backend compiles nothing per shape;
+- `repeating_shapes()` a no-op: the backend compiles nothing per shape, so a stream of
+  frames of one size needs nothing of it;
 - `backend_note` "": nothing to add to the selection note.
 
 `selection_note` (why this backend, and this precision when it was "auto") is made from
@@ -19,7 +21,8 @@ holds (also as a context manager); a closed session refuses `run` in one line.
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+import contextlib
+from typing import ClassVar, Iterator
 
 import numpy as np
 
@@ -95,6 +98,12 @@ class Session(abc.ABC):
     def compiled_models(self) -> int | None:
         """Compiled models held for the shapes met so far (static-shape backends), or None."""
         return None
+
+    @contextlib.contextmanager
+    def repeating_shapes(self) -> Iterator[None]:
+        """On this thread, while open: the shapes run will come again and again (the frames of
+        one stream), so a backend that can compile a shape of its own may do so."""
+        yield
 
     @property
     def backend_note(self) -> str:
