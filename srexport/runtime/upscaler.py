@@ -347,7 +347,9 @@ class Upscaler:
         patches on one stream) while the caller handles earlier results; at most
         max(depth, 2 * concurrency) frames are read ahead. Frame k's noise seed is
         `srexport.video.seeds.frame_seed(seed, k)` unless `static_noise`. The outputs are those
-        of `upscale` called on each frame in turn."""
+        of `upscale` called on each frame in turn (to float rounding: on OpenVINO the frames'
+        size compiles static, `Session.repeating_shapes`, so each new size costs a compile;
+        for images of many sizes, a folder run or `upscale` one at a time compile once)."""
         from srexport.video.seeds import upscaler_for_frame
 
         def work(item):
