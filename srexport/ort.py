@@ -26,6 +26,10 @@ def session_options(threads: int = 0, *, sequential: bool = False, priority_orde
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    # Idle intra-op threads sleep instead of spinning: between runs the pipeline's other
+    # threads (reading, stitching, PNG encoding) need those cores. PCARN-M-L1 x4 folder runs,
+    # 2-core AMX Xeon: CSet14 1.67 -> 1.56 s, CSet5 0.347 -> 0.325 s.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if sequential:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
