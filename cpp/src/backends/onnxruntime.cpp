@@ -76,6 +76,9 @@ public:
         check(api().SetSessionExecutionMode(options.p, ORT_SEQUENTIAL), "SetSessionExecutionMode");
         check(api().SetSessionGraphOptimizationLevel(options.p, ORT_ENABLE_ALL), "SetSessionGraphOptimizationLevel");
         check(api().SetSessionLogSeverityLevel(options.p, 3), "SetSessionLogSeverityLevel");
+        // as the Python runtime: idle intra-op threads sleep, leaving the cores to the caller's work
+        check(api().AddSessionConfigEntry(options.p, "session.intra_op.allow_spinning", "0"),
+              "AddSessionConfigEntry");
         provider_ = "CPUExecutionProvider";
         if (provider_available("CUDAExecutionProvider")) {
             OrtCUDAProviderOptionsV2* cuda = nullptr;
