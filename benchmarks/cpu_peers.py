@@ -17,7 +17,10 @@ patches (the bicubic x4 of 48x48 crops of a 1080p frame made from CSet14 images)
   where the CPU computes bf16, with `--bf16` (so precision auto runs bf16, as OpenVINO's own
   default does there); the fp32-only bundle's default beside it;
   and, to split the gains, the same on the bundle built without rewrites, and one item at
-  a time (`up.upscale` in a loop);
+  a time (`up.upscale` in a loop). `upscale_frames` treats its items as frames of a stream:
+  on OpenVINO it compiles each item size static (as the direct configurations do), while
+  `up.upscale` and folder runs use one dynamic compile for every size; on CSet14 and CSet5,
+  folders of different sizes, "one item at a time" is therefore what a folder run computes;
 - vs-mlrt (vapoursynth + vapoursynth-mlrt-ov, its OpenVINO plugin `core.ov.Model` on the
   same graph, frames pipelined by VapourSynth over 1 and 2 streams, f32 and OpenVINO's
   default precision) where `--vsmlrt-python` names a Python with them installed (their own
