@@ -99,7 +99,7 @@ def bundle_order(order: tuple[str, ...], why: str, recorded: Mapping[str, Precis
     bf16. Its float layers run in bf16 there too, and every boundary between them and the
     int8 layers converts the tensor (measured on an AMX Xeon, OpenVINO: G-MGBP's INT8 graph
     with its Analysis module, 80 nodes and 18% of the MACs, in float ran 0.52x the speed of
-    bf16, while PCARN-M's with 17% of its MACs in float in one last layer ran 1.13x on a 320x180 frame; the
+    bf16, while PCARN-M's with 17% of its MACs in float in one last layer ran 1.12x on a 320x180 frame; the
     share of float work does not tell them apart, where it sits does)."""
     if "bf16" in order and "int8" in order and "bf16" in recorded and mixed_int8(recorded.get("int8")):
         rest = [p for p in order if p != "int8"]
