@@ -17,10 +17,10 @@ The evaluation folder never takes part in the choice.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import tempfile
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 

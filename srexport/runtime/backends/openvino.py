@@ -18,19 +18,25 @@ left free (batch and channels fixed), so every image and tile size runs on one c
 model; "static" reshapes the graph to each shape it meets and compiles once per shape.
 "auto" (the default) is dynamic for networks with a finite halo (patch auto gives them a
 patch per image size) and static for those with a fixed training patch (BPP, instance
-norm: one 192x192 patch ran 3.3 s static vs 4.0 s dynamic). Inside `repeating_shapes()`
-(the frame streams of `upscale_frames` and video, whose frames share one size) "auto"
-compiles static shapes for halo networks too: a static compile costs about what the
-dynamic one does, and runs faster. Measured on a 2-core AMX Xeon, PCARN-M-L1 x4 on 320x180
-frames, 2 threads: bf16 0.424 -> 0.408 s per 4 frames, int8 0.385 -> 0.356 s (bit-identical
-outputs); G-MGBP BOE-R1 on the CSet5 sizes, bf16: 0.96 -> 0.82 s, where the dynamic model
-loses OpenVINO's fused Add+ReLU subgraphs (the outputs then differ within bf16 rounding). Measured on a 2-core EPYC
+norm: one 192x192 patch ran 3.3 s static vs 4.0 s dynamic). Measured on a 2-core EPYC
 (AVX2), fp32: the dynamic model computes exactly (bit for bit) what the static ones do,
 and runs no slower (PCARN-M-L1 x4 on the 14 CSet14 images: 1 compile of 0.2 s instead of
 10 compiles, 3.0 s in all; G-MGBP R1 on CSet5: 1 compile of 1.9 s instead of 5, 9.3 s;
-benchmarks/ov_shapes.py). Compiled models are kept per (graph file digest, precision,
-shapes, hint, streams, threads, cache dir) in an in-process cache shared by every session, so
-reopening a bundle or upscaling many images never recompiles.
+benchmarks/ov_shapes.py).
+
+On a 2-core AMX Xeon the dynamic model is slower than static ones: it loses OpenVINO's
+fused Add+ReLU subgraphs (G-MGBP BOE-R1 bf16, 128x128: 452 ms against 390 ms, per-node
+sums). So inside `repeating_shapes()` (the frame streams of `upscale_frames` and video,
+whose frames share one size) "auto" compiles static shapes for halo networks too: one
+static compile costs about what the dynamic one does. Measured there, 2 threads: PCARN-M-L1
+x4 on 320x180 frames, bf16 0.424 -> 0.408 s per 4 frames, int8 0.385 -> 0.356 s
+(bit-identical outputs); G-MGBP on the CSet5 sizes, bf16 0.96 -> 0.82 s (outputs within
+bf16 rounding of each other). Folder runs and single images keep the one dynamic compile:
+a static compile per image size would cost more than it saves.
+
+Compiled models are kept per (graph file digest, precision, shapes, hint, streams,
+threads, cache dir) in an in-process cache shared by every session, so reopening a bundle
+or upscaling many images never recompiles.
 
 Threads and streams: a batch of one patch runs with PERFORMANCE_HINT LATENCY (one stream,
 every thread on the patch); a batch of several patches compiles the one-patch shape with
