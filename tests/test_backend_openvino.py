@@ -253,6 +253,24 @@ def test_upscale_frames_compiles_the_frame_size_static(ov, bundle):
 
 
 @needs_openvino
+def test_the_tiles_of_a_frame_on_several_streams_compile_static_too(ov, bundle):
+    """A tiled frame's tiles run on worker threads (one per stream): the frame stream's scope
+    goes with them."""
+    ov.clear_cache()
+    session = ov.OvSession(bundle, threads=2, streams=2)
+    up = Upscaler(bundle, session, patch=(16, 16))
+    assert up.concurrency == 2
+    frame = np.random.default_rng(9).integers(0, 256, (30, 34, 3), dtype=np.uint8)
+    assert len(up.plan(30, 34).tiles) > 1
+    with session.repeating_shapes():
+        framed = up.upscale(frame)
+    assert ov.cached_models() == 1  # the tiles' one static shape
+    single = up.upscale(frame)  # outside the scope: the dynamic model
+    assert ov.cached_models() == 2
+    assert np.abs(framed.astype(int) - single.astype(int)).max() <= 1
+
+
+@needs_openvino
 def test_unknown_shapes_mode_is_refused_in_one_line(ov, bundle):
     with pytest.raises(SrExportError, match="unknown input shapes 'bucket'"):
         ov.OvSession(bundle, shapes="bucket")

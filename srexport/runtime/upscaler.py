@@ -230,12 +230,14 @@ class Upscaler:
         elif stream and total > 1:
             # a tiled image: its tiles in flight on the streams, stitched here in order
             run = self._stream_run()
+            repeating = self.session.repeating_here()  # the frame stream's scope, on the tile threads too
 
             def infer(job):
                 first, tiles, patches = job
                 inputs = {"image": patches}
                 inputs.update(self.noise_batch(plan, tiles))
-                return first, run(inputs)
+                with self.session.repeating_shapes(on=repeating):
+                    return first, run(inputs)
 
             for first, outputs in ordered_map(batches(padded, plan, self.batch), infer, self.concurrency):
                 for index, out in enumerate(outputs, first):

@@ -100,10 +100,15 @@ class Session(abc.ABC):
         return None
 
     @contextlib.contextmanager
-    def repeating_shapes(self) -> Iterator[None]:
+    def repeating_shapes(self, on: bool = True) -> Iterator[None]:
         """On this thread, while open: the shapes run will come again and again (the frames of
-        one stream), so a backend that can compile a shape of its own may do so."""
+        one stream), so a backend that can compile a shape of its own may do so. `on=False`
+        leaves the thread as it is (for handing a caller's state to a worker thread)."""
         yield
+
+    def repeating_here(self) -> bool:
+        """Whether this thread is inside `repeating_shapes()`."""
+        return False
 
     @property
     def backend_note(self) -> str:

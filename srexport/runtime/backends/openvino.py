@@ -233,20 +233,23 @@ class OvSession(Session):
         return self.batch if self.batch and 1 < self.batch < self.threads else None
 
     @contextlib.contextmanager
-    def repeating_shapes(self) -> Iterator[None]:
+    def repeating_shapes(self, on: bool = True) -> Iterator[None]:
         """With shapes "auto", compile the shapes run on this thread static meanwhile."""
-        before = getattr(self._repeating, "on", False)
-        self._repeating.on = True
+        before = self.repeating_here()
+        self._repeating.on = before or on
         try:
             yield
         finally:
             self._repeating.on = before
 
+    def repeating_here(self) -> bool:
+        return getattr(self._repeating, "on", False)
+
     def dynamic_here(self) -> bool:
         """Whether a compile on this thread leaves height and width free."""
         if self.shapes != "dynamic":
             return False
-        return not (self.shapes_requested == "auto" and getattr(self._repeating, "on", False))
+        return not (self.shapes_requested == "auto" and self.repeating_here())
 
     def compiled(self, shapes: dict[str, tuple[int, ...]], hint: str, streams: int | None = None) -> "_Compiled":
         """The compiled model for these input shapes, hint and streams (cached); spatially
