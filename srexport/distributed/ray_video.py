@@ -139,7 +139,7 @@ class _SegmentWorker:
         from srexport.video.colour import from_rgb, to_rgb
         from srexport.video.encode import ChunkEncoder, EncodedPacket
         from srexport.video.pipeline import pipelined
-        from srexport.video.seeds import upscaler_for_frame
+        from srexport.video.seeds import upscale_frame
 
         result = SegmentResult(segment.seq, worker=os.getpid())
         colour = self.probe.colour
@@ -150,8 +150,7 @@ class _SegmentWorker:
 
         def work(item):
             index, pts, duration, rgb = item
-            with self.upscaler.session.repeating_shapes():  # every frame has the video's size
-                return index, pts, duration, upscaler_for_frame(self.upscaler, index, self.static).upscale(rgb)
+            return index, pts, duration, upscale_frame(self.upscaler, index, rgb, self.static)
 
         chunks = ChunkEncoder(self.spec)
         starts = set(segment.chunk_starts)

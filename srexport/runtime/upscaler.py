@@ -352,12 +352,11 @@ class Upscaler:
         of `upscale` called on each frame in turn (to float rounding: on OpenVINO the frames'
         size compiles static, `Session.repeating_shapes`, so each new size costs a compile;
         for images of many sizes, a folder run or `upscale` one at a time compile once)."""
-        from srexport.video.seeds import upscaler_for_frame
+        from srexport.video.seeds import upscale_frame
 
         def work(item):
             index, frame = item
-            with self.session.repeating_shapes():  # frames of one size: static compiles pay
-                return upscaler_for_frame(self, index, static_noise).upscale(frame)
+            return upscale_frame(self, index, frame, static_noise)
 
         return self.in_flight(enumerate(frames), work, max(depth, 2 * self.concurrency))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from srexport.video.pipeline import pipelined
-from srexport.video.seeds import upscaler_for_frame
+from srexport.video.seeds import upscale_frame
 
 
 def upscale_frames(upscaler, frames: Iterable, *, static_noise: bool = False, depth: int = 2) -> Iterator:
@@ -16,7 +16,6 @@ def upscale_frames(upscaler, frames: Iterable, *, static_noise: bool = False, de
 
     def work(item):
         index, frame = item
-        with upscaler.session.repeating_shapes():
-            return upscaler_for_frame(upscaler, index, static_noise).upscale(frame)
+        return upscale_frame(upscaler, index, frame, static_noise)
 
     return pipelined(enumerate(frames), work, depth)

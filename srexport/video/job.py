@@ -27,7 +27,7 @@ from srexport.video.decode import PacketItem, Probe, VideoItem, demux, open_inpu
 from srexport.video.encode import Encoder
 from srexport.video.options import VIDEO_SUFFIXES, VideoError, VideoOptions, is_video
 from srexport.video.pipeline import pipelined
-from srexport.video.seeds import upscaler_for_frame
+from srexport.video.seeds import upscale_frame
 
 FrameProgress = Callable[[int, "int | None"], None]
 
@@ -155,9 +155,7 @@ def _stream(upscaler, source, probe: Probe, encoder: Encoder, options: VideoOpti
             dst: Path, chunk_starts_at: set[int]) -> VideoResult:
     def work(item):
         if isinstance(item, VideoItem):
-            framed = upscaler_for_frame(upscaler, item.index, options.static_noise)
-            with upscaler.session.repeating_shapes():  # every frame has the video's size
-                item.rgb = framed.upscale(item.rgb)
+            item.rgb = upscale_frame(upscaler, item.index, item.rgb, options.static_noise)
         return item
 
     total = probe.frames

@@ -31,3 +31,10 @@ def upscaler_for_frame(upscaler, index: int, static: bool):
     framed = copy.copy(upscaler)
     framed.seed = frame_seed(upscaler.seed, index)
     return framed
+
+
+def upscale_frame(upscaler, index: int, frame, static: bool):
+    """Frame `index` of a stream upscaled with its noise seed, inside the session's
+    `repeating_shapes()` scope (the frames of a stream share one size)."""
+    with upscaler.session.repeating_shapes():
+        return upscaler_for_frame(upscaler, index, static).upscale(frame)
