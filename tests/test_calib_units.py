@@ -435,6 +435,47 @@ def test_pixel_shuffle_moves_to_the_uint8_side_exactly():
     assert np.array_equal(inference_session(model).run(None, x)[0], before)
 
 
+def test_a_float_output_that_is_the_graph_output_keeps_its_name():
+    """Conv -> Q -> DQ -> graph output "y", the DQ's tensor also read by a Relu: without the
+    pair the convolution itself writes "y", in float, and the Relu reads it (checked against
+    torch's conv2d of the same weights)."""
+    from onnx import TensorProto, helper
+
+    from srexport.calib.int8 import keep_outputs_float
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="tail", pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y"]),
+        helper.make_node("Relu", ["y"], ["r"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 5, 6]),
+         helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 3, 5, 6])],
+        [onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(b, "b"),
+         onnx.numpy_helper.from_array(np.array(0.25, np.float32), "s"),
+         onnx.numpy_helper.from_array(np.array(128, np.uint8), "z")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
+    rounded_y = inference_session(model).run(["y"], {"x": x})[0]
+    assert keep_outputs_float(model, ["tail"]) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Relu"]
+    assert model.graph.node[0].output[0] == "y" and list(model.graph.node[1].input) == ["y"]
+    y, r = inference_session(model).run(["y", "r"], {"x": x})
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), padding=1).numpy()
+    assert np.abs(y - expected).max() < 1e-5
+    assert np.array_equal(r, np.maximum(y, 0))
+    assert np.abs(rounded_y - expected).max() > 1e-3  # the pair did round to steps of 0.25
+    # a node whose output is itself a graph output, or has no pair, is left as it is
+    assert keep_outputs_float(model, ["tail"]) == 0
+
+
 # -- the options, checked when made ---------------------------------------------------------
 def test_precision_options_refuse_bad_requests_with_the_flag_users_typed(tmp_path):
     from srexport.calib.options import PrecisionOptions
