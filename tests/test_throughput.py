@@ -183,6 +183,10 @@ def test_upscale_frames_in_flight_equal_each_frame_upscaled_alone(bundle):
                          noise=0.2, seed=frame_seed(11, k))
         assert alone.concurrency == 1
         assert np.array_equal(out, alone.upscale(frame)), f"frame {k}"
+    # the function form runs the same stream
+    from srexport.video import upscale_frames
+
+    assert all(np.array_equal(a, b) for a, b in zip(upscale_frames(up, iter(frames)), got, strict=True))
 
 
 @needs_openvino
