@@ -182,6 +182,7 @@ def test_model_without_weights_warns_loudly(capsys, tmp_path):
         (("--window", "gaussian"), "unknown window"),
         (("--patch", "12xab"), "--patch"),
         (("--patch", "64", "--overlap", "64"), "overlap"),
+        (("--patch", "3"), "patch 3x3 is too small for blended tiles overlapping by the bundle's"),
         (("--backend", "magic"), "unknown backend"),
         (("--precision", "int8"), "no int8 graph"),
         (("--batch", "0"), "batch"),
