@@ -96,6 +96,37 @@ def _start(pcarn_x2, folder: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def test_a_stop_right_after_a_rename_counts_that_image(pcarn_x2, tmp_path, monkeypatch):
+    """A signal can land after an output's atomic rename and before the loop moves on: the
+    line still counts what the folder holds. An earlier output overwritten counts, one
+    left from before the run does not."""
+    from srexport.errors import Interrupted
+    from srexport.runtime import folder_run
+    from srexport.runtime.imageio import write_png as real_write_png
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        write_png(folder / f"img{i}.png", SIZE, SIZE, seed=i)
+    out.mkdir()
+    (out / "img0.png").write_bytes(b"an output of an earlier run")
+    (out / "img2.png").write_bytes(b"an output of an earlier run")
+    calls = []
+
+    def write_then_stop(dst, *args):
+        real_write_png(dst, *args)
+        calls.append(dst)
+        if len(calls) == 2:
+            raise folder_run.Stop(signal.SIGTERM)
+
+    monkeypatch.setattr(folder_run, "write_png", write_then_stop)
+    inputs = sorted(folder.iterdir())
+    with pytest.raises(Interrupted) as info:
+        folder_run.run_images(pcarn_x2, inputs, out, quiet=True, backend="onnxruntime")
+    assert str(info.value).startswith(f"interrupted by SIGTERM: 2 of 3 images written to {out}")
+    assert info.value.code == 143
+    assert (out / "img2.png").read_bytes() == b"an output of an earlier run"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code, name", [
     (signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP"),

@@ -50,7 +50,8 @@ from srexport.errors import ImageError, SrExportError
 from srexport.lazy import import_ray
 from srexport.runtime.backends import BACKENDS, resolve_precision
 from srexport.runtime.pipeline import batches, finish, pad_image, pre_upscale, stitcher, to_planes
-from srexport.runtime.folder_run import Stop, clean_stale_parts, describe, interrupted, output_paths, stop_on_signals
+from srexport.runtime.folder_run import (Outputs, Stop, clean_stale_parts, describe, interrupted, output_paths,
+                                        stop_on_signals)
 from srexport.runtime.tiler import TilePlan
 from srexport.runtime.upscaler import Upscaler, load
 
@@ -406,6 +407,7 @@ def ray_upscale(
     output = Path(output)
     targets = output_paths([Path(p) for p in inputs], output)
     clean_stale_parts(targets)
+    outputs = Outputs(targets)
     import_ray()
     job = driver_job(bundle, backend, precision, load_options)
     with ray_session(address) as ray:
@@ -419,7 +421,7 @@ def ray_upscale(
                 return _execute(ray, job, [str(Path(p).resolve()) for p in inputs], sink, workers,
                                 cpus_per_worker, gpus_per_worker, quiet, console)
         except (Stop, KeyboardInterrupt) as stop:
-            raise interrupted(stop, sink.written, targets, output) from None
+            raise interrupted(stop, outputs, output) from None
 
 
 @contextmanager

@@ -45,6 +45,27 @@ def clean_stale_parts(targets: list[Path]) -> None:
                 pass
 
 
+class Outputs:
+    """Which file each target held when a run started, so that a stopped run reports what
+    it wrote from the disk itself: a signal can land after a write's atomic rename and
+    before any counter moves. Each write renames a new file (a new inode) over its target."""
+
+    def __init__(self, targets: list[Path]):
+        self.targets = targets
+        self._before = {target: _inode(target) for target in targets}
+
+    def written(self) -> int:
+        """Targets that now hold a file this run wrote."""
+        return sum(1 for target in self.targets if _inode(target) not in (None, self._before[target]))
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
 _SIGNALS = {getattr(signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
 
 
@@ -105,7 +126,7 @@ def run_images(
         raise SrExportError("no input images found")
     targets = output_paths(inputs, output)
     clean_stale_parts(targets)
-    written = 0
+    outputs = Outputs(targets)
     try:
         with stop_on_signals():
             upscaler = load(bundle, backend, precision, **options)
@@ -128,14 +149,13 @@ def run_images(
                         if isinstance(result, ImageError):
                             raise result
                         write_png(dst, result.pixels, result.alpha, result.bits)
-                        written += 1
                     except ImageError as exc:
                         failures += 1
                         report_error(str(exc))
                     progress.advance(images)
     except (Stop, KeyboardInterrupt) as stop:
         clean_stale_parts(targets)  # a stop landing inside a write's own cleanup can leave its temporary
-        raise interrupted(stop, written, targets, output) from None
+        raise interrupted(stop, outputs, output) from None
     return failures
 
 
@@ -170,10 +190,12 @@ def upscale_files(upscaler, inputs: list[Path], targets: list[Path], on_patch: C
     return upscaler.in_flight(read(zip(inputs, targets)), work, depth=FOLDER_DEPTH_PER_STREAM * upscaler.concurrency)
 
 
-def interrupted(stop: BaseException, written: int, targets: list[Path], output: Path) -> Interrupted:
-    """The one-line `Interrupted` (exit 128 + signal) of a folder run stopped by `stop`."""
+def interrupted(stop: BaseException, outputs: Outputs, output: Path) -> Interrupted:
+    """The one-line `Interrupted` (exit 128 + signal) of a folder run stopped by `stop`;
+    call it after `clean_stale_parts`."""
     signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
     name = _SIGNALS.get(signum, f"signal {signum}")
+    targets = outputs.targets
     where = output if len(targets) > 1 else targets[0]
-    return Interrupted(f"interrupted by {name}: {written} of {len(targets)} images written to {where} "
+    return Interrupted(f"interrupted by {name}: {outputs.written()} of {len(targets)} images written to {where} "
                        f"(each complete; no partial file left)", 128 + int(signum))
