@@ -468,7 +468,7 @@ class _Sink:
         self.targets, self.report_error = targets, report_error
         self.images: dict[int, _Image] = {}
         self.finished: set[int] = set()
-        self.failures = self.written = self.written_px = 0
+        self.failures = self.written_px = 0
         self.note = ""
         self.done_at: list[float] = []
         self.by_worker: dict[int, int] = {}
@@ -524,7 +524,6 @@ class _Sink:
         except ImageError as exc:
             self.fail(index, str(exc))
             return
-        self.written += 1
         self.done_at.append(time.perf_counter() - self.start)
         self.finished.add(index)
         self.images.pop(index, None)
