@@ -173,18 +173,22 @@ def collect() -> list[DoctorCheck]:
 
 
 def auto_backends() -> dict[str, str]:
-    """What `--backend auto` picks here for each precision, with the reason
-    (`srexport.runtime.backends.selection.auto_backend`; engine availability aside)."""
+    """What `--backend auto` picks here for each precision, then for the fp32 of each model
+    with a rule of its own where it picks another backend (keys "fp32 of MODEL"), with the
+    reason (`srexport.runtime.backends.selection.auto_backend`; engine availability aside)."""
     from srexport.errors import SrExportError
-    from srexport.runtime.backends.selection import PRECISIONS, auto_backend
+    from srexport.runtime.backends.selection import ORT_FP32_MODELS, PRECISIONS, auto_backend
 
+    asked = [(precision, None) for precision in PRECISIONS] + [("fp32", m) for m in sorted(ORT_FP32_MODELS)]
     choices = {}
-    for precision in PRECISIONS:
+    for precision, model in asked:
+        key = precision if model is None else f"{precision} of {model}"
         try:
-            backend, why = auto_backend(precision)
-            choices[precision] = f"{backend} ({why})"
+            backend, why = auto_backend(precision, model=model)
+            if model is None or not choices[precision].startswith(f"{backend} ("):
+                choices[key] = f"{backend} ({why})"
         except SrExportError as exc:
-            choices[precision] = f"refused: {exc}"
+            choices[key] = f"refused: {exc}"
     return choices
 
 

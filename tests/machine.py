@@ -21,11 +21,14 @@ def ort_has_cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
-def expected_auto_backend_without_tensorrt(precision: str = "fp32") -> str:
+def expected_auto_backend_without_tensorrt(precision: str = "fp32", model: str | None = None) -> str:
     """The documented rule (README, --backend auto) with TensorRT ruled out: ONNX Runtime's
-    CUDA provider for a GPU precision, else OpenVINO when it offers the precision on this
-    CPU, else ONNX Runtime on the CPU."""
+    CUDA provider for a GPU precision, else ONNX Runtime for PCARN-M's fp32 (its grouped
+    convolutions), else OpenVINO when it offers the precision on this CPU, else ONNX
+    Runtime on the CPU."""
     if precision in ("fp32", "fp16", "int8") and ort_has_cuda():
+        return "onnxruntime"
+    if precision == "fp32" and model == "pcarn-m":
         return "onnxruntime"
     wanted = {"fp32": "FP32", "int8": "INT8", "bf16": "BF16"}.get(precision)
     caps = openvino_cpu_capabilities()

@@ -50,11 +50,35 @@ def test_auto_rule(precision, available, caps, expected):
     assert reason and "\n" not in reason
 
 
+@pytest.mark.parametrize(
+    "model, precision, available, caps, expected",
+    [
+        # PCARN-M's fp32 runs faster on ONNX Runtime than on OpenVINO (grouped convolutions)
+        ("pcarn-m", "fp32", CPU_OV, AMX, "onnxruntime"),
+        ("pcarn-m", "fp32", CPU_OV, AVX2, "onnxruntime"),
+        # its other precisions, and every other model, keep OpenVINO
+        ("pcarn-m", "int8", CPU_OV, AMX, "openvino"),
+        ("pcarn-m", "bf16", CPU_OV, AMX, "openvino"),
+        ("gmgbp", "fp32", CPU_OV, AMX, "openvino"),
+        ("pcarn", "fp32", CPU_OV, AMX, "openvino"),
+        ("bpp", "fp32", CPU_OV, AVX2, "openvino"),
+        # a GPU backend still goes first; without ONNX Runtime, OpenVINO runs it
+        ("pcarn-m", "fp32", GPU_TRT, AMX, "tensorrt"),
+        ("pcarn-m", "fp32", {"openvino": True}, AMX, "openvino"),
+    ],
+)
+def test_auto_rule_per_model(model, precision, available, caps, expected):
+    backend, reason = choose_backend(precision, available, caps, model)
+    assert backend == expected
+    assert reason and "\n" not in reason
+
+
 def test_reason_says_why():
     assert "TensorRT" in choose_backend("fp16", GPU_TRT, AMX)[1]
     assert "OpenVINO" in choose_backend("int8", CPU_OV, AMX)[1]
     assert "no OpenVINO" in choose_backend("fp32", CPU_ONLY, set())[1]
     assert "upcast" in choose_backend("fp16", CPU_ONLY, set())[1]
+    assert "pcarn-m fp32 faster than OpenVINO" in choose_backend("fp32", CPU_OV, AMX, "pcarn-m")[1]
 
 
 @pytest.mark.parametrize(

@@ -178,7 +178,18 @@ def test_precisions_the_backend_cannot_run_are_refused(ov_lib, bundle_factory):
 def test_auto_picks_openvino_over_opencv_as_python_does(ov_lib, bundle_factory):
     from srexport.runtime.backends.selection import auto_backend
 
-    if auto_backend("fp32")[0] != "openvino":
+    if auto_backend("fp32", model="gmgbp")[0] != "openvino":
+        pytest.skip("Python's auto picks a GPU backend here; the C++ comparison is for CPU machines")
+    bundle = bundle_factory("gmgbp", None, 4)
+    assert Cpp(ov_lib, bundle, backend="auto").info().backend == b"openvino"
+
+
+def test_auto_falls_to_openvino_for_pcarn_m_fp32_without_onnxruntime_compiled_in(ov_lib, bundle_factory):
+    # Python's auto runs PCARN-M fp32 on ONNX Runtime (selection.ORT_FP32_MODELS); this
+    # libsrexport has no ONNX Runtime (its wheel ships no headers), so auto takes the next.
+    from srexport.runtime.backends.selection import auto_backend
+
+    if auto_backend("fp32", model="pcarn-m")[0] != "onnxruntime" or auto_backend("fp32", model="gmgbp")[0] != "openvino":
         pytest.skip("Python's auto picks a GPU backend here; the C++ comparison is for CPU machines")
     bundle = bundle_factory("pcarn-m", "m", 2)
     assert Cpp(ov_lib, bundle, backend="auto").info().backend == b"openvino"

@@ -104,7 +104,7 @@ def test_set14_folder_on_two_ray_workers_matches_the_single_process_bytes(local_
     # Workers open the backend `auto` picks on this machine, and say so.
     from machine import expected_auto_backend_without_tensorrt
 
-    assert report.note.startswith(f"backend {expected_auto_backend_without_tensorrt('fp32')} ")
+    assert report.note.startswith(f"backend {expected_auto_backend_without_tensorrt('fp32', 'pcarn-m')} ")
 
 
 def test_noise_fields_16_bit_gray_and_alpha_match_across_workers(local_ray, border_bundle, tmp_path):

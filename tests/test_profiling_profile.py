@@ -47,8 +47,8 @@ def test_profile_describes_the_run(profile):
     identity = (p["model"], p["variant"], p["scale"], p["precision"], p["backend"])
     from machine import expected_auto_backend_without_tensorrt
 
-    # backend auto: the fastest on this machine (OpenVINO on a CPU when installed)
-    assert identity == ("pcarn-m", "m", 4, "fp32", expected_auto_backend_without_tensorrt("fp32"))
+    # backend auto: the fastest on this machine (ONNX Runtime for PCARN-M fp32 on a CPU)
+    assert identity == ("pcarn-m", "m", 4, "fp32", expected_auto_backend_without_tensorrt("fp32", "pcarn-m"))
     assert p["size"] == {"width": 256, "height": 128} and p["input_size"] == {"width": 64, "height": 32}
     assert p["patch"] == {"height": 32, "width": 32} and p["tiles"] == 3 and p["overlap"] == 8
     for stats in (p["latency_ms"], p["end_to_end_s"], p["best_batch"]["per_patch_ms"]):

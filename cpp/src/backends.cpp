@@ -1,7 +1,8 @@
 // Backend selection (the twin of srexport/runtime/backends/__init__.py): "auto" takes the
 // first backend that opens, in the order TensorRT, OpenVINO, ONNX Runtime, OpenCV DNN (as
-// Python's auto: a GPU engine first, then OpenVINO on the CPU over the generic runtimes),
-// and says what it skipped and why. bf16 runs on OpenVINO only; OpenVINO refuses fp16.
+// Python's auto: a GPU engine first, then OpenVINO on the CPU over the generic runtimes,
+// except that ONNX Runtime goes before OpenVINO for the fp32 of the models Python's
+// selection.ORT_FP32_MODELS lists, which it runs faster), and says what it skipped and why. bf16 runs on OpenVINO only; OpenVINO refuses fp16.
 // Backends not compiled in answer Status::Unavailable.
 #include <sched.h>
 #include <thread>
@@ -71,8 +72,11 @@ std::unique_ptr<Session> open_session(const std::string& backend, const SessionR
     }
     using Factory = std::unique_ptr<Session> (*)(const SessionRequest&);
     std::vector<std::pair<const char*, Factory>> order{{"tensorrt", &open_tensorrt}};
+    const bool ort_first = request.precision == "fp32" && request.manifest != nullptr &&
+                           request.manifest->model == "pcarn-m";  // selection.ORT_FP32_MODELS
+    if (ort_first) order.push_back({"onnxruntime", &open_onnxruntime});
     if (request.precision != "fp16") order.push_back({"openvino", &open_openvino});
-    order.push_back({"onnxruntime", &open_onnxruntime});
+    if (!ort_first) order.push_back({"onnxruntime", &open_onnxruntime});
     order.push_back({"opencv", &open_opencv});
     std::string skipped;
     Error last(Status::Unavailable, "no backend");

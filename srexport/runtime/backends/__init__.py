@@ -41,7 +41,8 @@ def open_session(
     "auto" follows `srexport.runtime.backends.selection` (the rule is stated there):
     TensorRT when TensorRT, a GPU and a matching (or buildable) engine are there, else
     OpenVINO on the CPU for fp32/int8 (bf16 too, where the CPU has it) when OpenVINO is
-    installed, else ONNX Runtime, the default that always works. The returned session's
+    installed (ONNX Runtime for the fp32 of the models it runs faster), else ONNX Runtime,
+    the default that always works. The returned session's
     `selection_note` says why this backend: "requested", or "auto: ..." with the reason
     (and why TensorRT was passed over, when it was tried). `patch`/`batch` (the tiler's,
     when known; patch "auto" with the budget `memory` GiB: every patch that budget
@@ -94,6 +95,6 @@ def _auto_session(request: SessionRequest, options: dict[str, BackendOptions]) -
                                                           reason="auto: TensorRT and a GPU are available"))
         except GpuError as exc:
             passed_over = f"TensorRT not used: {exc}"
-    choice, why = auto_backend(request.precision, tensorrt=False)
+    choice, why = auto_backend(request.precision, tensorrt=False, model=request.bundle.manifest.model)
     reason = f"auto: {passed_over}; {why}" if passed_over else f"auto: {why}"
     return BACKEND_TABLE[choice].open(replace(request, options=options.get(choice), reason=reason))

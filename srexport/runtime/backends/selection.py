@@ -9,10 +9,12 @@ GPU first, when an NVIDIA GPU is present:
 2. onnxruntime, for fp32, fp16 and int8, when ONNX Runtime's CUDA execution provider is
    installed (onnxruntime-gpu).
 CPU otherwise (or for bf16, which only the OpenVINO CPU path runs):
-3. openvino, for fp32 and int8, when OpenVINO is installed and its CPU plugin offers the
+3. onnxruntime, for fp32 of the models in `ORT_FP32_MODELS`, whose fp32 graphs ONNX Runtime
+   runs faster than OpenVINO on the CPU (measured, see there).
+4. openvino, for fp32 and int8, when OpenVINO is installed and its CPU plugin offers the
    precision (INT8: every x86 CPU with AVX2; fastest with VNNI / AMX-INT8); for bf16 when
    the CPU offers BF16 (AVX512-BF16 or AMX).
-4. onnxruntime (CPU) for fp32, fp16 and int8: the guaranteed default that always works
+5. onnxruntime (CPU) for fp32, fp16 and int8: the guaranteed default that always works
    (fp16 runs upcast to fp32 there: accuracy, not speed).
 bf16 with no OpenVINO or on a CPU without BF16 is refused with a one-line `SrExportError`
 that says what to do instead.
@@ -34,9 +36,21 @@ from srexport.errors import SrExportError
 GPU_PRECISIONS = ("fp32", "fp16", "int8")
 OPENVINO_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
 
+# Models whose fp32 graph ONNX Runtime runs faster than OpenVINO on the CPU. PCARN-M is
+# mostly 3x3 convolutions in 4 groups of 16 channels, which OpenVINO's CPU plugin runs with
+# its plain JIT kernel (about 85 GFLOP/s of a 287 GFLOP/s fp32 peak on 2 threads), not the
+# brgemm one of its dense convolutions. Measured on a 2-core AMX Xeon, 2 threads, fp32,
+# PCARN-M-L1 x4: CSet14 folder run 1.55-1.57 s (ONNX Runtime) against 1.69-1.90 s
+# (OpenVINO); 320x180 frames 2.30-2.38 against 2.06-2.07 output Mpx/s. G-MGBP and BPP run faster on
+# OpenVINO (G-MGBP CSet5 folder 3.3 s against 4.4 s), so they are not listed.
+# `benchmarks/cpu_backends.py` and `benchmarks/default_run.py` re-measure them.
+ORT_FP32_MODELS = frozenset({"pcarn-m"})
 
-def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str]) -> tuple[str, str]:
-    """(backend, reason) for `precision` given what is installed and what the CPU offers.
+
+def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str],
+                   model: str | None = None) -> tuple[str, str]:
+    """(backend, reason) for `precision` of `model` (the bundle's registered model name, or
+    None) given what is installed and what the CPU offers.
 
     `available` keys (missing = False): "tensorrt" (TensorRT installed and a GPU
     present), "onnxruntime-cuda" (ONNX Runtime's CUDA provider installed and a GPU present),
@@ -51,6 +65,9 @@ def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str
             return "tensorrt", f"an NVIDIA GPU and TensorRT are present: TensorRT runs {precision} fastest"
         if has("onnxruntime-cuda"):
             return "onnxruntime", "an NVIDIA GPU and ONNX Runtime's CUDA provider are present (no TensorRT)"
+    if precision == "fp32" and model in ORT_FP32_MODELS and has("onnxruntime") and has("openvino"):
+        return "onnxruntime", (f"no GPU backend; ONNX Runtime runs {model} fp32 faster than OpenVINO on the CPU "
+                               "(grouped convolutions)")
     if precision in OPENVINO_CAPABILITY and has("openvino"):
         wanted = OPENVINO_CAPABILITY[precision]
         if wanted in cpu_caps:
@@ -130,10 +147,11 @@ def cpu_capabilities(available: dict[str, bool] | None = None) -> set[str]:
         return set()
 
 
-def auto_backend(precision: str, tensorrt: bool = True) -> tuple[str, str]:
-    """`choose_backend` on this machine's probes. OpenVINO is imported only when the
-    choice can fall to the CPU; an OpenVINO that does not load counts as absent.
-    `tensorrt=False`: TensorRT was tried and could not run (see `open_session`)."""
+def auto_backend(precision: str, tensorrt: bool = True, model: str | None = None) -> tuple[str, str]:
+    """`choose_backend` on this machine's probes, for `model` (a bundle's model name, or
+    None). OpenVINO is imported only when the choice can fall to the CPU; an OpenVINO that
+    does not load counts as absent. `tensorrt=False`: TensorRT was tried and could not run
+    (see `open_session`)."""
     available = available_backends()
     available["tensorrt"] = available["tensorrt"] and tensorrt
     gpu = available["tensorrt"] or available["onnxruntime-cuda"]
@@ -142,4 +160,4 @@ def auto_backend(precision: str, tensorrt: bool = True) -> tuple[str, str]:
         caps = cpu_capabilities(available)
         if not caps:
             available["openvino"] = False
-    return choose_backend(precision, available, caps)
+    return choose_backend(precision, available, caps, model)
