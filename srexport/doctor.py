@@ -176,20 +176,27 @@ def auto_backends() -> dict[str, str]:
     """What `--backend auto` picks here for each precision, then for the fp32 of each model
     with a rule of its own where it picks another backend (keys "fp32 of MODEL"), with the
     reason (`srexport.runtime.backends.selection.auto_backend`; engine availability aside)."""
-    from srexport.errors import SrExportError
-    from srexport.runtime.backends.selection import ORT_FP32_MODELS, PRECISIONS, auto_backend
+    from srexport.runtime.backends.selection import ORT_FP32_MODELS, PRECISIONS
 
-    asked = [(precision, None) for precision in PRECISIONS] + [("fp32", m) for m in sorted(ORT_FP32_MODELS)]
-    choices = {}
-    for precision, model in asked:
-        key = precision if model is None else f"{precision} of {model}"
-        try:
-            backend, why = auto_backend(precision, model=model)
-            if model is None or not choices[precision].startswith(f"{backend} ("):
-                choices[key] = f"{backend} ({why})"
-        except SrExportError as exc:
-            choices[key] = f"refused: {exc}"
+    plain = {precision: _auto_choice(precision) for precision in PRECISIONS}
+    choices = {precision: line for precision, (_, line) in plain.items()}
+    for model in sorted(ORT_FP32_MODELS):
+        backend, line = _auto_choice("fp32", model)
+        if backend != plain["fp32"][0]:
+            choices[f"fp32 of {model}"] = line
     return choices
+
+
+def _auto_choice(precision: str, model: str | None = None) -> tuple[str | None, str]:
+    """(backend or None when refused, its line) of `auto_backend`."""
+    from srexport.errors import SrExportError
+    from srexport.runtime.backends.selection import auto_backend
+
+    try:
+        backend, why = auto_backend(precision, model=model)
+    except SrExportError as exc:
+        return None, f"refused: {exc}"
+    return backend, f"{backend} ({why})"
 
 
 def render(checks: list[DoctorCheck]) -> str:

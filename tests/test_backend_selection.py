@@ -120,3 +120,16 @@ def test_hidden_gpus_count_as_absent(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert not nvidia_gpu_present()
     assert available_backends()["tensorrt"] is False
+
+
+def test_auto_does_not_open_openvino_for_a_choice_that_cannot_fall_to_it(monkeypatch):
+    from srexport.runtime.backends import selection
+
+    def probe(available=None):
+        raise AssertionError("OpenVINO was probed")
+
+    monkeypatch.setattr(selection, "available_backends", lambda: {**CPU_OV, "tensorrt": False, "onnxruntime-cuda": False})
+    monkeypatch.setattr(selection, "cpu_capabilities", probe)
+    assert selection.auto_backend("fp32", model="pcarn-m")[0] == "onnxruntime"
+    with pytest.raises(AssertionError, match="OpenVINO was probed"):  # every other choice needs the probe
+        selection.auto_backend("fp32", model="gmgbp")

@@ -2,7 +2,8 @@
 // first backend that opens, in the order TensorRT, OpenVINO, ONNX Runtime, OpenCV DNN (as
 // Python's auto: a GPU engine first, then OpenVINO on the CPU over the generic runtimes,
 // except that ONNX Runtime goes before OpenVINO for the fp32 of the models Python's
-// selection.ORT_FP32_MODELS lists, which it runs faster), and says what it skipped and why. bf16 runs on OpenVINO only; OpenVINO refuses fp16.
+// selection.ORT_FP32_MODELS lists, which it runs faster), and says what it skipped and
+// why. bf16 runs on OpenVINO only; OpenVINO refuses fp16.
 // Backends not compiled in answer Status::Unavailable.
 #include <sched.h>
 #include <thread>

@@ -47,6 +47,11 @@ OPENVINO_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
 ORT_FP32_MODELS = frozenset({"pcarn-m"})
 
 
+def onnxruntime_runs_faster(precision: str, model: str | None) -> bool:
+    """Whether `model`'s `precision` is one ONNX Runtime runs faster than OpenVINO on the CPU."""
+    return precision == "fp32" and model in ORT_FP32_MODELS
+
+
 def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str],
                    model: str | None = None) -> tuple[str, str]:
     """(backend, reason) for `precision` of `model` (the bundle's registered model name, or
@@ -65,7 +70,7 @@ def choose_backend(precision: str, available: dict[str, bool], cpu_caps: set[str
             return "tensorrt", f"an NVIDIA GPU and TensorRT are present: TensorRT runs {precision} fastest"
         if has("onnxruntime-cuda"):
             return "onnxruntime", "an NVIDIA GPU and ONNX Runtime's CUDA provider are present (no TensorRT)"
-    if precision == "fp32" and model in ORT_FP32_MODELS and has("onnxruntime") and has("openvino"):
+    if onnxruntime_runs_faster(precision, model) and has("onnxruntime") and has("openvino"):
         return "onnxruntime", (f"no GPU backend; ONNX Runtime runs {model} fp32 faster than OpenVINO on the CPU "
                                "(grouped convolutions)")
     if precision in OPENVINO_CAPABILITY and has("openvino"):
@@ -149,14 +154,15 @@ def cpu_capabilities(available: dict[str, bool] | None = None) -> set[str]:
 
 def auto_backend(precision: str, tensorrt: bool = True, model: str | None = None) -> tuple[str, str]:
     """`choose_backend` on this machine's probes, for `model` (a bundle's model name, or
-    None). OpenVINO is imported only when the choice can fall to the CPU; an OpenVINO that
-    does not load counts as absent. `tensorrt=False`: TensorRT was tried and could not run
-    (see `open_session`)."""
+    None). OpenVINO is imported only when the choice can fall to it; an OpenVINO that does
+    not load counts as absent. `tensorrt=False`: TensorRT was tried and could not run (see
+    `open_session`)."""
     available = available_backends()
     available["tensorrt"] = available["tensorrt"] and tensorrt
     gpu = available["tensorrt"] or available["onnxruntime-cuda"]
     caps: set[str] = set()
-    if available["openvino"] and not (gpu and precision in GPU_PRECISIONS):
+    to_onnxruntime = onnxruntime_runs_faster(precision, model) and available["onnxruntime"]
+    if available["openvino"] and not (gpu and precision in GPU_PRECISIONS) and not to_onnxruntime:
         caps = cpu_capabilities(available)
         if not caps:
             available["openvino"] = False
