@@ -413,7 +413,7 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
         ratio = mine["mpx_s"] / direct_rows[best]["mpx_s"]
         target = target_of_peak(name, bf16)
         of_peak = mine["gflops"] / reference["gflops"]
-        summary |= {"default_precision": default.session.precision,
+        summary |= {"default_precision": default.for_frames().session.precision,  # what upscale_frames ran
                     "default_vs_fastest_direct": ratio, "target_vs_direct": TARGET_VS_DIRECT,
                     "met_vs_direct": ratio >= TARGET_VS_DIRECT,
                     "peak_used": "bf16" if bf16 else "fp32", "default_of_peak": of_peak,
@@ -426,7 +426,7 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
             full_ratio = rows[FULL_BUNDLE]["mpx_s"] / direct_rows[best]["mpx_s"]
             full_of_peak = rows[FULL_BUNDLE]["gflops"] / reference["gflops"]
             summary["with_int8_bundle"] = {
-                "precision": full.session.precision, "why": full.session.precision_reason,
+                "precision": full.for_frames().session.precision, "why": full.for_frames().session.precision_reason,
                 "vs_fastest_direct": full_ratio, "met_vs_direct": full_ratio >= TARGET_VS_DIRECT,
                 "of_peak": full_of_peak, "met_of_peak": full_of_peak >= target,
                 "vs_default": rows[FULL_BUNDLE]["mpx_s"] / mine["mpx_s"]}

@@ -278,7 +278,7 @@ def _profile_video(bundle: Path, clip: Path, frames: int, json_path: Path | None
     if not clip.is_file():
         fail(f"{clip}: no such file")
     upscaler = load(bundle, **load_options)
-    result = profile_video(upscaler, clip, frames=frames, run_line=describe(upscaler),
+    result = profile_video(upscaler, clip, frames=frames, run_line=describe(upscaler.for_frames()),
                            log=lambda m: err.print(m, highlight=False, soft_wrap=True, markup=False))
     for line in result.lines():
         out.print(line, highlight=False, soft_wrap=True, markup=False)

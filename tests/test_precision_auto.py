@@ -8,6 +8,7 @@ import pytest
 
 from srexport.bundle import PrecisionInfo
 from srexport.calib.options import PrecisionOptions
+from srexport.errors import SessionClosed
 from srexport.export.build import export_bundle
 from srexport.runtime.backends import open_session
 from srexport.runtime.backends import precision_auto as pa
@@ -52,6 +53,22 @@ def test_a_mixed_int8_graph_comes_after_bf16_on_a_bf16_cpu():
     assert pa.choose_precision(mixed, machine(flags=("avx2", "avx_vnni"))).precision == "int8"
     # an all-int8 graph keeps its place first
     assert pa.choose_precision(ALL, machine(**AMX)).precision == "int8"
+
+
+def test_frame_streams_keep_a_mixed_int8_graph_first_on_a_bf16_cpu():
+    """Frames of one size compile static, where the mixed graph beats bf16 (G-MGBP on AMX):
+    the images of a folder run bf16, the frames of a stream int8, each saying why."""
+    mixed = {"fp32": FP32, "bf16": BF16, "int8": MIXED_INT8}
+    images = pa.choose_precision(mixed, machine(**AMX))
+    frames = pa.choose_precision(mixed, machine(**AMX), repeating=True)
+    assert (images.precision, frames.precision) == ("bf16", "int8")
+    assert "on images of many sizes (frame streams run it)" in images.reason
+    assert "frames of one size: this bundle's int8 graph keeps layers in float" in frames.reason
+    # elsewhere a stream changes nothing: int8 already first, or no bf16 to put it behind
+    for recorded, where in ((ALL, machine(**AMX)), ({"fp32": FP32, "int8": MIXED_INT8}, machine(**AMX)),
+                            (mixed, machine(flags=("avx2", "avx_vnni"))), (mixed, machine(gpu=True)),
+                            ({"fp32": FP32, "bf16": BF16}, machine(**AMX)), (mixed, machine())):
+        assert pa.choose_precision(recorded, where, repeating=True) == pa.choose_precision(recorded, where)
 
 
 def test_float_layers_only_at_the_image_space_ends_keep_int8_first():
@@ -124,8 +141,74 @@ def test_auto_opens_the_chosen_precision_and_says_why(int8_bundle, monkeypatch):
     assert not np.array_equal(session.run(feed), OrtSession(int8_bundle, "fp32").run(feed))
 
 
+def test_frames_run_on_the_frames_session_opened_on_first_use(int8_bundle):
+    """`Upscaler.for_frames`: frames go to the session of the frames' precision (opened once,
+    when the first frame comes, closed with the Upscaler), images stay on their own."""
+    from srexport.runtime.backends.onnxruntime import OrtSession
+    from srexport.runtime.upscaler import Upscaler
+
+    opened = []
+
+    def frames_session():
+        opened.append(OrtSession(int8_bundle, "int8"))
+        return opened[-1]
+
+    up = Upscaler(int8_bundle, OrtSession(int8_bundle, "fp32"), frames_session=frames_session)
+    as_int8 = Upscaler(int8_bundle, OrtSession(int8_bundle, "int8"))
+    as_fp32 = Upscaler(int8_bundle, OrtSession(int8_bundle, "fp32"))
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (20, 26, 3), dtype=np.uint8) for _ in range(3)]
+    assert not np.array_equal(as_int8.upscale(frames[0]), as_fp32.upscale(frames[0]))  # the two can be told apart
+    assert np.array_equal(up.upscale(frames[0]), as_fp32.upscale(frames[0])) and not opened
+    for _ in range(2):
+        for frame, out in zip(frames, up.upscale_frames(frames)):
+            assert np.array_equal(out, as_int8.upscale(frame))
+    assert len(opened) == 1 and up.for_frames().session is opened[0]
+    assert np.array_equal(up.upscale(frames[1]), as_fp32.upscale(frames[1]))
+    up.close()
+    with pytest.raises(SessionClosed):
+        opened[0].run({"image": np.zeros((1, 3, 8, 8), np.float32)})
+    assert as_fp32.for_frames() is as_fp32  # no other precision for frames: itself
+
+
 @pytest.mark.skipif(not available_backends()["openvino"], reason="openvino is not installed; CI installs it")
 def test_auto_on_a_vnni_cpu_runs_int8_on_openvino(int8_bundle, monkeypatch):
     monkeypatch.setattr(pa, "cpu_flags", lambda: frozenset({"avx2", "avx_vnni"}))
     session = open_session(int8_bundle, "auto", "auto")
     assert session.name == "openvino" and session.precision == "int8"
+
+
+def _bf16_cpu() -> bool:
+    if not available_backends()["openvino"]:
+        return False
+    from srexport.runtime.backends.openvino import cpu_capabilities
+
+    return "BF16" in cpu_capabilities()
+
+
+@pytest.mark.skipif(not _bf16_cpu(), reason="needs OpenVINO on a CPU with BF16 (AVX512-BF16 or AMX); "
+                    "test_frames_run_on_the_frames_session_opened_on_first_use covers the switch anywhere")
+def test_load_runs_frames_of_a_mixed_int8_bundle_in_int8_and_images_in_bf16(int8_bundle, tmp_path):
+    """The whole path on a BF16 CPU: a bundle recording bf16 and an int8 graph with layers kept
+    in float (as G-MGBP's build does) opens bf16 for images and int8 for frame streams."""
+    import json
+    import shutil
+
+    import srexport
+
+    root = tmp_path / "mixed"
+    shutil.copytree(int8_bundle.root, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["precisions"]["int8"]["notes"]["float_in_trunk"] = True
+    manifest["precisions"]["bf16"] = {"file": "model.fp32.onnx", "psnr_vs_fp32_db": 60.0,
+                                      "notes": {"runs_on": "openvino", "inference_precision": "bf16"}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    rng = np.random.default_rng(4)
+    frames = [rng.integers(0, 256, (22, 18, 3), dtype=np.uint8) for _ in range(2)]
+    with srexport.load(root) as up, srexport.load(root, precision="int8") as int8, \
+            srexport.load(root, precision="bf16") as bf16:
+        assert up.session.precision == "bf16" and up.for_frames().session.precision == "int8"
+        assert "frames of one size" in up.for_frames().session.selection_note
+        assert np.array_equal(up.upscale(frames[0]), bf16.upscale(frames[0]))
+        streamed = list(up.upscale_frames(frames))
+        assert all(np.array_equal(a, b) for a, b in zip(streamed, int8.upscale_frames(frames)))

@@ -126,7 +126,7 @@ class _SegmentWorker:
         self.failure = self.note = ""
         try:
             self.upscaler = job.load()
-            self.note = describe(self.upscaler)
+            self.note = describe(self.upscaler.for_frames())
         except Exception as exc:  # reported once by the driver, as one line
             self.upscaler = None
             self.failure = _message(job.bundle, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
@@ -59,6 +60,7 @@ class Upscaler:
         stitch: str = "auto",
         memory: float | None = None,
         recipe: BlockRecipe | None = None,
+        frames_session: Callable[[], Session] | None = None,
     ):
         manifest = bundle.manifest
         if manifest.task != "sr":
@@ -102,11 +104,35 @@ class Upscaler:
         self._memory_model = None
         self._precision = self.session.precision
         self._pipelined = threading.local()  # set on the frame / folder pipelines' worker threads
+        self._open_frames_session = frames_session
+        self._frames: Upscaler | None = None
+        self._frames_lock = threading.Lock()
 
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
         """Close the session (its runtime objects, a GPU's buffers); the Upscaler cannot run after."""
         self.session.close()
+        if self._frames is not None and self._frames is not self:
+            self._frames.session.close()
+
+    def for_frames(self) -> "Upscaler":
+        """The Upscaler that runs streams of frames of one size (`upscale_frames`, video):
+        this one, or, where precision auto chose another precision for them (a mixed INT8
+        graph on a BF16 CPU: `precision_auto.bundle_order`), one with the same tiling on a
+        session of that precision, opened on first use and closed with this one."""
+        if self._open_frames_session is None:
+            return self
+        with self._frames_lock:
+            if self._frames is None:
+                frames = copy.copy(self)
+                frames.session = self._open_frames_session()
+                frames._precision = frames.session.precision
+                frames._memory_model = None
+                frames._open_frames_session = None
+                frames._frames = None
+                frames._frames_lock = threading.Lock()
+                self._frames = frames
+            return self._frames
 
     def __enter__(self) -> "Upscaler":
         return self
@@ -359,11 +385,13 @@ class Upscaler:
         for images of many sizes, a folder run or `upscale` one at a time compile once)."""
         from srexport.video.seeds import upscale_frame
 
+        upscaler = self.for_frames()
+
         def work(item):
             index, frame = item
-            return upscale_frame(self, index, frame, static_noise)
+            return upscale_frame(upscaler, index, frame, static_noise)
 
-        return self.in_flight(enumerate(frames), work, max(depth, 2 * self.concurrency))
+        return upscaler.in_flight(enumerate(frames), work, max(depth, 2 * upscaler.concurrency))
 
     def upscale_video(self, src: str | Path, dst: str | Path, progress=None, **options):
         """Upscale a video file into `dst`, other streams copied (options: srexport.video.VideoOptions)."""
@@ -418,8 +446,17 @@ def load(
                            backend_options=backend_options)
     try:
         graphcheck.check_scale(loaded, session.precision, session.run)
+        frames = resolve_precision(loaded, backend, precision, repeating=True)
+        frames_session = None
+        if frames.precision != session.precision:
+            graphcheck.check_graph(loaded, frames.precision)  # on ONNX Runtime: a compile here would be wasted
+
+            def frames_session() -> Session:
+                return open_session(loaded, backend, frames.precision, threads, patch=hint, batch=batch, memory=memory,
+                                    backend_options=backend_options, precision_reason=frames.reason)
+
         return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory,
-                        recipe=blocks)
+                        recipe=blocks, frames_session=frames_session)
     except BaseException:
         session.close()
         raise

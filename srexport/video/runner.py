@@ -43,7 +43,7 @@ def run_video(bundle: Path, src: Path, dst: Path, video: VideoOptions, *, quiet:
         from srexport.runtime.upscaler import load
 
         upscaler = load(bundle, backend, precision, **options)
-        say(describe(upscaler))
+        say(describe(upscaler.for_frames()))
 
         def execute(on_frame):
             return upscale_video(upscaler, src, dst, video, on_frame, warn)

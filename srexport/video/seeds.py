@@ -34,7 +34,9 @@ def upscaler_for_frame(upscaler, index: int, static: bool):
 
 
 def upscale_frame(upscaler, index: int, frame, static: bool):
-    """Frame `index` of a stream upscaled with its noise seed, inside the session's
-    `repeating_shapes()` scope (the frames of a stream share one size)."""
+    """Frame `index` of a stream upscaled with its noise seed by the Upscaler for frames
+    (`Upscaler.for_frames`), inside its session's `repeating_shapes()` scope (the frames of
+    a stream share one size)."""
+    upscaler = upscaler.for_frames()
     with upscaler.session.repeating_shapes():
         return upscaler_for_frame(upscaler, index, static).upscale(frame)

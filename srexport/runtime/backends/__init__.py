@@ -72,14 +72,14 @@ def open_session(
         ) from None
 
 
-def resolve_precision(bundle: Bundle, backend: str, precision: str):
+def resolve_precision(bundle: Bundle, backend: str, precision: str, repeating: bool = False):
     """A `PrecisionChoice`: "auto" resolved by `precision_auto` for this machine and
-    backend, any other precision as asked."""
+    backend (`repeating`: for frame streams of one size), any other precision as asked."""
     from srexport.runtime.backends.precision_auto import PrecisionChoice, choose_precision, this_machine
 
     if precision != "auto":
         return PrecisionChoice(precision, "requested")
-    return choose_precision(bundle.manifest.precisions, this_machine(backend))
+    return choose_precision(bundle.manifest.precisions, this_machine(backend), repeating)
 
 
 def _auto_session(request: SessionRequest, options: dict[str, BackendOptions]) -> Session:

@@ -7,7 +7,8 @@ The order of preference (`machine_order`), fastest first:
 - on a CPU through OpenVINO with VNNI (AVX512-VNNI or AVX-VNNI) but no BF16: int8, fp32;
 - anywhere else (ONNX Runtime or PyTorch on the CPU, a CPU without those units): fp32.
 On the BF16 CPU a mixed INT8 graph (layers kept in float by its build) moves after bf16
-(`bundle_order`). The first precision of that order whose graph the bundle holds and whose
+for images (`bundle_order`), and keeps its place for frame streams (`repeating`: the frames
+of `upscale_frames` and video, whose one size OpenVINO compiles static). The first precision of that order whose graph the bundle holds and whose
 recorded accuracy passes its gate (`passes_gate`) wins; fp32, the reference, always passes. A bundle built with
 fp32 only therefore runs fp32, as before.
 """
@@ -93,24 +94,33 @@ def mixed_int8(info: PrecisionInfo | None) -> bool:
     return bool(notes.get("excluded_nodes"))
 
 
-def bundle_order(order: tuple[str, ...], why: str, recorded: Mapping[str, PrecisionInfo]
-                 ) -> tuple[tuple[str, ...], str]:
+def bundle_order(order: tuple[str, ...], why: str, recorded: Mapping[str, PrecisionInfo],
+                 repeating: bool = False) -> tuple[tuple[str, ...], str]:
     """`order` adjusted to what this bundle holds: on a BF16 CPU a mixed INT8 graph comes after
-    bf16. Its float layers run in bf16 there too, and every boundary between them and the
-    int8 layers converts the tensor (measured on an AMX Xeon, OpenVINO: G-MGBP's INT8 graph
-    with its Analysis module, 80 nodes and 18% of the MACs, in float ran 0.52x the speed of
-    bf16, while PCARN-M's with 17% of its MACs in float in one last layer ran 1.12x on a 320x180 frame; the
-    share of float work does not tell them apart, where it sits does)."""
+    bf16 for images (`repeating` False), not for frame streams of one size.
+
+    Images of many sizes run on one dynamic compile, where OpenVINO's int8 kernels lose
+    their fusions; frames compile static per size. Measured on a 2-core AMX Xeon, OpenVINO
+    2026.4.1, G-MGBP BOE-R1's INT8 graph (its Analysis module, 80 nodes and 18% of the MACs,
+    in float): dynamic, the CSet5 images took 1.85 s against 0.90 s in bf16 (and 1.65 s to
+    compile against 0.28 s); static, 320x180 frames 1.07 s against 1.37 s in bf16 and the
+    CSet5 sizes 0.65 s against 0.76-0.85 s, after a static compile of 2.3 s per size (bf16:
+    0.4 s). PCARN-M's INT8 graph, float only in its image-space last layer, beats bf16 either way."""
     if "bf16" in order and "int8" in order and "bf16" in recorded and mixed_int8(recorded.get("int8")):
+        if repeating:
+            return order, (f"{why}; frames of one size: this bundle's int8 graph keeps layers in float "
+                           "but, compiled static, still runs faster than bf16 here")
         rest = [p for p in order if p != "int8"]
         rest.insert(rest.index("bf16") + 1, "int8")
-        return tuple(rest), f"{why}; this bundle's int8 graph keeps layers in float, slower than bf16 here"
+        return tuple(rest), (f"{why}; this bundle's int8 graph keeps layers in float, slower than bf16 here "
+                             "on images of many sizes (frame streams run it)")
     return order, why
 
 
-def choose_precision(recorded: Mapping[str, PrecisionInfo], machine: Machine) -> PrecisionChoice:
-    """The pure rule of the module docstring."""
-    order, why = bundle_order(*machine_order(machine), recorded)
+def choose_precision(recorded: Mapping[str, PrecisionInfo], machine: Machine,
+                     repeating: bool = False) -> PrecisionChoice:
+    """The pure rule of the module docstring (`repeating`: for a stream of frames of one size)."""
+    order, why = bundle_order(*machine_order(machine), recorded, repeating)
     passed: list[str] = []
     for precision in order:
         info = recorded.get(precision)
