@@ -87,13 +87,22 @@ def _fit(height: int, width: int, patch: tuple[int, int], rules: ShapeRules) -> 
     return min(ph, rules.legal_at_least(height)), min(pw, rules.legal_at_least(width))
 
 
+def check_blend_patch(patch: tuple[int, int], overlap: int, rules: ShapeRules, *, bundle_overlap: bool = False) -> None:
+    """Refuse a patch that blended tiles overlapping by `overlap` cannot step over
+    (`bundle_overlap`: the overlap is the bundle's, not the caller's, and the line says so)."""
+    ph, pw = (legal_patch(p, rules) for p in patch)
+    if bundle_overlap and overlap >= min(ph, pw):
+        raise ShapeError(f"patch {ph}x{pw} is too small for blended tiles overlapping by the bundle's {overlap} "
+                         f"pixels: give a patch of at least {overlap + 1}, or an overlap below {min(ph, pw)}")
+    if overlap < 0 or overlap >= min(ph, pw):
+        raise ShapeError(f"overlap {overlap} must be >= 0 and smaller than the patch ({ph}x{pw})")
+
+
 def plan_tiles(height: int, width: int, patch: tuple[int, int], overlap: int, rules: ShapeRules) -> TilePlan:
     """Plan legal tiles for window blending; a patch larger than the image shrinks to fit it."""
     if height < 1 or width < 1:
         raise ShapeError(f"empty image ({height}x{width})")
-    ph, pw = (legal_patch(p, rules) for p in patch)
-    if overlap < 0 or overlap >= min(ph, pw):
-        raise ShapeError(f"overlap {overlap} must be >= 0 and smaller than the patch ({ph}x{pw})")
+    check_blend_patch(patch, overlap, rules)
     ph, pw = _fit(height, width, patch, rules)
     extra_h, extra_w = max(0, ph - height), max(0, pw - width)
     rows = axis_starts(height + extra_h, ph, overlap)

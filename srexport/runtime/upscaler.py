@@ -25,7 +25,8 @@ from srexport.runtime.pipeline import LUMA, batches, box_windows, finish, pad_im
 from srexport.runtime import recipes
 from srexport.runtime.recipes import BlockRecipe, plan_blocks, pre_upscale_8bit
 from srexport.runtime.throughput import ordered_map
-from srexport.runtime.tiler import TilePlan, crop_overlap, crop_patch_ok, legal_patch, plan_crop, plan_tiles
+from srexport.runtime.tiler import (TilePlan, check_blend_patch, crop_overlap, crop_patch_ok, plan_crop,
+                                    plan_tiles)
 
 Progress = Callable[[int, int], None]
 _LUMA = LUMA
@@ -82,12 +83,7 @@ class Upscaler:
         self.stitch = stitch
         # Validate patch and overlap now, not in the middle of a folder.
         if not self.auto and stitch != "crop":
-            legal = tuple(legal_patch(p, rules) for p in self.patch)
-            if not self.overlap_given and self.overlap >= min(legal):
-                raise ShapeError(f"patch {legal[0]}x{legal[1]} is too small for blended tiles overlapping by the "
-                                 f"bundle's {self.overlap} pixels: give a patch of at least {self.overlap + 1}, "
-                                 f"or an overlap below {min(legal)}")
-            plan_tiles(max(self.patch), max(self.patch), self.patch, self.overlap, rules)
+            check_blend_patch(self.patch, self.overlap, rules, bundle_overlap=not self.overlap_given)
         self.recipe = recipe  # a published block recipe replaces patch, overlap and window
         window = recipe.window if recipe is not None else window
         self.window = window

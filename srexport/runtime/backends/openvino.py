@@ -157,9 +157,10 @@ def clear_cache() -> None:
         _compiled.clear()
 
 
-def cached_models() -> int:
+def cached_models(graph_digest: str | None = None) -> int:
+    """Compiled models in the process's cache (of one graph, by its file digest, when given)."""
     with _compiled_lock:
-        return len(_compiled)
+        return sum(1 for key in _compiled if graph_digest in (None, key[0]))
 
 
 class OvSession(Session):
@@ -281,6 +282,11 @@ class OvSession(Session):
             while len(_compiled) > CACHE_SIZE:
                 _compiled.popitem(last=False)
         return entry
+
+    @property
+    def graph_digest(self) -> str:
+        """The SHA-256 of the graph file, which keys its compiled models."""
+        return self._digest
 
     @property
     def concurrency(self) -> int:
