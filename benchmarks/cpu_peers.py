@@ -502,6 +502,8 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help="build the bundles into --work and stop")
     parser.add_argument("--vsmlrt-note", default="", help="why vs-mlrt is not measured (recorded as given)")
     args = parser.parse_args()
+    if args.vsmlrt_python and not os.access(args.vsmlrt_python, os.X_OK):
+        parser.error(f"--vsmlrt-python {args.vsmlrt_python}: no such executable")  # before minutes of work
     start = time.perf_counter()
 
     def log(message: str) -> None:

@@ -378,7 +378,8 @@ class Upscaler:
         `srexport.video.seeds.frame_seed(seed, k)` unless `static_noise`. The outputs are those
         of `upscale` called on each frame in turn (to float rounding: on OpenVINO the frames'
         size compiles static, `Session.repeating_shapes`, so each new size costs a compile;
-        for images of many sizes, a folder run or `upscale` one at a time compile once)."""
+        for images of many sizes, a folder run or `upscale` one at a time compile once). They
+        run on `for_frames()`, whose precision can differ from `upscale`'s under precision auto."""
         from srexport.video.seeds import upscale_frame
 
         upscaler = self.for_frames()
