@@ -108,7 +108,7 @@ class Upscaler:
     def close(self) -> None:
         """Close the session (its runtime objects, a GPU's buffers); the Upscaler cannot run after."""
         self.session.close()
-        if self._frames is not None and self._frames is not self:
+        if self._frames is not None:
             self._frames.session.close()
 
     def for_frames(self) -> "Upscaler":
@@ -446,9 +446,8 @@ def load(
         frames = resolve_precision(loaded, backend, precision, repeating=True)
         frames_session = None
         if frames.precision != session.precision:
-            graphcheck.check_graph(loaded, frames.precision)  # on ONNX Runtime: a compile here would be wasted
-
-            def frames_session() -> Session:
+            def frames_session() -> Session:  # checked and opened when the first frame comes, not for images
+                graphcheck.check_graph(loaded, frames.precision)  # on ONNX Runtime: a compile here would be wasted
                 return open_session(loaded, backend, frames.precision, threads, patch=hint, batch=batch, memory=memory,
                                     backend_options=backend_options, precision_reason=frames.reason)
 
