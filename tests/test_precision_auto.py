@@ -3,6 +3,10 @@ the accuracy gate recorded at build time; fp32 where nothing faster pays or pass
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -119,12 +123,27 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert pa.cpu_flags(tmp_path / "absent") == frozenset()
 
 
-@pytest.fixture(scope="module")
-def int8_bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("auto")
+def tiny_int8_bundle(root: Path):
     options = PrecisionOptions(int8=True, calib_dir=write_images(root / "calib", 3, seed=0), calib_patches=4, seed=1)
     return export_bundle(TinySR(), root / "bundle", {"model": "tiny", "variant": "t", "scale": 2, "task": "sr"},
                          precision=options)
+
+
+def as_mixed_int8_bundle(bundle, root: Path) -> Path:
+    """A copy of an int8 bundle whose manifest records bf16 and an int8 graph with layers kept
+    in float inside the network (as G-MGBP's build does)."""
+    shutil.copytree(bundle.root, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["precisions"]["int8"]["notes"]["float_in_trunk"] = True
+    manifest["precisions"]["bf16"] = {"file": "model.fp32.onnx", "psnr_vs_fp32_db": 60.0,
+                                      "notes": {"runs_on": "openvino", "inference_precision": "bf16"}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory):
+    return tiny_int8_bundle(tmp_path_factory.mktemp("auto"))
 
 
 def test_auto_opens_the_chosen_precision_and_says_why(int8_bundle, monkeypatch):
@@ -191,18 +210,9 @@ def _bf16_cpu() -> bool:
 def test_load_runs_frames_of_a_mixed_int8_bundle_in_int8_and_images_in_bf16(int8_bundle, tmp_path):
     """The whole path on a BF16 CPU: a bundle recording bf16 and an int8 graph with layers kept
     in float (as G-MGBP's build does) opens bf16 for images and int8 for frame streams."""
-    import json
-    import shutil
-
     import srexport
 
-    root = tmp_path / "mixed"
-    shutil.copytree(int8_bundle.root, root)
-    manifest = json.loads((root / "manifest.json").read_text())
-    manifest["precisions"]["int8"]["notes"]["float_in_trunk"] = True
-    manifest["precisions"]["bf16"] = {"file": "model.fp32.onnx", "psnr_vs_fp32_db": 60.0,
-                                      "notes": {"runs_on": "openvino", "inference_precision": "bf16"}}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    root = as_mixed_int8_bundle(int8_bundle, tmp_path / "mixed")
     rng = np.random.default_rng(4)
     frames = [rng.integers(0, 256, (22, 18, 3), dtype=np.uint8) for _ in range(2)]
     with srexport.load(root) as up, srexport.load(root, precision="int8") as int8, \
@@ -212,3 +222,19 @@ def test_load_runs_frames_of_a_mixed_int8_bundle_in_int8_and_images_in_bf16(int8
         assert np.array_equal(up.upscale(frames[0]), bf16.upscale(frames[0]))
         streamed = list(up.upscale_frames(frames))
         assert all(np.array_equal(a, b) for a, b in zip(streamed, int8.upscale_frames(frames)))
+
+
+def test_ray_jobs_resolve_auto_on_the_driver_for_images_and_for_frames(int8_bundle, tmp_path, monkeypatch):
+    """A Ray job's "auto" is resolved once, on the driver; a video job (`repeating`) chooses as
+    `Upscaler.for_frames` does, and the workers' run line says why."""
+    from srexport.distributed.ray_run import LoadOptions, driver_job
+
+    root = as_mixed_int8_bundle(int8_bundle, tmp_path / "mixed")
+    monkeypatch.setattr(pa, "this_machine", lambda backend: machine(backend, **AMX))
+    images = driver_job(root, "auto", "auto", LoadOptions())
+    frames = driver_job(root, "auto", "auto", LoadOptions(), repeating=True)
+    assert (images.precision, frames.precision) == ("bf16", "int8")
+    assert images.precision_reason.startswith("precision auto: bf16")
+    assert frames.precision_reason.startswith("precision auto: int8") and "frames of one size" in frames.precision_reason
+    asked = driver_job(root, "auto", "int8", LoadOptions(), repeating=True)
+    assert (asked.precision, asked.precision_reason) == ("int8", "")

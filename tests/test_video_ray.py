@@ -20,6 +20,7 @@ import srexport  # noqa: E402
 from cli_helpers import assert_one_error_line, run_cli  # noqa: E402
 from conftest import REPO  # noqa: E402
 from srexport.export.build import export_bundle  # noqa: E402
+from srexport.runtime.backends.selection import available_backends  # noqa: E402
 from srexport.video import VideoOptions, frame_seed, upscale_video  # noqa: E402
 from toymodels import BorderModel  # noqa: E402
 from video_clips import encode_reference, make_clip, packets, planes, to_float_rgb, video_frames  # noqa: E402
@@ -140,6 +141,32 @@ def test_noise_seeds_follow_the_frame_index_in_the_whole_video(local_ray, border
         want = encode_reference(runtime.upscale(to_float_rgb(inputs[k], BT601, LIMITED)), "yuv420p", BT601, LIMITED)
         for got, expected in zip(planes(outputs[k]), want):
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.skipif(not available_backends()["openvino"], reason="openvino is not installed; CI installs it")
+def test_precision_auto_gives_ray_video_the_graph_the_single_process_video_runs(local_ray, tmp_path, monkeypatch):
+    """On a BF16 CPU (the library's machine record stands in on the driver, which resolves
+    "auto" for every worker), a mixed int8 + bf16 bundle runs bf16 for images and int8 for
+    frame streams; a Ray video must run int8 too, giving the single-process video's packets."""
+    from srexport.distributed.ray_video import ray_upscale_video
+    from srexport.runtime.backends import precision_auto as pa
+    from test_precision_auto import AMX, as_mixed_int8_bundle, machine, tiny_int8_bundle
+
+    bundle = as_mixed_int8_bundle(tiny_int8_bundle(tmp_path / "build"), tmp_path / "mixed")
+    monkeypatch.setattr(pa, "this_machine", lambda backend: machine(backend, **AMX))
+    src = make_clip(tmp_path / "in.mkv", frames=9, width=20, height=14, audio=False,
+                    options={"x264-params": "keyint=3:min-keyint=3:scenecut=0"})
+    options = VideoOptions(codec="ffv1", chunk_frames=3)
+    runs = {}
+    for precision in ("int8", "fp32"):
+        runs[precision] = tmp_path / f"{precision}.mkv"
+        upscale_video(srexport.load(bundle, backend="openvino", precision=precision), src, runs[precision], options)
+    split = tmp_path / "ray.mkv"
+    report = ray_upscale_video(bundle, src, split, options, workers=2, backend="openvino")
+    assert report.segments >= 2
+    assert video_packets(runs["int8"]) != video_packets(runs["fp32"])  # the two graphs can be told apart
+    assert video_packets(split) == video_packets(runs["int8"])
+    assert "precision auto: int8" in report.note and "frames of one size" in report.note
 
 
 def test_cli_ray_video_and_bad_input_in_one_line(local_ray, pcarn, tmp_path, capsys):

@@ -147,6 +147,7 @@ class _Job:
     backend: str
     precision: str
     options: LoadOptions
+    precision_reason: str = ""  # the driver's "precision auto: ..." where it resolved "auto"
 
     def planner(self) -> Upscaler:
         """A session-less Upscaler: tiling rules and noise settings only."""
@@ -158,6 +159,11 @@ class _Job:
     def load(self) -> Upscaler:
         """The worker's Upscaler: the bundle loaded on the job's backend and precision."""
         return load(self.bundle, self.backend, self.precision, **self.options.keywords())
+
+    def describe(self, upscaler: Upscaler) -> str:
+        """A worker's run line: its backend and tiling, and why the driver chose the precision."""
+        line = describe(upscaler)
+        return f"{line}; {self.precision_reason}" if self.precision_reason else line
 
     def sized(self, cpus_per_worker: float, gpus_per_worker: float) -> "_Job":
         """CPU workers run as many threads as the CPUs each holds, unless threads were given."""
@@ -176,15 +182,18 @@ def check_request(workers: int | None, cpus_per_worker: float, backend: str) -> 
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
 
 
-def driver_job(bundle: str | Path, backend: str, precision: str, options: LoadOptions) -> _Job:
+def driver_job(bundle: str | Path, backend: str, precision: str, options: LoadOptions, *,
+               repeating: bool = False) -> _Job:
     """The job every worker runs, checked on the driver: a missing or damaged bundle, a missing
-    precision and a bad patch, overlap, window or batch fail here, before any cluster starts."""
+    precision and a bad patch, overlap, window or batch fail here, before any cluster starts.
+    `repeating`: the job runs frames of one size (video), which precision auto chooses for as
+    `Upscaler.for_frames` does, so a Ray video runs the graph the single-process one runs."""
     bundle_path = str(Path(bundle).resolve())
     loaded = load_bundle(bundle_path)
     # "auto" is resolved once, on the driver, so that every worker runs the same graph.
-    precision = resolve_precision(loaded, backend, precision).precision
-    loaded.graph_path(precision)
-    job = _Job(bundle_path, backend, precision, options)
+    choice = resolve_precision(loaded, backend, precision, repeating)
+    loaded.graph_path(choice.precision)
+    job = _Job(bundle_path, backend, choice.precision, options, choice.reason if precision == "auto" else "")
     job.planner()
     return job
 
@@ -257,7 +266,7 @@ class _PatchWorker:
         self.failure = ""
         try:
             self.upscaler = job.load()
-            self.note = describe(self.upscaler)
+            self.note = job.describe(self.upscaler)
         except Exception as exc:  # reported once by the driver, as one line
             self.upscaler, self.note = None, ""
             self.failure = _message(job.bundle, exc)
@@ -391,7 +400,7 @@ def ray_upscale(
     address: str | None = None,
     workers: int | None = None,
     backend: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     quiet: bool = False,
     console=None,
     report_error: Callable[[str], None] = print,
@@ -598,7 +607,7 @@ def run_images_ray(
     address: str | None = None,
     workers: int | None = None,
     backend: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     quiet: bool = False,
     report_error: Callable[[str], None] = print,
     console=None,

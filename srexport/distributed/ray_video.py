@@ -120,13 +120,12 @@ class _SegmentWorker:
 
     def __init__(self, job, src: str, probe, spec, static_noise: bool, depth: int):
         from srexport.distributed.ray_run import _message
-        from srexport.runtime.folder_run import describe
 
         self.src, self.probe, self.spec, self.static, self.depth = src, probe, spec, static_noise, depth
         self.failure = self.note = ""
         try:
             self.upscaler = job.load()
-            self.note = describe(self.upscaler.for_frames())
+            self.note = job.describe(self.upscaler.for_frames())
         except Exception as exc:  # reported once by the driver, as one line
             self.upscaler = None
             self.failure = _message(job.bundle, exc)
@@ -225,7 +224,7 @@ def ray_upscale_video(
     address: str | None = None,
     workers: int | None = None,
     backend: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     progress: Callable[[int, "int | None"], None] | None = None,
     warn: Callable[[str], None] = print,
     on_ready: Callable[[int, str], None] | None = None,
@@ -253,7 +252,7 @@ def ray_upscale_video(
     check_request(workers, cpus_per_worker, backend)
     src, dst = check_paths(src, dst)
     import_ray()
-    job = driver_job(bundle, backend, precision, load_options)
+    job = driver_job(bundle, backend, precision, load_options, repeating=True)
     planner = job.planner()
 
     source, probe = open_input(src)

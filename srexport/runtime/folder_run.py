@@ -118,7 +118,7 @@ def run_images(
     console: Console | None = None,
     report_error: Callable[[str], None] = print,
     backend: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     **options,
 ) -> int:
     """Upscale every input; return how many failed (each reported in one line)."""

@@ -32,7 +32,7 @@ class RayPlacement:
 
 def run_video(bundle: Path, src: Path, dst: Path, video: VideoOptions, *, quiet: bool = False,
               console: Console | None = None, warn: Callable[[str], None] = print, backend: str = "auto",
-              precision: str = "fp32", ray: RayPlacement | None = None, **options) -> VideoResult:
+              precision: str = "auto", ray: RayPlacement | None = None, **options) -> VideoResult:
     """Upscale one video with a progress bar (frames, fps, ETA), in this process or on Ray."""
     def say(line: str) -> None:
         if not quiet and console is not None:
