@@ -43,6 +43,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import SHARED, build  # noqa: E402
 
+from srexport.profiling.peak import openvino_matmul_peak  # noqa: E402
+
 MODELS = {"bpp": {"variant": "x4"}, "pcarn-m": {"scale": 4}, "gmgbp": {}}
 CALIB_DIR = SHARED / "images" / "CSet5"
 TARGET_VS_TORCH = 6.0
@@ -98,36 +100,6 @@ def matmul_peak(dtype_name: str, threads: int, seconds: float = 1.0) -> dict:
         torch.set_num_threads(previous)
     return {"gflops": max(rates), "median_gflops": statistics.median(rates), "n": n, "calls": len(rates),
             "dtype": dtype_name, "threads": threads, "source": "torch.matmul"}
-
-
-def openvino_matmul_peak(precision: str, threads: int, n: int = 2048, seconds: float = 1.0) -> dict:
-    """Best and median GFLOP/s of one n x n MatMul compiled by OpenVINO's CPU plugin
-    (oneDNN's JIT kernels for this CPU's ISA: on CPUs where torch's BLAS takes a generic
-    path, the higher and truer peak), in `precision` ("f32" or "bf16")."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from srexport.runtime.backends.openvino import core
-
-    rng = np.random.default_rng(0)
-    b = numpy_helper.from_array(rng.random((n, n), dtype=np.float32), "b")
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])], [b])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    ov_core = core()
-    compiled = ov_core.compile_model(ov_core.read_model(model.SerializeToString(), b""), "CPU", {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision})
-    request = compiled.create_infer_request()
-    a = rng.random((n, n), dtype=np.float32)
-    request.infer({"a": a})
-    rates = []
-    deadline = time.perf_counter() + seconds
-    while len(rates) < 3 or (time.perf_counter() < deadline and len(rates) < 200):
-        start = time.perf_counter()
-        request.infer({"a": a})
-        rates.append(2.0 * n**3 / (time.perf_counter() - start) / 1e9)
-    return {"gflops": max(rates), "median_gflops": statistics.median(rates), "n": n, "calls": len(rates),
-            "dtype": precision, "threads": threads, "source": "openvino MatMul"}
 
 
 def peaks(threads: int, caps: set[str]) -> dict:

@@ -56,7 +56,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import SHARED, weights_for  # noqa: E402
-from cpu_backends import cpu_flags, machine, peaks  # noqa: E402
+from cpu_backends import machine, peaks  # noqa: E402
+
+from srexport.profiling.peak import openvino_matmul_peak  # noqa: E402
 
 MODEL_OF = {  # workload -> (model, build arguments)
     "pcarn-frames": ("pcarn-m", {"scale": 4}), "pcarn-cset14": ("pcarn-m", {"scale": 4}),
@@ -449,39 +451,6 @@ def workload(name: str, items: list[np.ndarray], tuned, plain, args, peak: dict,
                               ("f32", "default") if bf16 else ("f32",))}
 
 
-def int8_peak(threads: int, n: int = 1024, seconds: float = 1.0) -> dict:
-    """GFLOP/s (2 ops per multiply-add) of one n x n MatMul between QDQ pairs in OpenVINO
-    (its int8 kernels: VNNI / AMX-INT8 where present, AVX2 pmaddubsw otherwise)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from srexport.runtime.backends.openvino import core
-
-    rng = np.random.default_rng(0)
-    scale = numpy_helper.from_array(np.array(0.01, np.float32), "s")
-    zero = numpy_helper.from_array(np.array(0, np.int8), "z")
-    b = numpy_helper.from_array(rng.integers(-100, 100, (n, n)).astype(np.int8), "b")
-    nodes = [helper.make_node("QuantizeLinear", ["a", "s", "z"], ["aq"]),
-             helper.make_node("DequantizeLinear", ["aq", "s", "z"], ["ad"]),
-             helper.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"]),
-             helper.make_node("MatMul", ["ad", "bd"], ["c"])]
-    graph = helper.make_graph(nodes, "int8mm", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])], [scale, zero, b])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    ov_core = core()
-    compiled = ov_core.compile_model(ov_core.read_model(model.SerializeToString(), b""), "CPU",
-                                     {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-    request = compiled.create_infer_request()
-    a = rng.random((n, n), dtype=np.float32)
-    request.infer({"a": a})
-    rates, deadline = [], time.perf_counter() + seconds
-    while len(rates) < 3 or (time.perf_counter() < deadline and len(rates) < 200):
-        start = time.perf_counter()
-        request.infer({"a": a})
-        rates.append(2.0 * n**3 / (time.perf_counter() - start) / 1e9)
-    return {"gflops": max(rates), "median_gflops": statistics.median(rates), "n": n, "threads": threads,
-            "source": "openvino QDQ MatMul", "vnni_or_amx": bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
@@ -524,7 +493,7 @@ def main() -> None:
     threads = args.threads or len(os.sched_getaffinity(0))
     caps = cpu_capabilities()
     report = {"machine": machine(threads), "matmul_peaks_start": peaks(threads, caps)}
-    report["matmul_peaks_start"]["int8"] = int8_peak(threads)
+    report["matmul_peaks_start"]["int8"] = openvino_matmul_peak("int8", threads, n=1024)
     peak = report["matmul_peaks_start"]
     log(f"peaks: fp32 {peak['fp32']['gflops']:.1f}, int8 {peak['int8']['gflops']:.1f} GFLOP/s")
     if args.vsmlrt_note and not args.vsmlrt_python:

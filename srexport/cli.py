@@ -293,7 +293,7 @@ def _profile_video(bundle: Path, clip: Path, frames: int, json_path: Path | None
 def profile_cmd(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
     size: Annotated[Optional[str], typer.Option(help="Output WxH, or a preset: 720p, 1080p, 8k, pirm, 1000, or a workload key (default: the model's paper workload).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, fp16, bf16 (openvino) or int8.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="auto (as run), fp32, fp16, bf16 (openvino) or int8.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, tensorrt, openvino, onnxruntime or torch.")] = "auto",
     patch: Annotated[str, typer.Option(help="Patch HxW in graph input pixels, or auto (as run: the largest that --memory allows).")] = "auto",
     overlap: Annotated[Optional[int], typer.Option(help="Overlap in graph input pixels (default: the bundle's).")] = None,

@@ -17,6 +17,7 @@ from srexport.models import build_model
 from srexport.profiling import PROFILE_SCHEMA, profile_bundle, run_profile, summary, validate
 from srexport.profiling import titanx
 from srexport.profiling.schema import SchemaError, errors
+from srexport.runtime.backends.selection import available_backends
 from srexport.runtime.tiler import plan_tiles
 
 
@@ -229,3 +230,32 @@ def test_device_time_is_measured_or_extrapolated_by_pixels_processed():
     assert out["method"].startswith("extrapolated")
     # models.md: BPP's 3.7 s at 1.55 MFLOP per pixel is about 0.86 TFLOP/s on the Titan X
     assert out["titan_x_implied_tflops"] == pytest.approx(0.87, abs=0.02)
+
+
+def test_profile_defaults_to_the_precision_run_chooses(tmp_path, monkeypatch):
+    """No --precision: the profile runs what `run` runs (precision auto), and says why."""
+    from srexport.runtime.backends import precision_auto as pa
+    from test_precision_auto import machine, tiny_int8_bundle
+
+    bundle = tiny_int8_bundle(tmp_path)
+    quick = dict(size="48x32", patch=16, overlap=4, repeats=1, warmup=0, e2e_repeats=1, op_profile=False, peak=False)
+    monkeypatch.setattr(pa, "this_machine", lambda backend: machine(backend, gpu=True, openvino=False))
+    chosen = profile_bundle(bundle.root, backend="onnxruntime", **quick)  # as on a GPU: the int8 graph
+    assert chosen["precision"] == "int8"
+    assert any(note.startswith("precision auto: int8") for note in chosen["notes"])
+    monkeypatch.setattr(pa, "this_machine", lambda backend: machine(backend, openvino=False))
+    assert profile_bundle(bundle.root, backend="onnxruntime", **quick)["precision"] == "fp32"
+    asked = profile_bundle(bundle.root, backend="onnxruntime", precision="int8", **quick)
+    assert asked["precision"] == "int8" and not any(n.startswith("precision auto") for n in asked["notes"])
+
+
+@pytest.mark.skipif(not available_backends()["openvino"], reason="openvino is not installed; CI installs it")
+def test_an_int8_graph_on_openvino_is_measured_against_the_int8_peak(tmp_path):
+    from test_precision_auto import tiny_int8_bundle
+
+    bundle = tiny_int8_bundle(tmp_path)
+    p = profile_bundle(bundle.root, backend="openvino", precision="int8", size="48x32", patch=16, overlap=4,
+                       repeats=1, warmup=0, e2e_repeats=1, op_profile=False)
+    assert p["peak"]["kind"].startswith("int8 OpenVINO MatMul") and p["peak"]["source"] == "measured"
+    assert p["peak"]["fraction"] == pytest.approx(p["achieved_gflops"] / p["peak"]["gflops"])
+    assert not any("fp32 matmul" in note for note in p["notes"])

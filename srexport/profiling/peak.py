@@ -3,9 +3,12 @@ the published peak of the GPU.
 
 Timings on shared machines drift by 3x or more between runs (FACTS.md), so the CPU peak
 is measured right beside the model, with the runtime's own thread count, and the profile
-reports the model's achieved FLOP/s as a fraction of it. The measurement is an FP32
-`torch.matmul` of square matrices, repeated for a fraction of a second; the best call
-counts (a peak), the median is kept too.
+reports the model's achieved FLOP/s as a fraction of it. The measurement is a matmul of
+square matrices, repeated for a fraction of a second; the best call counts (a peak), the
+median is kept too. Its precision is the graph's (`measure_cpu_peak`): an FP32
+`torch.matmul`, or, for OpenVINO's bf16 and int8, OpenVINO's own MatMul in bf16 (AMX or
+AVX512-BF16) or between QDQ pairs (AMX-INT8 or VNNI kernels), so that a bf16 or int8 graph
+is not measured against the FP32 units (an int8 PCARN-M reached 235% of the FP32 peak).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+
+import numpy as np
 
 # Dense (not sparse) peaks in TFLOP/s from the vendors' data sheets, by a substring of
 # the device name (first match wins, so the more specific names come first).
@@ -119,3 +124,77 @@ def measure_matmul_peak(threads: int, n: int = 1536, seconds: float = 0.6, min_c
         "source": "measured",
         "kind": f"fp32 torch.matmul {n}x{n}, {threads} threads, best of {len(rates)} calls",
     }
+
+
+def _rates(call, flops: float, seconds: float, min_calls: int = 3, max_calls: int = 200) -> list[float]:
+    """GFLOP/s of each timed `call` (after one untimed), for about `seconds`."""
+    call()
+    rates: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(rates) < min_calls or (time.perf_counter() < deadline and len(rates) < max_calls):
+        start = time.perf_counter()
+        call()
+        rates.append(flops / (time.perf_counter() - start) / 1e9)
+    return rates
+
+
+OPENVINO_PEAK_PRECISIONS = ("f32", "bf16", "int8")
+
+
+def openvino_matmul_model(precision: str, n: int, seed: int = 0):
+    """(ONNX model, its constant operand B as float) of one n x n MatMul `a @ B`: for
+    "int8" between QDQ pairs (a quantised on the fly, B stored int8, scale 0.01)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    io = ([helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+          [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    if precision == "int8":
+        quantised = rng.integers(-100, 100, (n, n)).astype(np.int8)
+        constants = [numpy_helper.from_array(np.array(0.01, np.float32), "s"),
+                     numpy_helper.from_array(np.array(0, np.int8), "z"), numpy_helper.from_array(quantised, "b")]
+        nodes = [helper.make_node("QuantizeLinear", ["a", "s", "z"], ["aq"]),
+                 helper.make_node("DequantizeLinear", ["aq", "s", "z"], ["ad"]),
+                 helper.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"]),
+                 helper.make_node("MatMul", ["ad", "bd"], ["c"])]
+        operand = quantised.astype(np.float32) * np.float32(0.01)
+    else:
+        operand = rng.random((n, n), dtype=np.float32)
+        constants, nodes = [numpy_helper.from_array(operand, "b")], [helper.make_node("MatMul", ["a", "b"], ["c"])]
+    graph = helper.make_graph(nodes, f"matmul_{precision}", *io, constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), operand
+
+
+def openvino_matmul_peak(precision: str, threads: int, n: int = 2048, seconds: float = 1.0) -> dict:
+    """Best and median GFLOP/s (2 per multiply-add) of one n x n MatMul compiled by
+    OpenVINO's CPU plugin (oneDNN's JIT kernels for this CPU's ISA) in `precision`: "f32",
+    "bf16" (INFERENCE_PRECISION_HINT bf16: AMX or AVX512-BF16; an SrExportError where this
+    CPU has no BF16, for OpenVINO would quietly run f32) or "int8" (between QDQ pairs:
+    AMX-INT8 or VNNI kernels where present)."""
+    from srexport.errors import SrExportError
+    from srexport.runtime.backends.openvino import core, cpu_capabilities
+
+    if precision not in OPENVINO_PEAK_PRECISIONS:
+        raise SrExportError(f"no OpenVINO matmul peak for '{precision}' (one of {', '.join(OPENVINO_PEAK_PRECISIONS)})")
+    if precision == "bf16" and "BF16" not in cpu_capabilities():
+        raise SrExportError("this CPU computes no bf16 (no AVX512-BF16 or AMX): no bf16 peak")
+    model, _ = openvino_matmul_model(precision, n)
+    ov_core = core()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+    if precision != "int8":  # int8: the QDQ pairs choose the kernels, as in a bundle's int8 graph
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov_core.compile_model(ov_core.read_model(model.SerializeToString(), b""), "CPU", config)
+    request = compiled.create_infer_request()
+    a = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    rates = _rates(lambda: request.infer({"a": a}), 2.0 * n**3, seconds)
+    return {"gflops": max(rates), "median_gflops": statistics.median(rates), "calls": len(rates), "n": n,
+            "threads": threads, "source": "measured",
+            "kind": f"{precision} OpenVINO MatMul {n}x{n}, {threads} threads, best of {len(rates)} calls"}
+
+
+def measure_cpu_peak(precision: str, backend: str, threads: int) -> dict:
+    """The CPU peak a graph of `precision` on `backend` is measured against: OpenVINO's bf16
+    or int8 MatMul for those precisions on OpenVINO, else the FP32 `torch.matmul`."""
+    if backend == "openvino" and precision in ("bf16", "int8"):
+        return openvino_matmul_peak(precision, threads, n=1536, seconds=0.6)
+    return measure_matmul_peak(threads)

@@ -5,6 +5,7 @@ meanings: `srexport.profiling.schema`): `measure(bundle_path, ProfileRequest(siz
 typed `Profile` (`records.py`) as JSON. What it does, in order:
 
 1. Opens the bundle's graph of `precision` on `backend` exactly as `srexport.load` does
+   ("auto", the default, resolved as `run` resolves it for images, the reason in `notes`)
    and plans the tiles for an image whose OUTPUT is `size` (W x H; default: the model's
    paper workload, see `titanx.py`).
 2. Times one patch (the plan's patch size) at batch 1 with `warmup` + `repeats` calls,
@@ -42,20 +43,21 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from srexport.bundle import load_bundle
+from srexport.bundle import Bundle, load_bundle
 from srexport.errors import SrExportError
 from srexport.profiling import titanx
 from srexport.profiling.flops import count_bundle
-from srexport.profiling.peak import cpu_name, cuda_runtime, gpu_name, measure_matmul_peak, published_gpu_peak
+from srexport.profiling.peak import cpu_name, cuda_runtime, gpu_name, measure_cpu_peak, published_gpu_peak
 from srexport.profiling.records import (
     BatchTiming, Cost, Identity, Log, Memory, Profile, ProfileRequest, Size, Sizes, Stats, SweepRow, Tiling, Timings,
 )
+from srexport.runtime.backends import resolve_precision
 
 SCHEMA_VERSION = 1
 BATCH_CANDIDATES = (1, 2, 4, 8)
@@ -343,14 +345,15 @@ def measure(bundle_path: str | Path, request: ProfileRequest, log: Log | None = 
     log = log or (lambda message: None)
     rss_reset = reset_peak_rss()
     rss_before = rss_mb()
-    bundle = _load(bundle_path, request)
-    threads = request.threads or physical_threads()
     notes: list[str] = []
+    bundle, request = _load(bundle_path, request, notes)
+    threads = request.threads or physical_threads()
     sizes = _sizes(bundle.manifest, request.size, notes)
     monitor = DeviceMemoryMonitor()
     with monitor:
         run = _open(bundle, request, sizes, threads, notes, log)
-        peak_before = measure_matmul_peak(threads) if request.peak and run.device_kind == "cpu" else None
+        peak_before = (measure_cpu_peak(request.precision, run.session.name, threads)
+                       if request.peak and run.device_kind == "cpu" else None)
         patches = _time_patches(run, request, log)
         e2e_first_s, e2e = _time_end_to_end(run, sizes, patches, request.e2e_repeats, log)
     memory = Memory(peak_rss_mb(), rss_before, rss_reset, monitor.result())
@@ -372,17 +375,22 @@ def measure(bundle_path: str | Path, request: ProfileRequest, log: Log | None = 
     )
 
 
-def _load(bundle_path: str | Path, request: ProfileRequest):
-    """The bundle, refused before any work when it cannot give the profile asked for."""
+def _load(bundle_path: str | Path, request: ProfileRequest, notes: list[str]) -> tuple[Bundle, ProfileRequest]:
+    """The bundle, refused before any work when it cannot give the profile asked for, and the
+    request with precision "auto" resolved (its reason noted)."""
     bundle = load_bundle(bundle_path)
     m = bundle.manifest
     if m.task != "sr":
         raise SrExportError(f"bundle {bundle.root} holds a {m.task} network: profile takes super-resolution bundles")
+    if request.precision == "auto":
+        choice = resolve_precision(bundle, request.backend, "auto")
+        request = replace(request, precision=choice.precision)
+        notes.append(choice.reason)
     bundle.graph_path(request.precision)  # a clear error for a missing precision
     if request.workload is not None and m.model not in titanx.workload(request.workload).models:
         measured_on = "/".join(titanx.workload(request.workload).models)
         raise SrExportError(f"workload '{request.workload}' was measured on {measured_on}, not {m.model}")
-    return bundle
+    return bundle, request
 
 
 def _sizes(m, size: str | tuple[int, int] | None, notes: list[str]) -> Sizes:
@@ -558,13 +566,14 @@ def _cost(run: _Run, sizes: Sizes, timings: Timings, request: ProfileRequest, th
 
 def _peak(run: _Run, request: ProfileRequest, threads: int, peak_before: dict | None,
           notes: list[str]) -> dict | None:
-    """The CPU's fp32 matmul peak (the better of before and after the model timings) or
-    the GPU's published one."""
+    """The CPU's matmul peak in the graph's precision (`peak.measure_cpu_peak`; the better of
+    before and after the model timings) or the GPU's published one."""
     if run.device_kind == "cpu" and request.peak:
-        after = measure_matmul_peak(threads)
+        after = measure_cpu_peak(request.precision, run.session.name, threads)
         chosen = max(peak_before, after, key=lambda p: p["gflops"])
-        if request.precision != "fp32":
-            notes.append(f"the CPU peak is an fp32 matmul; the {request.precision} graph is compared with it")
+        if request.precision != "fp32" and chosen["kind"].startswith("fp32"):
+            notes.append(f"the CPU peak is an fp32 matmul; the {request.precision} graph on {run.session.name} "
+                         f"is compared with it")
         return dict(chosen, before_gflops=peak_before["gflops"], after_gflops=after["gflops"])
     if run.device_kind == "cuda":
         published = published_gpu_peak(run.device_label, request.precision)

@@ -19,7 +19,7 @@ class ProfileRequest:
     """`profile_bundle`'s options (meanings: its docstring)."""
 
     size: str | tuple[int, int] | None = None
-    precision: str = "fp32"
+    precision: str = "auto"
     backend: str = "auto"
     patch: int | tuple[int, int] | str | None = "auto"
     batch: int | None = None

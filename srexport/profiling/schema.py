@@ -32,9 +32,10 @@ percentiles. Sizes are `{width, height}` in pixels. Fields (`?` = may be null):
   and elementwise, see `flops.py`); `flops`: the full count (`by_op_type`).
 - `achieved_gflops`: patch FLOPs / time per patch at the best batch (what the hardware
   sustained); `achieved_gflops_end_to_end`: FLOPs of all tiles / end-to-end time.
-- `peak?` `{gflops, source: measured | published, kind, fraction, ...}`: the CPU's fp32
-  matmul peak measured in this run (`before_gflops`, `after_gflops`: around the model
-  timings) or the GPU's published peak; `fraction` = achieved_gflops / gflops.
+- `peak?` `{gflops, source: measured | published, kind, fraction, ...}`: the CPU's matmul
+  peak measured in this run in the graph's precision (fp32; OpenVINO's bf16 or int8 MatMul
+  for those precisions on OpenVINO; `kind` says which; `before_gflops`, `after_gflops`:
+  around the model timings) or the GPU's published peak; `fraction` = achieved_gflops / gflops.
 - `peak_rss_mb`: the process's peak resident memory while the session opened, patches
   ran and the image was upscaled (interpreter and libraries included; `rss_before_mb` is
   the resident size when profiling began). `peak_device_mb?`: peak CUDA memory in use

@@ -120,9 +120,9 @@ def available_ram() -> int:
 def free_device_memory() -> int | None:
     """Free CUDA device memory in bytes, or None without a GPU."""
     try:
-        from srexport.profiling.peak import cuda_runtime
+        from srexport.lazy import cuda_runtime_or_none
 
-        cudart = cuda_runtime()
+        cudart = cuda_runtime_or_none()
         if cudart is None:
             return None
         err, free, _total = cudart.cudaMemGetInfo()
