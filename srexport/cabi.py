@@ -56,6 +56,8 @@ def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.srx_get_plan.argtypes = [c.c_void_p, c.c_int, c.c_int, c.POINTER(Plan)]
     lib.srx_tiling_note.argtypes = [c.c_void_p]
     lib.srx_tiling_note.restype = c.c_char_p
+    lib.srx_precision_note.argtypes = [c.c_void_p]
+    lib.srx_precision_note.restype = c.c_char_p
     lib.srx_output_size.argtypes = [c.c_void_p, c.c_int, c.c_int, c.POINTER(c.c_int), c.POINTER(c.c_int)]
     lib.srx_upscale.argtypes = [c.c_void_p, c.POINTER(Image), c.POINTER(Image), PROGRESS, c.c_void_p]
     lib.srx_cancel.argtypes = [c.c_void_p]

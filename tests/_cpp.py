@@ -126,6 +126,9 @@ class Cpp:
     def tiling_note(self) -> str:
         return self.lib.srx_tiling_note(self.handle).decode()
 
+    def precision_note(self) -> str:
+        return self.lib.srx_precision_note(self.handle).decode()
+
     def upscale(self, array: np.ndarray, progress=None) -> np.ndarray:
         array = np.ascontiguousarray(array)
         h, w = array.shape[:2]

@@ -19,6 +19,6 @@ def test_options_struct_matches_the_header() -> None:
     options = Options()
     lib.srx_options_init(ctypes.byref(options))
     assert options.struct_size == ctypes.sizeof(Options)
-    assert options.backend == b"auto" and options.precision == b"fp32"
+    assert options.backend == b"auto" and options.precision == b"auto"
     assert (options.window, options.stitch) == (b"hamming", b"auto")  # the fields after the ints and doubles
     assert (options.batch, options.overlap, options.verify_hashes, options.memory_gib) == (1, -1, 1, 0.0)

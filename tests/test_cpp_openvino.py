@@ -132,7 +132,7 @@ def test_int8_matches_python_and_stays_within_the_recorded_accuracy(ov_lib, requ
     options = dict(patch=40, overlap=8)
     err, lsb, _, int8 = compare_openvino(ov_lib, int8_bundle, image, precision="int8", **options)
     assert err <= 1e-5 and lsb == 0, (err, lsb)
-    fp32 = Cpp(ov_lib, int8_bundle, backend="openvino", **options).upscale(u8_image(image)[1])
+    fp32 = Cpp(ov_lib, int8_bundle, backend="openvino", precision="fp32", **options).upscale(u8_image(image)[1])
     measured = psnr(fp32, int8)
     assert np.isfinite(measured) and measured >= recorded - ACCURACY_MARGIN_DB, (measured, recorded)
     assert measured < 200  # the int8 graph ran, not the fp32 one
@@ -175,6 +175,55 @@ def test_precisions_the_backend_cannot_run_are_refused(ov_lib, bundle_factory):
 
 
 # --- selection and refusals ---------------------------------------------------------
+def _with_records(bundle, root: Path, int8: dict | None = None, bf16: dict | None = None) -> Path:
+    """A copy of a tiny int8 bundle whose manifest records these int8 notes and bf16 entry."""
+    import json
+    import shutil
+
+    shutil.copytree(bundle.root, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    if int8 is not None:
+        manifest["precisions"]["int8"]["notes"] = int8
+    if bf16 is not None:
+        manifest["precisions"]["bf16"] = {"file": "model.fp32.onnx", **bf16}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def test_precision_auto_chooses_what_python_chooses_on_this_machine(ov_lib, tmp_path):
+    """The default precision ("auto") of libsrexport against Python's on the same bundles and
+    this machine: the same precision and the same reason, as the gates and the mixed-int8 rule
+    see each record (the other machines' branches: cpp/tests/test_core.cpp)."""
+    from srexport.bundle import load_bundle
+    from srexport.runtime.backends import resolve_precision
+    from test_precision_auto import tiny_int8_bundle
+
+    built = tiny_int8_bundle(tmp_path / "build")
+    bf16 = {"psnr_vs_fp32_db": 53.1, "notes": {"psnr_y_loss_vs_fp32_db": 0.0035}}
+    met = {"selection": {"met": True}, "psnr_y_loss_vs_fp32_db": 0.087}
+    cases = {
+        "as built": {},
+        "bf16 too": {"bf16": bf16},
+        "mixed int8 and bf16": {"int8": {**met, "float_in_trunk": True}, "bf16": bf16},
+        "excluded nodes, no float_in_trunk": {"int8": {**met, "excluded_nodes": ["/x/Conv"]}, "bf16": bf16},
+        "int8 outside its gate": {"int8": {"selection": {"met": True}, "psnr_y_loss_vs_fp32_db": 0.5}, "bf16": bf16},
+        "int8 target unmet": {"int8": {"selection": {"met": False}}},
+        "bf16 outside its gate": {"int8": {"selection": {"met": False}},
+                                  "bf16": {"psnr_vs_fp32_db": 45.0, "notes": {"psnr_y_loss_vs_fp32_db": 0.2}}},
+        "bf16 by PSNR against fp32": {"bf16": {"psnr_vs_fp32_db": 61.25, "notes": {}}},
+    }
+    seen = set()
+    for k, (name, records) in enumerate(cases.items()):
+        root = _with_records(built, tmp_path / f"case{k}", **records)
+        for backend in ("auto", "openvino"):
+            python = resolve_precision(load_bundle(root), backend, "auto")
+            cpp = Cpp(ov_lib, root, backend=backend, patch=16)  # TinySR's Resize: no C++ memory model
+            assert (cpp.info().precision.decode(), cpp.precision_note()) == (python.precision, python.reason), name
+            seen.add(python.precision)
+    assert "fp32" in seen and len(seen) >= 2, seen  # the cases tell precisions apart on any OpenVINO CPU
+    assert Cpp(ov_lib, built, backend="openvino", precision="fp32", patch=16).precision_note() == ""
+
+
 def test_auto_picks_openvino_over_opencv_as_python_does(ov_lib, bundle_factory):
     from srexport.runtime.backends.selection import auto_backend
 

@@ -2,7 +2,7 @@
 // `sr-export run BUNDLE in.png -o out.png`).
 //
 //   srexport-upscale in.png out.png --bundle DIR [--backend auto|tensorrt|openvino|onnxruntime|opencv]
-//       [--precision fp32|fp16|bf16|int8] [--patch auto|bundle|N|HxW] [--memory GiB] [--stitch auto|crop|blend]
+//       [--precision auto|fp32|fp16|bf16|int8] [--patch auto|bundle|N|HxW] [--memory GiB] [--stitch auto|crop|blend]
 //       [--overlap PX] [--window hamming|bartlett|none] [--batch B] [--noise W] [--seed N] [--threads N]
 //       [--no-verify] [--quiet]
 //
@@ -141,7 +141,7 @@ void on_interrupt(int) {
 void usage() {
     std::puts(
         "usage: srexport-upscale IN.png OUT.png --bundle DIR [--backend auto|tensorrt|openvino|onnxruntime|opencv]\n"
-        "       [--precision fp32|fp16|bf16|int8] [--patch auto|bundle|N|HxW] [--memory GiB] [--stitch auto|crop|blend]\n"
+        "       [--precision auto|fp32|fp16|bf16|int8] [--patch auto|bundle|N|HxW] [--memory GiB] [--stitch auto|crop|blend]\n"
         "       [--overlap PX] [--window hamming|bartlett|none] [--batch B] [--noise W] [--seed N] [--threads N]\n"
         "       [--cache-dir DIR] [--no-verify] [--quiet]\n"
         "  --patch auto (default): the largest patch the memory budget allows (--memory, default half the\n"
@@ -209,9 +209,10 @@ int main(int argc, char** argv) {
         out.width = size.first, out.height = size.second, out.channels = in.channels, out.bits = in.bits;
         out.data.resize(std::size_t(out.width) * out.height * out.channels * (out.bits / 8));
         if (!quiet)
-            std::fprintf(stderr, "%s %s x%d on %s (%s)%s%s; %s\n", info.manifest.model.c_str(),
+            std::fprintf(stderr, "%s %s x%d on %s (%s)%s%s%s%s; %s\n", info.manifest.model.c_str(),
                          info.manifest.variant.c_str(), info.manifest.scale, info.backend.c_str(),
                          info.precision.c_str(), info.backend_note.empty() ? "" : " - ", info.backend_note.c_str(),
+                         info.precision_note.empty() ? "" : "; ", info.precision_note.c_str(),
                          info.tiling_note.c_str());
         const srexport::DType dtype = in.bits == 16 ? srexport::DType::UInt16 : srexport::DType::UInt8;
         running = &up;

@@ -107,7 +107,9 @@ typedef struct srx_image {
 typedef struct srx_options {
     uint32_t struct_size;
     const char* backend;    /* "auto" (default), "tensorrt", "openvino", "onnxruntime", "opencv" */
-    const char* precision;  /* "fp32" (default), "fp16", "int8": the bundle's graph;
+    const char* precision;  /* "auto" (default): the fastest precision the bundle holds that this machine
+                               runs within its recorded accuracy gate (srx_precision_note says which
+                               and why); "fp32", "fp16", "int8": the bundle's graph;
                                "bf16": the fp32 graph computed in bf16 (openvino, BF16 CPUs) */
     int patch_h, patch_w;   /* patch in the graph's input pixels; SRX_PATCH_AUTO (default), SRX_PATCH_BUNDLE */
     int overlap;            /* overlap in input pixels (window blending); -1 = the manifest's */
@@ -181,6 +183,10 @@ SRX_API srx_status srx_get_plan(const srx_upscaler* upscaler, int width, int hei
 /* One line on how images are tiled (patch, stitching, budget), as the Python runtime's run
  * line says it; lives as long as the handle. */
 SRX_API const char* srx_tiling_note(const srx_upscaler* upscaler);
+
+/* Why precision "auto" chose srx_info.precision, as the Python runtime's run line says it
+ * ("precision auto: int8 (...)"); "" when a precision was given. Lives as long as the handle. */
+SRX_API const char* srx_precision_note(const srx_upscaler* upscaler);
 
 /* Change the noise amplitude and seed of an open handle (applies to later calls). */
 SRX_API srx_status srx_set_noise(srx_upscaler* upscaler, double noise, uint64_t seed);

@@ -34,10 +34,13 @@ std::unique_ptr<Session> open_openvino(const SessionRequest&) {
                               "rebuild)");
 }
 bool openvino_cpu_has_bf16() { return false; }
+bool openvino_compiled() { return false; }
+std::set<std::string> openvino_cpu_capabilities() { return {}; }
 void openvino_check_precision(const std::string&) {}
 std::size_t openvino_cached_models() { return 0; }
 #endif
 #ifndef SRX_HAVE_ONNXRUNTIME
+bool onnxruntime_has_cuda() { return false; }
 std::unique_ptr<Session> open_onnxruntime(const SessionRequest&) {
     fail(Status::Unavailable, "backend 'onnxruntime' is not compiled into this libsrexport (no onnxruntime_c_api.h "
                               "at build time: pass -DSREXPORT_ONNXRUNTIME_ROOT=<ORT release folder> and rebuild)");

@@ -50,6 +50,15 @@ T get(const json& object, const char* key) {
     return it->get<T>();
 }
 
+// Python's bool() of a JSON value: false for null, false, 0, "", [] and {}.
+bool truthy(const json& value) {
+    if (value.is_null()) return false;
+    if (value.is_boolean()) return value.get<bool>();
+    if (value.is_number()) return value.get<double>() != 0.0;
+    if (value.is_string()) return !value.get<std::string>().empty();
+    return !value.empty();
+}
+
 int get_int(const json& object, const char* key) {
     const json& v = object.at(key);
     if (!v.is_number_integer()) throw std::runtime_error("'" + std::string(key) + "' must be an integer");
@@ -114,8 +123,22 @@ Manifest parse_manifest(const std::string& text, const std::string& manifest_pat
             throw std::runtime_error("shape_rules.pad_align must be 'end' or 'split'");
         m.patch = get_int(data, "patch");
         m.overlap = get_int(data, "overlap");
-        for (const auto& item : data.at("precisions").items())
-            m.precisions[item.key()] = get<std::string>(item.value(), "file");
+        for (const auto& item : data.at("precisions").items()) {
+            const json& p = item.value();
+            PrecisionRecord record;
+            record.file = m.precisions[item.key()] = get<std::string>(p, "file");
+            if (p.contains("psnr_vs_fp32_db") && p["psnr_vs_fp32_db"].is_number())
+                record.psnr_vs_fp32_db = p["psnr_vs_fp32_db"].get<double>();
+            const json notes = p.contains("notes") && p["notes"].is_object() ? p["notes"] : json::object();
+            if (notes.contains("psnr_y_loss_vs_fp32_db") && notes["psnr_y_loss_vs_fp32_db"].is_number())
+                record.psnr_y_loss_vs_fp32_db = notes["psnr_y_loss_vs_fp32_db"].get<double>();
+            if (notes.contains("selection") && notes["selection"].is_object() && notes["selection"].contains("met"))
+                record.selection_met = truthy(notes["selection"]["met"]);
+            // precision_auto.mixed_int8: float_in_trunk where recorded, else any excluded node
+            record.float_in_trunk = notes.contains("float_in_trunk") ? truthy(notes["float_in_trunk"])
+                                                                     : truthy(notes.value("excluded_nodes", json()));
+            m.precision_records[item.key()] = record;
+        }
         if (data.contains("files"))
             for (const auto& item : data.at("files").items()) m.files[item.key()] = item.value().get<std::string>();
         if (data.contains("channel_order")) m.channel_order = get<std::string>(data, "channel_order");

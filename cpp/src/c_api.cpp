@@ -89,7 +89,7 @@ void srx_options_init(srx_options* o) {
     std::memset(o, 0, sizeof *o);
     o->struct_size = sizeof *o;
     o->backend = "auto";
-    o->precision = "fp32";
+    o->precision = "auto";
     o->overlap = -1;
     o->window = "hamming";
     o->batch = 1;
@@ -115,7 +115,7 @@ srx_status srx_open(const char* bundle_dir, const srx_options* options, srx_upsc
         if (!std::isfinite(o.noise)) srexport::detail::fail(srexport::Status::Argument, "noise must be a finite number");
         srexport::Options opt;
         opt.backend = or_default(o.backend, "auto");
-        opt.precision = or_default(o.precision, "fp32");
+        opt.precision = or_default(o.precision, "auto");
         opt.patch_h = o.patch_h;
         opt.patch_w = o.patch_w;
         opt.overlap = o.overlap;
@@ -189,6 +189,10 @@ srx_status srx_get_plan(const srx_upscaler* up, int width, int height, srx_plan*
 }
 
 const char* srx_tiling_note(const srx_upscaler* up) { return up ? up->tiling_note.c_str() : ""; }
+
+const char* srx_precision_note(const srx_upscaler* up) {
+    return up ? up->upscaler.info().precision_note.c_str() : "";
+}
 
 srx_status srx_set_noise(srx_upscaler* up, double noise, uint64_t seed) {
     if (!up) return set_error(SRX_ERR_ARGUMENT, "srx_set_noise: NULL handle");

@@ -4,7 +4,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +25,23 @@ std::string sha256_file(const std::string& path);  // throws Error(Bundle) when 
 // ---- bundle.py ---------------------------------------------------------------------
 Manifest parse_manifest(const std::string& text, const std::string& manifest_path);
 std::string graph_path(const std::string& root, const Manifest& manifest, const std::string& precision);
+
+// ---- backends/precision_auto.py (precision_auto.cpp) --------------------------------
+struct PrecisionMachine {
+    std::string backend;  // auto | tensorrt | openvino | onnxruntime | opencv
+    bool gpu = false;      // an NVIDIA GPU and TensorRT or ONNX Runtime's CUDA provider to run it
+    bool openvino = false;  // OpenVINO compiled in and starting
+    std::set<std::string> cpu_caps;   // OpenVINO's OPTIMIZATION_CAPABILITIES
+    std::set<std::string> cpu_flags;  // /proc/cpuinfo flags
+};
+struct PrecisionChoice {
+    std::string precision, reason;
+};
+PrecisionChoice choose_precision(const std::map<std::string, PrecisionRecord>& recorded,
+                                 const PrecisionMachine& machine);
+PrecisionMachine this_machine(const std::string& backend);
+std::set<std::string> cpu_flags(const std::string& cpuinfo = "/proc/cpuinfo");
+bool nvidia_gpu_present();  // selection.nvidia_gpu_present: driver device nodes, CUDA_VISIBLE_DEVICES
 
 // ---- noise.py ----------------------------------------------------------------------
 std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> counter, std::uint32_t k0, std::uint32_t k1,
@@ -205,6 +224,9 @@ std::unique_ptr<Session> open_session(const std::string& backend, const SessionR
 // OpenVINO's view of this CPU and its process-wide compiled-model cache (false / 0 when
 // the backend is not compiled in).
 bool openvino_cpu_has_bf16();
+bool openvino_compiled();
+std::set<std::string> openvino_cpu_capabilities();  // OPTIMIZATION_CAPABILITIES; empty when OpenVINO cannot start
+bool onnxruntime_has_cuda();  // ONNX Runtime compiled in with its CUDA execution provider
 void openvino_check_precision(const std::string& precision);  // one-line refusal; no-op when not compiled in
 std::size_t openvino_cached_models();
 

@@ -318,7 +318,15 @@ Upscaler::Upscaler(const std::string& bundle_dir, const Options& options) : impl
     info.stitch = options.stitch;
     info.window = options.window;
     info.batch = options.batch;
-    info.precision = options.precision;
+    // "auto": the precision_auto rule on this machine, resolved once, its reason kept.
+    std::string precision = options.precision;
+    if (precision == "auto") {
+        const detail::PrecisionChoice choice =
+            detail::choose_precision(m.precision_records, detail::this_machine(options.backend));
+        precision = choice.precision;
+        info.precision_note = choice.reason;
+    }
+    info.precision = precision;
     // Reject an illegal patch or overlap now, not mid-image (the same checks as plan_tiles).
     if (!info.patch_auto && options.stitch != "crop") {
         const int edge = std::max(info.patch_h, info.patch_w);
@@ -332,9 +340,9 @@ Upscaler::Upscaler(const std::string& bundle_dir, const Options& options) : impl
     }
     if (info.patch_auto) {
         // The memory model reads the precision's graph (bf16 computes on the fp32 one), once.
-        const bool own_graph = m.precisions.count(options.precision) && options.precision != "bf16";
+        const bool own_graph = m.precisions.count(precision) && precision != "bf16";
         impl_->memory_model =
-            detail::graph_memory_model(detail::graph_path(bundle_dir, m, own_graph ? options.precision : "fp32"), m);
+            detail::graph_memory_model(detail::graph_path(bundle_dir, m, own_graph ? precision : "fp32"), m);
     }
     info.tiling_note = impl_->tiling_note();
     impl_->noise = options.noise;
@@ -343,12 +351,12 @@ Upscaler::Upscaler(const std::string& bundle_dir, const Options& options) : impl
     detail::SessionRequest request;
     request.root = bundle_dir;
     request.manifest = &info.manifest;
-    request.precision = options.precision;
+    request.precision = precision;
     // OpenVINO refuses fp16 (and bf16 on CPUs without it) before looking for the graph, as
     // the Python backend does.
-    if (options.backend == "openvino") detail::openvino_check_precision(options.precision);
+    if (options.backend == "openvino") detail::openvino_check_precision(precision);
     // bf16 is a compute precision (OpenVINO's), run on the fp32 graph.
-    request.graph = detail::graph_path(bundle_dir, m, options.precision == "bf16" ? "fp32" : options.precision);
+    request.graph = detail::graph_path(bundle_dir, m, precision == "bf16" ? "fp32" : precision);
     request.threads = options.threads > 0 ? options.threads : detail::physical_threads();
     request.batch = info.batch;
     request.patch_h = rules.legal_at_least(info.patch_h);

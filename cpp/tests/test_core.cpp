@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -221,6 +223,135 @@ TEST(bundles_are_refused_when_missing_tampered_or_incomplete) {
     fs::remove(fs::path(dir) / "model.fp32.onnx");
     CHECK_THROWS(read_manifest(dir), Status::Bundle, "is incomplete: model.fp32.onnx is missing");
     fs::remove_all(root);
+}
+
+// ---- precision auto (precision_auto.py): the same rule, gates and reasons ------------
+namespace {
+PrecisionRecord record(std::optional<double> psnr, std::optional<double> loss = std::nullopt, bool met = false,
+                       bool trunk = false) {
+    PrecisionRecord r;
+    r.psnr_vs_fp32_db = psnr, r.psnr_y_loss_vs_fp32_db = loss, r.selection_met = met, r.float_in_trunk = trunk;
+    return r;
+}
+// tests/test_precision_auto.py's records: FP32, FP16 (74.5 dB), INT8 (met, 0.087 dB), BF16 (0.0035 dB).
+const PrecisionRecord FP32 = record(std::nullopt), FP16 = record(74.5), INT8 = record(38.0, 0.087, true),
+                      BF16 = record(53.1, 0.0035), MIXED = record(38.0, 0.087, true, true);
+PrecisionMachine machine(const std::string& backend, bool gpu, bool openvino, std::set<std::string> caps,
+                         std::set<std::string> flags) {
+    PrecisionMachine m;
+    m.backend = backend, m.gpu = gpu, m.openvino = openvino, m.cpu_caps = caps, m.cpu_flags = flags;
+    return m;
+}
+const PrecisionMachine AMX = machine("auto", false, true, {"FP32", "INT8", "BF16"}, {"avx2", "amx_bf16", "amx_int8"});
+const PrecisionMachine VNNI = machine("auto", false, true, {"FP32", "INT8"}, {"avx2", "avx_vnni"});
+const PrecisionMachine AVX2 = machine("auto", false, true, {"FP32", "INT8"}, {"avx2", "fma"});
+const PrecisionMachine GPU = machine("auto", true, false, {}, {"avx2"});
+std::string chosen(std::map<std::string, PrecisionRecord> recorded, const PrecisionMachine& m) {
+    return choose_precision(recorded, m).precision;
+}
+}  // namespace
+
+TEST(precision_auto_orders_precisions_by_machine_as_python) {
+    const std::map<std::string, PrecisionRecord> all{{"fp32", FP32}, {"fp16", FP16}, {"bf16", BF16}, {"int8", INT8}};
+    CHECK_EQ(chosen(all, AMX), std::string("int8"));
+    CHECK_EQ(chosen({{"fp32", FP32}, {"bf16", BF16}}, AMX), std::string("bf16"));
+    CHECK_EQ(chosen({{"fp32", FP32}, {"fp16", FP16}}, AMX), std::string("fp32"));
+    CHECK_EQ(chosen(all, VNNI), std::string("int8"));
+    CHECK_EQ(chosen({{"fp32", FP32}, {"bf16", BF16}}, VNNI), std::string("fp32"));
+    CHECK_EQ(chosen(all, AVX2), std::string("fp32"));
+    CHECK_EQ(chosen(all, GPU), std::string("int8"));
+    CHECK_EQ(chosen({{"fp32", FP32}, {"fp16", FP16}, {"bf16", BF16}}, GPU), std::string("fp16"));
+    for (const char* backend : {"onnxruntime", "opencv"}) {
+        PrecisionMachine m = AMX;
+        m.backend = backend;
+        CHECK_EQ(chosen(all, m), std::string("fp32"));
+    }
+    PrecisionMachine no_openvino = AMX;
+    no_openvino.openvino = false;
+    CHECK_EQ(chosen(all, no_openvino), std::string("fp32"));
+    CHECK_EQ(choose_precision(all, AVX2).reason,
+             std::string("precision auto: fp32 (this CPU has no BF16 or VNNI, where reduced precision pays on "
+                         "OpenVINO; the reference)"));
+    PrecisionMachine ort = AMX;
+    ort.backend = "onnxruntime";
+    CHECK_EQ(choose_precision(all, ort).reason,
+             std::string("precision auto: fp32 (on the CPU through onnxruntime, reduced precision brings no speed; "
+                         "the reference)"));
+}
+
+TEST(precision_auto_puts_a_mixed_int8_graph_after_bf16_on_a_bf16_cpu) {
+    const std::map<std::string, PrecisionRecord> mixed{{"fp32", FP32}, {"bf16", BF16}, {"int8", MIXED}};
+    const PrecisionChoice choice = choose_precision(mixed, AMX);
+    CHECK_EQ(choice.precision, std::string("bf16"));
+    CHECK_EQ(choice.reason,
+             std::string("precision auto: bf16 (this CPU has BF16 (AVX512-BF16/AMX): OpenVINO runs int8, then bf16, "
+                         "fastest; this bundle's int8 graph keeps layers in float, slower than bf16 here on images "
+                         "of many sizes (frame streams run it); PSNR-Y loss 0.0035 dB (gate <= 0.05 dB))"));
+    CHECK_EQ(chosen({{"fp32", FP32}, {"int8", MIXED}}, AMX), std::string("int8"));  // no bf16 recorded
+    CHECK_EQ(chosen(mixed, VNNI), std::string("int8"));  // no bf16 on this CPU
+    CHECK_EQ(chosen(mixed, GPU), std::string("int8"));
+}
+
+TEST(precision_auto_passes_over_a_precision_outside_its_gate_and_says_so) {
+    const PrecisionRecord lossy_int8 = record(30.0, 0.5, true), unmet = record(38.0, 0.1, false);
+    const PrecisionRecord lossy_bf16 = record(45.0, 0.2);
+    const PrecisionChoice choice = choose_precision({{"fp32", FP32}, {"int8", lossy_int8}, {"bf16", BF16}}, AMX);
+    CHECK_EQ(choice.precision, std::string("bf16"));
+    CHECK_EQ(choice.reason,
+             std::string("precision auto: bf16 (this CPU has BF16 (AVX512-BF16/AMX): OpenVINO runs int8, then bf16, "
+                         "fastest; PSNR-Y loss 0.0035 dB (gate <= 0.05 dB); int8: outside its gate, PSNR-Y loss 0.5 "
+                         "dB (gate <= 0.2 dB))"));
+    CHECK_EQ(chosen({{"fp32", FP32}, {"int8", unmet}, {"bf16", lossy_bf16}}, AMX), std::string("fp32"));
+    CHECK_EQ(choose_precision({{"fp32", FP32}, {"int8", unmet}, {"bf16", lossy_bf16}}, AMX).reason,
+             std::string("precision auto: fp32 (this CPU has BF16 (AVX512-BF16/AMX): OpenVINO runs int8, then bf16, "
+                         "fastest; the reference; int8: outside its gate, PSNR-Y loss 0.1 dB (gate <= 0.2 dB), "
+                         "bf16: outside its gate, PSNR-Y loss 0.2 dB (gate <= 0.05 dB))"));
+    // Without ground truth the gates fall back to PSNR against fp32 (>= 50 dB); "None" when absent.
+    CHECK_EQ(chosen({{"fp32", FP32}, {"bf16", record(60.0)}}, AMX), std::string("bf16"));
+    CHECK_EQ(choose_precision({{"fp32", FP32}, {"fp16", record(std::nullopt)}}, GPU).reason,
+             std::string("precision auto: fp32 (an NVIDIA GPU runs int8, then fp16, fastest; the reference; "
+                         "int8: not in the bundle, fp16: outside its gate, PSNR vs fp32 None dB (gate >= 50))"));
+    CHECK_EQ(choose_precision({{"fp32", FP32}, {"int8", record(38.0, std::nullopt, true)}}, VNNI).reason,
+             std::string("precision auto: int8 (this CPU has VNNI: OpenVINO runs int8 fastest; the build's held-out "
+                         "target (gate <= 0.2 dB))"));
+}
+
+TEST(precision_records_are_read_from_the_manifest) {
+    const fs::path root = fs::temp_directory_path() / ("srx-records-" + std::to_string(::getpid()));
+    fs::remove_all(root);
+    const std::string dir = tiny::write_bundle(root / "b", false);
+    std::string text;
+    {
+        std::ifstream in(fs::path(dir) / "manifest.json");
+        text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const std::string fp32 = R"("precisions": {"fp32": {"file": "model.fp32.onnx", "max_abs_error_vs_torch": null, )"
+                             R"("psnr_vs_fp32_db": null, "psnr_y_db": null, "notes": {}}})";
+    const auto at = text.find(fp32);
+    CHECK(at != std::string::npos);
+    text.replace(at, fp32.size(),
+                 R"("precisions": {"fp32": {"file": "model.fp32.onnx", "notes": {}}, )"
+                 R"("int8": {"file": "model.fp32.onnx", "psnr_vs_fp32_db": 38.5, "notes": {"selection": {"met": true},)"
+                 R"( "psnr_y_loss_vs_fp32_db": 0.087, "excluded_nodes": ["/a/Conv"]}}, )"
+                 R"("bf16": {"file": "model.fp32.onnx", "psnr_vs_fp32_db": 53.1, "notes": {"float_in_trunk": false,)"
+                 R"( "excluded_nodes": ["/b"]}}})");
+    const Manifest m = parse_manifest(text, "m.json");
+    CHECK_EQ(m.precision_records.size(), std::size_t(3));
+    const PrecisionRecord& int8 = m.precision_records.at("int8");
+    CHECK(int8.selection_met && int8.float_in_trunk && int8.psnr_vs_fp32_db && *int8.psnr_vs_fp32_db == 38.5);
+    CHECK(int8.psnr_y_loss_vs_fp32_db && *int8.psnr_y_loss_vs_fp32_db == 0.087);
+    const PrecisionRecord& bf16 = m.precision_records.at("bf16");
+    CHECK(!bf16.float_in_trunk && !bf16.selection_met && !bf16.psnr_y_loss_vs_fp32_db);  // float_in_trunk wins
+    CHECK(!m.precision_records.at("fp32").psnr_vs_fp32_db);
+    fs::remove_all(root);
+}
+
+TEST(cpu_flags_are_read_from_cpuinfo) {
+    const fs::path path = fs::temp_directory_path() / ("srx-cpuinfo-" + std::to_string(::getpid()));
+    std::ofstream(path) << "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 amx_int8 avx512_vnni\n";
+    CHECK(cpu_flags(path.string()) == (std::set<std::string>{"fpu", "avx2", "amx_int8", "avx512_vnni"}));
+    fs::remove(path);
+    CHECK(cpu_flags(path.string()).empty());
 }
 
 int main() { return check::run_all(); }

@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <vector>
 int main(int argc, char** argv) try {
-    srexport::Upscaler up(argc > 1 ? argv[1] : "bundles/pcarn-m-x4");  // backend "auto", fp32
+    srexport::Upscaler up(argc > 1 ? argv[1] : "bundles/pcarn-m-x4");  // backend and precision "auto"
     const int w = 64, h = 48;
     std::vector<unsigned char> in(w * h * 3, 128), out;                 // HWC RGB, 8 bit
     auto [ow, oh] = up.output_size(w, h);

@@ -1,6 +1,6 @@
 // srexport.hpp - the C++17 API of libsrexport: run sr-export bundles without Python.
 //
-//   srexport::Upscaler up("bundles/pcarn-m-x4");           // backend "auto", fp32
+//   srexport::Upscaler up("bundles/pcarn-m-x4");           // backend, precision and patch "auto"
 //   auto [ow, oh] = up.output_size(w, h);
 //   std::vector<std::uint8_t> out(std::size_t(ow) * oh * 3);
 //   up.upscale({pixels, w, h, 3, srexport::DType::UInt8},
@@ -78,7 +78,10 @@ constexpr int PATCH_BUNDLE = SRX_PATCH_BUNDLE;
 
 struct Options {
     std::string backend = "auto";  // "auto", "tensorrt", "openvino", "onnxruntime", "opencv"
-    std::string precision = "fp32";
+    // "auto": the fastest precision the bundle holds that this machine runs within its recorded
+    // accuracy gate (srexport.runtime.backends.precision_auto's rule for images; Info says which
+    // and why); or "fp32", "fp16", "bf16" (openvino), "int8".
+    std::string precision = "auto";
     int patch_h = PATCH_AUTO, patch_w = PATCH_AUTO;
     int overlap = -1;  // -1: the manifest's overlap (and crop stitching where it is exact)
     // "auto": crop stitching (exact: overlap 2 * halo, each output pixel from the tile where it
@@ -118,6 +121,15 @@ struct NoiseInput {
     std::string kind = "normal";  // "normal": W * N(0,1) field; "amplitude": W everywhere
 };
 
+// What the build recorded for one precision: what precision "auto" weighs against its gate.
+struct PrecisionRecord {
+    std::string file;
+    std::optional<double> psnr_vs_fp32_db;
+    std::optional<double> psnr_y_loss_vs_fp32_db;  // notes: against ground truth, where the build had it
+    bool selection_met = false;   // notes.selection.met: int8's build-time accuracy target was met
+    bool float_in_trunk = false;  // int8 with layers kept in float inside the network (else: only image-space ends)
+};
+
 struct Manifest {
     int format_version = 0;
     std::string model, variant, task, input_kind;
@@ -128,6 +140,7 @@ struct Manifest {
     ShapeRules shape_rules;
     int patch = 0, overlap = 0;
     std::map<std::string, std::string> precisions;  // precision -> graph file
+    std::map<std::string, PrecisionRecord> precision_records;  // precision -> its recorded accuracy
     std::map<std::string, std::string> files;       // file -> SHA-256 (hex)
     std::string channel_order = "RGB";
     double value_range[2] = {0.0, 1.0};
@@ -142,6 +155,7 @@ struct Info {
     Manifest manifest;
     std::string backend, precision, window;
     std::string backend_note;  // why "auto" chose this backend, or ""
+    std::string precision_note;  // why precision "auto" chose this precision, or "" when one was given
     // patch auto: patch_h/patch_w are 0 (chosen per image; see Upscaler::plan).
     int patch_h = 0, patch_w = 0, overlap = 0, batch = 1;
     bool patch_auto = false;

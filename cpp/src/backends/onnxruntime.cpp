@@ -140,5 +140,7 @@ std::unique_ptr<Session> open_onnxruntime(const SessionRequest& request) {
     return std::make_unique<OrtSessionImpl>(request);
 }
 
+bool onnxruntime_has_cuda() { return provider_available("CUDAExecutionProvider"); }
+
 }  // namespace detail
 }  // namespace srexport

@@ -356,6 +356,16 @@ std::unique_ptr<Session> open_openvino(const SessionRequest& request) {
 
 bool openvino_cpu_has_bf16() { return cpu_has_bf16(); }
 
+bool openvino_compiled() { return true; }
+
+std::set<std::string> openvino_cpu_capabilities() {
+    try {
+        return cpu_capabilities();
+    } catch (const std::exception&) {  // an OpenVINO that cannot start counts as absent
+        return {};
+    }
+}
+
 void openvino_check_precision(const std::string& precision) { check_precision(precision); }
 
 std::size_t openvino_cached_models() {
