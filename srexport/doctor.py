@@ -205,4 +205,14 @@ def render(checks: list[DoctorCheck]) -> str:
     lines += [c.line(width) for c in checks]
     lines.append("--backend auto here:")
     lines += [f"  {precision}: {choice}" for precision, choice in auto_backends().items()]
+    lines.append(f"--precision auto here: {auto_precisions()}")
     return "\n".join(lines)
+
+
+def auto_precisions() -> str:
+    """The order `--precision auto` tries here with `--backend auto`, fastest first, and why
+    (each bundle then takes the first it holds within its recorded gate)."""
+    from srexport.runtime.backends.precision_auto import machine_order, this_machine
+
+    order, why = machine_order(this_machine("auto"))
+    return f"{', '.join(order)} ({why}; a bundle runs the first it holds within its recorded accuracy gate)"

@@ -40,7 +40,10 @@ def test_doctor_reports_each_component_with_a_reason(no_tensorrt, no_openvino, m
     assert text.splitlines()[0] == "sr-export doctor"
     assert "  [--] TensorRT" in text and "  [ok] ONNX Runtime" in text
     assert not by_name["OpenVINO"].present and "pip install 'sr-export[openvino]'" in by_name["OpenVINO"].detail
-    assert text.splitlines()[-5:] == [
+    assert text.splitlines()[-1] == ("--precision auto here: fp32 (on the CPU through ONNX Runtime, reduced precision "
+                                     "brings no speed; a bundle runs the first it holds within its recorded accuracy "
+                                     "gate)")
+    assert text.splitlines()[-6:-1] == [
         "--backend auto here:",
         "  fp32: onnxruntime (no GPU backend and no OpenVINO: ONNX Runtime (CPU), the default that always works)",
         "  fp16: onnxruntime (no GPU backend: ONNX Runtime runs the fp16 graph on the CPU (upcast to fp32, no speed gain))",

@@ -7,6 +7,7 @@
 //     (layers kept in float inside the network) after bf16;
 //   - OpenVINO on a CPU with VNNI and no BF16: int8, fp32;
 //   - anything else: fp32.
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
