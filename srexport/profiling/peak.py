@@ -104,15 +104,7 @@ def measure_matmul_peak(threads: int, n: int = 1536, seconds: float = 0.6, min_c
         a = torch.rand(n, n, generator=gen, dtype=torch.float32)
         b = torch.rand(n, n, generator=gen, dtype=torch.float32)
         out = torch.empty(n, n, dtype=torch.float32)
-        torch.matmul(a, b, out=out)  # warm-up: threads, caches
-        rates = []
-        deadline = time.perf_counter() + seconds
-        while len(rates) < min_calls or time.perf_counter() < deadline:
-            start = time.perf_counter()
-            torch.matmul(a, b, out=out)
-            rates.append(2.0 * n**3 / (time.perf_counter() - start) / 1e9)
-            if len(rates) >= 200:
-                break
+        rates = _rates(lambda: torch.matmul(a, b, out=out), 2.0 * n**3, seconds, min_calls)  # after a warm-up call
     finally:
         torch.set_num_threads(previous)
     return {
