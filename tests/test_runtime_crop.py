@@ -59,6 +59,34 @@ def test_crop_stitched_equals_untiled(stack, height, width, patch, batch):
     np.testing.assert_allclose(up.upscale_planes(planes), _reference(model, planes), atol=2e-6)
 
 
+def test_a_lone_tile_is_the_result_without_a_copy():
+    """One tile owns the whole image: the stitcher hands back that tile's output, cropped
+    to the image where the plan padded it, sharing its memory (no canvas)."""
+    from srexport.runtime.tiler import TilePlan
+
+    plan = TilePlan(height=5, width=7, patch_h=8, patch_w=9, extra_h=3, extra_w=2, tiles=((0, 0),),
+                    before_h=1, before_w=2, owned=((0, 8, 0, 9),))
+    out = np.random.default_rng(0).random((3, 16, 18), dtype=np.float32)
+    crop = CropStitcher(3, plan, 2)
+    crop.add(out, 0)
+    assert np.array_equal(crop.result(), out[:, 2:12, 4:18])
+    assert np.shares_memory(crop.result(), out)
+
+
+def test_several_tiles_fill_a_canvas_of_their_owned_rectangles():
+    from srexport.runtime.tiler import TilePlan
+
+    plan = TilePlan(height=4, width=6, patch_h=4, patch_w=4, extra_h=0, extra_w=0, tiles=((0, 0), (0, 2)),
+                    owned=((0, 4, 0, 3), (0, 4, 3, 6)))
+    left, right = np.full((3, 4, 4), 1.0, np.float32), np.full((3, 4, 4), 2.0, np.float32)
+    crop = CropStitcher(3, plan, 1)
+    crop.add(left, 0)
+    crop.add(right, 1)
+    expected = np.concatenate([np.full((3, 4, 3), 1.0), np.full((3, 4, 3), 2.0)], axis=2)
+    assert np.array_equal(crop.result(), expected)
+    assert not np.shares_memory(crop.result(), left) and not np.shares_memory(crop.result(), right)
+
+
 def test_blending_the_same_tiles_is_not_exact(stack):
     """The property above can fail: blending with a small overlap leaves seams."""
     model, bundle, session = stack

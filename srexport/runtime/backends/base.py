@@ -49,7 +49,8 @@ class Session(abc.ABC):
         """Inputs by graph input name (NCHW float32) -> the output batch (NCHW float32)."""
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Inputs by graph input name (NCHW float32) -> the output batch (NCHW float32)."""
+        """Inputs by graph input name (NCHW float32) -> the output batch (NCHW float32), an
+        array the caller owns (no backend reuses it: the stitcher keeps a lone tile's output)."""
         self._require_open()
         return self._run(inputs)
 
