@@ -38,6 +38,18 @@ took 60.0 ms dense against 47.7-48.3 ms grouped, f32 290 ms against 175-181 ms. 
 keeps them grouped too: with its 20 grouped convolutions made block-diagonal (the int8 weights
 padded with zeros, outputs bit-identical), AMX-INT8 ran them in 53 ms against 44 ms grouped
 (320x180 input, LATENCY, 2 threads, per-node sums; the frame 105-106 ms against 97 ms).
+
+G-MGBP's dense layers keep their concatenations. Each feeds a per-channel bias and ReLU
+(the pre-activation) and then a 1x1 convolution, which can be split per part like
+`split_concat_conv` (bias and ReLU per part, every Concat gone, max difference 1e-6): at
+128x128, fp32, 2 threads (AMX Xeon), static shapes ran 1.06-1.10 s against 1.12-1.16 s, but
+the compile took 0.8-0.9 s against 0.4 s, and with the dynamic shapes a folder run compiles,
+the five CSet5 sizes took 3.9-4.0 s against 3.1-3.2 s (326 small 1x1 convolutions with sum
+post-ops cost more than the copies saved); in bf16 it lost too (409 against 391 ms). Nor can
+the copies be made in place: OpenVINO's CPU plugin lays channel concatenations in place only
+in planar or blocked layouts, and its convolutions here run channels-last (brgconv); forcing
+the blocked jit_avx512 kernels (PrimitivesPriority) left 64 of the 98 Concats copying and
+made the convolutions slower (1.65 s against 1.17 s).
 """
 
 from __future__ import annotations
