@@ -111,11 +111,22 @@ def test_stream_plans_per_backend():
     assert plan_streams("tensorrt", 2).streams == 2
     assert plan_streams("tensorrt", 2, contexts=3).streams == 3
     assert plan_streams("onnxruntime", 2).streams == 1
+    assert plan_streams("onnxruntime", 2, device_streams=2) == StreamPlan(2, 1, "ONNX Runtime: 2 sessions of the graph")
+    assert plan_streams("onnxruntime", 2, device_streams=1) == StreamPlan(
+        1, 2, "ONNX Runtime: every one of 2 threads on one item")
+    assert plan_streams("onnxruntime", 8, device_streams=2, streams=4) == StreamPlan(4, 2, "as requested")
     assert plan_streams("openvino", 2, device_streams=1) == StreamPlan(
         1, 2, "OpenVINO: every one of 2 threads on one item")
     assert "2 streams x 1 threads" in plan_streams("openvino", 2, device_streams=2).note()
     with pytest.raises(ValueError):
         plan_streams("openvino", 2, streams=0)
+
+
+def test_onnxruntime_streams_follow_the_thread_budget():
+    from srexport.runtime.backends.onnxruntime import default_streams
+
+    # two one-thread sessions beat one two-thread session on 2 threads; one per 4 from 12
+    assert [default_streams(t) for t in (1, 2, 3, 4, 8, 12, 16, 56)] == [1, 2, 2, 2, 2, 3, 4, 14]
 
 
 @needs_openvino
@@ -248,14 +259,77 @@ def test_the_run_line_reports_the_streams(bundle):
     assert line.endswith("throughput: 2 streams x 1 threads in flight (as requested)")
 
 
-def test_onnxruntime_runs_one_item_at_a_time(bundle):
+def _feeds(count: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return [{"image": rng.random((1, 3, 24, 24), dtype=np.float32),
+             "noise0": rng.standard_normal((1, 1, 24, 24)).astype(np.float32)} for _ in range(count)]
+
+
+def _all_at_once(call, feeds: list) -> list[np.ndarray]:
+    results: dict[int, np.ndarray] = {}
+    start = threading.Barrier(len(feeds), timeout=30)
+
+    def run(k):
+        start.wait()
+        results[k] = call(feeds[k])
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(feeds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [results[k] for k in range(len(feeds))]
+
+
+def test_onnxruntime_concurrent_calls_run_on_sessions_of_their_own_and_match_one_at_a_time(bundle):
     from srexport.runtime.backends.onnxruntime import OrtSession
 
-    up = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2))
+    session = OrtSession(bundle, "fp32", threads=2)
+    assert session.concurrency == 2
+    assert session.stream_plan == StreamPlan(2, 1, "ONNX Runtime: 2 sessions of the graph")
+    feeds = _feeds(6)
+    alone = [session.run(feed) for feed in feeds]
+    for got, expected in zip(_all_at_once(session.run_concurrent, feeds), alone, strict=True):
+        assert np.array_equal(got, expected)
+    single = OrtSession(bundle, "fp32", threads=1)
+    assert single.concurrency == 1
+    assert np.array_equal(single.run_concurrent(feeds[0]), alone[0])
+
+
+def test_onnxruntime_streams_option_fixes_the_sessions(bundle):
+    from srexport.runtime.backends.options import OrtOptions
+    from srexport.runtime.folder_run import describe
+    from srexport.runtime.upscaler import load
+
+    up = load(bundle.root, "onnxruntime", "fp32", threads=2, backend_options=OrtOptions(streams=1))
     assert up.concurrency == 1
-    frames = _frames(3)
-    for frame, out in zip(frames, up.upscale_frames(frames)):
-        assert np.array_equal(out, up.upscale(frame))
+    assert describe(up).endswith("throughput: 1 stream (as requested)")
+    up = load(bundle.root, "onnxruntime", "fp32", threads=2)
+    assert describe(up).endswith("throughput: 2 streams x 1 threads in flight (ONNX Runtime: 2 sessions of the graph)")
+    up = load(bundle.root, "onnxruntime", "fp32", threads=4, backend_options=OrtOptions(streams=3))
+    assert up.concurrency == 3
+    from srexport.errors import OptionError
+
+    with pytest.raises(OptionError, match="OrtOptions.streams"):
+        OrtOptions(streams=0)
+
+
+def test_onnxruntime_frames_and_tiles_in_flight_equal_one_at_a_time(bundle):
+    from srexport.runtime.backends.onnxruntime import OrtSession
+
+    up = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch=(16, 16), overlap=4, noise=0.2, seed=11)
+    assert up.concurrency == 2
+    frames = _frames(5)
+    for k, (frame, out) in enumerate(zip(frames, up.upscale_frames(iter(frames)), strict=True)):
+        alone = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2, streams=1), patch=(16, 16), overlap=4,
+                         noise=0.2, seed=frame_seed(11, k))
+        assert alone.concurrency == 1
+        assert np.array_equal(out, alone.upscale(frame)), f"frame {k}"
+    planes = np.random.default_rng(3).random((3, 50, 70), dtype=np.float32)
+    streamed = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch=(16, 16), noise=0.1, seed=3)
+    sequential = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2, streams=1), patch=(16, 16), noise=0.1, seed=3)
+    assert len(streamed.plan(50, 70).tiles) > 4
+    assert np.array_equal(streamed.upscale_planes(planes), sequential.upscale_planes(planes))
 
 
 @needs_openvino

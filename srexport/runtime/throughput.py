@@ -47,8 +47,9 @@ def plan_streams(backend: str, threads: int, *, streams: int | None = None, devi
     - tensorrt: `contexts` execution contexts (each on its own CUDA stream), default 2:
       one copies while the other computes (TrtSession splits each batch over them; it
       serves one caller at a time, so its items are not run concurrently);
-    - onnxruntime and torch: 1 (every thread on one item; concurrent sessions are not
-      used until a measurement shows them paying).
+    - onnxruntime: `device_streams` concurrent sessions
+      (runtime.backends.onnxruntime.default_streams: two from 2 threads), at least 1;
+    - torch: 1 (every thread on one item).
     """
     threads = max(1, threads)
     if streams is not None:
@@ -60,6 +61,11 @@ def plan_streams(backend: str, threads: int, *, streams: int | None = None, devi
         if count == 1:
             return StreamPlan(1, threads, f"OpenVINO: every one of {threads} threads on one item")
         return StreamPlan(count, max(1, threads // count), f"OpenVINO THROUGHPUT for {threads} threads")
+    if backend == "onnxruntime":
+        count = max(1, device_streams or 1)
+        if count == 1:
+            return StreamPlan(1, threads, f"ONNX Runtime: every one of {threads} threads on one item")
+        return StreamPlan(count, max(1, threads // count), f"ONNX Runtime: {count} sessions of the graph")
     if backend == "tensorrt":
         count = max(1, contexts or 2)
         return StreamPlan(count, threads, "TensorRT execution contexts, one CUDA stream each")

@@ -33,10 +33,12 @@ def _int(owner: str, field: str, value: object, low: int, high: int | None = Non
 @dataclass(frozen=True)
 class OrtOptions:
     """ONNX Runtime: `providers` in order of preference (None: TensorRT, CUDA, CPU, those
-    installed); `graph_optimization` one of `srexport.ort.OPTIMIZATION_LEVELS`."""
+    installed); `graph_optimization` one of `srexport.ort.OPTIMIZATION_LEVELS`; `streams`
+    fixes the concurrent CPU sessions of throughput mode (None: the stream plan's)."""
 
     providers: tuple[str, ...] | None = None
     graph_optimization: str = "all"
+    streams: int | None = None
 
     def __post_init__(self) -> None:
         if self.providers is not None:
@@ -48,6 +50,8 @@ class OrtOptions:
         if self.graph_optimization not in OPTIMIZATION_LEVELS:
             raise OptionError(f"OrtOptions.graph_optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, "
                               f"got {self.graph_optimization!r}")
+        if self.streams is not None:
+            _int("OrtOptions", "streams", self.streams, 1, 256)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def _open_onnxruntime(request: SessionRequest) -> Session:
     options = request.options or OrtOptions()
     return OrtSession(request.bundle, request.precision, request.threads,
                       list(options.providers) if options.providers else None,
-                      optimization=options.graph_optimization, **request.noted())
+                      optimization=options.graph_optimization, streams=options.streams, **request.noted())
 
 
 def _open_openvino(request: SessionRequest) -> Session:
