@@ -351,6 +351,38 @@ def test_the_memory_budget_plans_for_every_patch_in_flight(bundle):
     assert model.patch_bytes(one.patch_h, one.patch_w, 2) > left
 
 
+def test_an_image_alone_tiles_in_flight_only_where_the_shared_budget_costs_little(bundle):
+    """The streams split the budget between the tiles in flight; an image that one patch of
+    the whole budget covers runs whole on every thread instead of in two smaller tiles."""
+    from srexport.runtime.backends.onnxruntime import OrtSession
+    from srexport.runtime.budget import image_bytes
+
+    probe = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch="auto")
+    whole = probe.memory_model().patch_bytes(40, 40, 1)
+    gib = (image_bytes(40, 40, 2, False) + 1.5 * whole) / 2**30  # one whole patch fits, two do not
+    up = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch="auto", memory=gib, noise=0.1, seed=3)
+    assert up.concurrency == 2
+    shared = up.graph_plan(40, 40)
+    assert len(shared.tiles) > 1 and shared.computed_pixels > 1.1 * 40 * 40  # two in flight would tile it
+    plan, in_flight = up.alone_plan(40, 40)
+    assert len(plan.tiles) == 1 and not in_flight
+    assert up.plan(40, 40) == plan
+    planes = np.random.default_rng(4).random((3, 40, 40), dtype=np.float32)
+    reference = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2, streams=1), patch="auto", noise=0.1, seed=3)
+    assert np.array_equal(up.upscale_planes(planes), reference.upscale_planes(planes))
+    # a wider image: two tiles in flight cost 7.5% more pixels than the whole, so they run in flight
+    whole = probe.memory_model().patch_bytes(60, 80, 1)
+    gib = (image_bytes(60, 80, 2, False) + 1.5 * whole) / 2**30
+    wide = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch="auto", memory=gib)
+    plan, in_flight = wide.alone_plan(60, 80)
+    assert in_flight and plan == wide.graph_plan(60, 80) and plan.computed_pixels == 2 * 60 * 43
+    # a fixed patch tiles the same either way: its tiles run in flight
+    fixed = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch=(16, 16))
+    assert fixed.alone_plan(60, 80) == (fixed.graph_plan(60, 80), True)
+    one_stream = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2, streams=1), patch=(16, 16))
+    assert one_stream.alone_plan(60, 80) == (one_stream.graph_plan(60, 80), False)
+
+
 def test_a_slow_first_image_does_not_idle_the_other_stream(tmp_path):
     """Results leave a folder run in order; the images behind a slow one must still be
     computed meanwhile (up to 4 per stream), not wait for it (with 2 streams the old bound
