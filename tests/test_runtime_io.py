@@ -96,6 +96,23 @@ def test_exif_orientation_is_honoured(pixel, tmp_path):
     assert Image.open(tmp_path / "out.png").size == (20, 40)
 
 
+def test_image_size_reads_the_header_as_read_image_orients_it(tmp_path):
+    from srexport.runtime.imageio import image_size
+
+    image = Image.fromarray(_rgb8(10, 20))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    image.save(tmp_path / "plain.png")
+    Image.fromarray((np.arange(12 * 7, dtype=np.uint16) * 700).reshape(12, 7)).save(tmp_path / "gray16.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    for name in ("r.jpg", "plain.png", "gray16.png"):
+        assert image_size(tmp_path / name) == read_image(tmp_path / name).pixels.shape[:2]
+    assert image_size(tmp_path / "r.jpg") == (20, 10)
+    assert image_size(tmp_path / "broken.png") is None
+    assert image_size(tmp_path / "missing.png") is None
+
+
 def test_arrays_and_pil_images_come_back_as_the_same_kind(pixel):
     model, up = pixel
     rgb = _rgb8()

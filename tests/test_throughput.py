@@ -383,6 +383,45 @@ def test_an_image_alone_tiles_in_flight_only_where_the_shared_budget_costs_littl
     assert one_stream.alone_plan(60, 80) == (one_stream.graph_plan(60, 80), False)
 
 
+def test_items_stay_in_flight_unless_the_shared_budget_tiles_them_more(bundle, tmp_path):
+    from srexport.runtime.backends.onnxruntime import OrtSession
+    from srexport.runtime.budget import image_bytes
+    from srexport.runtime.folder_run import run_images
+
+    loose = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch="auto")
+    assert loose.items_in_flight([(40, 40), (30, 50), None]) == 2
+    whole = loose.memory_model().patch_bytes(40, 40, 1)
+    gib = (image_bytes(40, 40, 2, False) + 1.5 * whole) / 2**30  # one 40x40 item fits whole, two do not
+    tight = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch="auto", memory=gib)
+    assert tight.items_in_flight([(40, 40)] * 3) == 1
+    assert tight.items_in_flight([None]) == 2  # nothing known: the streams
+    assert "1 item at a time here" in tight.streams_note(1) and "item at a time" not in tight.streams_note(2)
+    assert Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch=(16, 16)).items_in_flight([(40, 40)]) == 2
+
+    frames = _frames(3, sizes=((40, 40),))
+    alone = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2, streams=1), patch="auto", memory=gib)
+    for frame, out in zip(frames, tight.upscale_frames(iter(frames)), strict=True):
+        assert np.array_equal(out, alone.upscale(frame))
+    src = tmp_path / "in"
+    src.mkdir()
+    inputs = []
+    for k, frame in enumerate(frames):
+        inputs.append(src / f"f{k}.png")
+        Image.fromarray(frame).save(inputs[-1])
+    import io
+
+    from rich.console import Console
+
+    shown = io.StringIO()
+    assert run_images(bundle.root, inputs, tmp_path / "out", console=Console(file=shown, width=4000),
+                      backend="onnxruntime", precision="fp32", threads=2, memory=gib) == 0
+    assert "2 streams x 1 threads in flight (ONNX Runtime: 2 sessions of the graph); 1 item at a time here " \
+           "(the memory budget shared by 2 would tile them more)" in shown.getvalue()
+    for path in inputs:
+        expected = alone.upscale(np.asarray(Image.open(path)))
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / path.name)), expected)
+
+
 def test_a_slow_first_image_does_not_idle_the_other_stream(tmp_path):
     """Results leave a folder run in order; the images behind a slow one must still be
     computed meanwhile (up to 4 per stream), not wait for it (with 2 streams the old bound
@@ -410,8 +449,8 @@ def test_a_slow_first_image_does_not_idle_the_other_stream(tmp_path):
             others_done.release()
         return image
 
-    upscaler = SimpleNamespace(concurrency=2, upscale_loaded=upscale_loaded,
-                               in_flight=lambda items, work, depth=None: ordered_map(items, work, 2, depth))
+    upscaler = SimpleNamespace(concurrency=2, upscale_loaded=upscale_loaded, items_in_flight=lambda sizes: 2,
+                               in_flight=lambda items, work, depth=None, workers=None: ordered_map(items, work, 2, depth))
     done = [src.name for src, _, _ in upscale_files(upscaler, inputs, [tmp_path / f"o{k}.png" for k in range(10)],
                                                     lambda a, b: None)]
     assert done == [p.name for p in inputs]

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from srexport.errors import ImageError, Interrupted, SrExportError
-from srexport.runtime.imageio import LoadedImage, read_image, write_png
+from srexport.runtime.imageio import LoadedImage, image_size, read_image, write_png
 from srexport.runtime.upscaler import load
 from srexport.validation import refuse_overwriting_inputs
 
@@ -99,14 +99,15 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def describe(upscaler) -> str:
-    """One line: which backend, providers and tiling the run uses."""
+def describe(upscaler, items_in_flight: int | None = None) -> str:
+    """One line: which backend, providers and tiling the run uses (and how many items it
+    keeps in flight, where that is fewer than the streams)."""
     session = upscaler.session
     providers = session.providers
     where = f" ({', '.join(providers)})" if providers else ""
     note = session.selection_note
     return (f"backend {session.name}{where}{f' - {note}' if note else ''}; {upscaler.tiling_note()}; "
-            f"{upscaler.streams_note()}")
+            f"{upscaler.streams_note(items_in_flight)}")
 
 
 def run_images(
@@ -130,8 +131,9 @@ def run_images(
     try:
         with stop_on_signals():
             upscaler = load(bundle, backend, precision, **options)
+            workers = upscaler.items_in_flight(image_size(src) for src in inputs)
             if not quiet and console is not None:
-                console.print(describe(upscaler), highlight=False, markup=False, soft_wrap=True)
+                console.print(describe(upscaler, workers), highlight=False, markup=False, soft_wrap=True)
             failures = 0
             with Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -143,7 +145,7 @@ def run_images(
                 def on_patch(done: int, total: int) -> None:
                     progress.update(patches, completed=done, total=total)
 
-                for src, dst, result in upscale_files(upscaler, inputs, targets, on_patch):
+                for src, dst, result in upscale_files(upscaler, inputs, targets, on_patch, workers):
                     progress.update(patches, description=f"  {src.name}")
                     try:
                         if isinstance(result, ImageError):
@@ -162,11 +164,12 @@ def run_images(
 FOLDER_DEPTH_PER_STREAM = 4  # images held per stream: read ahead, in flight, or waiting for their turn
 
 
-def upscale_files(upscaler, inputs: list[Path], targets: list[Path], on_patch: Callable[[int, int], None]
-                  ) -> Iterator[tuple[Path, Path, "LoadedImage | ImageError"]]:
+def upscale_files(upscaler, inputs: list[Path], targets: list[Path], on_patch: Callable[[int, int], None],
+                  workers: int | None = None) -> Iterator[tuple[Path, Path, "LoadedImage | ImageError"]]:
     """(input, target, upscaled image or its ImageError) per input, in order: images are read
-    on a reader thread and `upscaler.concurrency` of them upscaled at once, while the caller
-    writes the previous ones (writing stays on the calling thread, where signals arrive)."""
+    on a reader thread and `workers` of them (default `upscaler.items_in_flight` of their
+    sizes) upscaled at once, while the caller writes the previous ones (writing stays on the
+    calling thread, where signals arrive)."""
     def read(pairs):
         for src, dst in pairs:
             try:
@@ -174,12 +177,15 @@ def upscale_files(upscaler, inputs: list[Path], targets: list[Path], on_patch: C
             except ImageError as exc:
                 yield src, dst, exc
 
+    if workers is None:
+        workers = upscaler.items_in_flight(image_size(src) for src in inputs)
+
     def work(item):
         src, dst, image = item
         if isinstance(image, ImageError):
             return src, dst, image
         try:
-            return src, dst, upscaler.upscale_loaded(image, on_patch if upscaler.concurrency == 1 else None)
+            return src, dst, upscaler.upscale_loaded(image, on_patch if workers == 1 else None)
         except ImageError as exc:
             return src, dst, exc
 
@@ -187,7 +193,7 @@ def upscale_files(upscaler, inputs: list[Path], targets: list[Path], on_patch: C
     # until it is done: with 2 streams and the default 4 slots, G-MGBP's 128x128 baby.png
     # kept the other stream idle for 0.5 s of a 2.9 s CSet5 run. 4 slots per stream (up to
     # 8 images read ahead or waiting to be written) made it 2.55 s.
-    return upscaler.in_flight(read(zip(inputs, targets)), work, depth=FOLDER_DEPTH_PER_STREAM * upscaler.concurrency)
+    return upscaler.in_flight(read(zip(inputs, targets)), work, FOLDER_DEPTH_PER_STREAM * workers, workers)
 
 
 def interrupted(stop: BaseException, outputs: Outputs, output: Path) -> Interrupted:

@@ -141,6 +141,21 @@ def read_image(path: str | Path) -> LoadedImage:
     return from_pil(img)
 
 
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) as `read_image` will return it, from the file's header alone (EXIF
+    orientations 5-8 swap them); None where the header cannot be read (`read_image` then
+    reports why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # unreadable here is reported, in one line, by read_image
+        return None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
 def from_pil(img: Image.Image) -> LoadedImage:
     mode = img.mode
     if mode in _16BIT_MODES:

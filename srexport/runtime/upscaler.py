@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -33,6 +35,15 @@ _LUMA = LUMA
 
 
 STITCHES = ("auto", "crop", "blend")
+_NO_FRAME = object()
+
+
+def _frame_size(frame) -> tuple[int, int] | None:
+    """(height, width) of a frame `upscale` takes (an array or a PIL image)."""
+    if isinstance(frame, Image.Image):
+        return frame.height, frame.width
+    shape = getattr(frame, "shape", None)
+    return (int(shape[0]), int(shape[1])) if shape is not None and len(shape) >= 2 else None
 IN_FLIGHT_PIXELS = 1.1  # tiles in flight may compute this much more than one tile at a time (`alone_plan`)
 
 
@@ -143,10 +154,15 @@ class Upscaler:
         """Items (frames, images, tiles) the session runs at once (its stream plan)."""
         return max(1, int(self.session.concurrency))
 
-    def streams_note(self) -> str:
-        """The run line's streams part."""
+    def streams_note(self, items_in_flight: int | None = None) -> str:
+        """The run line's streams part (`items_in_flight`: what `items_in_flight` chose, when
+        the run knows its items)."""
         plan = self.session.stream_plan
-        return f"throughput: {plan.note()}" if plan is not None else "throughput: 1 stream"
+        note = f"throughput: {plan.note()}" if plan is not None else "throughput: 1 stream"
+        if items_in_flight is not None and items_in_flight < self.concurrency:
+            note += (f"; {items_in_flight} item at a time here (the memory budget shared by {self.concurrency} "
+                     "would tile them more)")
+        return note
 
     @property
     def patches_in_flight(self) -> int:
@@ -157,14 +173,36 @@ class Upscaler:
         """The session call for one of several items in flight."""
         return self.session.run_concurrent if self.concurrency > 1 else self.session.run
 
-    def in_flight(self, items, work, depth: int | None = None):
-        """`work(item)` for each item, in order, `concurrency` at once (reading ahead on a
-        reader thread, up to `depth` items); each worker runs its item's patches on one stream."""
+    def in_flight(self, items, work, depth: int | None = None, workers: int | None = None):
+        """`work(item)` for each item, in order, `workers` (default `concurrency`) at once
+        (reading ahead on a reader thread, up to `depth` items); each worker runs its item's
+        patches on one stream. With one worker each item is upscaled by itself (every
+        thread; its tiles in flight where `alone_plan` says so)."""
+        workers = self.concurrency if workers is None else workers
+        if workers == 1:
+            return ordered_map(items, work, 1, depth)
+
         def flagged(item):
             self._pipelined.on = True
             return work(item)
 
-        return ordered_map(items, flagged, self.concurrency, depth)
+        return ordered_map(items, flagged, workers, depth)
+
+    def items_in_flight(self, sizes: Iterable[tuple[int, int] | None]) -> int:
+        """How many items of these (height, width) sizes (LR; None: unknown, skipped) to keep
+        in flight: `concurrency`, unless the budget that many items share makes them compute
+        more than IN_FLIGHT_PIXELS times the pixels of one item at a time with the whole
+        budget (a tight --memory: PCARN-M-L1 x4 on CSet14 under 0.1 GiB, ONNX Runtime on 2
+        threads, took 23.6 s two at a time against 3.8 s one at a time); then 1."""
+        if self.concurrency == 1 or self.batch > 1 or not self.auto:
+            return self.concurrency
+        scale = self.scale if self.bundle.manifest.input_kind == "upscaled" else 1
+        shared = alone = 0
+        for size, count in Counter(s for s in sizes if s is not None).items():
+            height, width = size[0] * scale, size[1] * scale
+            shared += count * self.graph_plan(height, width).computed_pixels
+            alone += count * self.graph_plan(height, width, in_flight=1).computed_pixels
+        return self.concurrency if shared <= IN_FLIGHT_PIXELS * alone else 1
 
     # -- planning ---------------------------------------------------------------------
     def crops(self, patch: tuple[int, int], height: int | None = None, width: int | None = None) -> bool:
@@ -415,7 +453,16 @@ class Upscaler:
             index, frame = item
             return upscale_frame(upscaler, index, frame, static_noise)
 
-        return upscaler.in_flight(enumerate(frames), work, max(depth, 2 * upscaler.concurrency))
+        def stream():
+            source = iter(frames)
+            first = next(source, _NO_FRAME)
+            if first is _NO_FRAME:
+                return
+            workers = upscaler.items_in_flight([_frame_size(first)])  # frames of a stream share its size
+            yield from upscaler.in_flight(enumerate(itertools.chain([first], source)), work,
+                                          max(depth, 2 * workers), workers)
+
+        return stream()
 
     def upscale_video(self, src: str | Path, dst: str | Path, progress=None, **options):
         """Upscale a video file into `dst`, other streams copied (options: srexport.video.VideoOptions)."""
