@@ -3,7 +3,7 @@
 A backend implements `_run` (a batch in, a batch out) and overrides only the extras it
 has; the defaults say "one stream, outputs on the host, no backend profiler":
 
-- `concurrency` 1 and `stream_plan` None: `run_concurrent` is `run`;
+- `stream_plan` None (set `_stream_plan` for streams): `concurrency` 1 and `run_concurrent` is `run`;
 - `max_patch_edge` None: no limit beyond the memory budget;
 - `device_blender(...)` None: the tiler blends with NumPy (`run_to_device` is refused);
 - `providers` []: nothing to show after the backend's name;
@@ -55,15 +55,17 @@ class Session(abc.ABC):
         return self._run(inputs)
 
     # -- throughput ----------------------------------------------------------------------
+    _stream_plan: StreamPlan | None = None  # a backend with streams sets its plan
+
     @property
     def concurrency(self) -> int:
         """How many `run_concurrent` callers run at once."""
-        return 1
+        return 1 if self._stream_plan is None else self._stream_plan.streams
 
     @property
     def stream_plan(self) -> StreamPlan | None:
         """The streams the session runs (None: one)."""
-        return None
+        return self._stream_plan
 
     def run_concurrent(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """`run` for one of `concurrency` callers on several threads at once."""

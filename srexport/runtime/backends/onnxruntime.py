@@ -83,14 +83,6 @@ class OrtSession(Session):
         return self._session.run(None, {name: inputs[name] for name in self.input_names})[0]
 
     # -- throughput ----------------------------------------------------------------------
-    @property
-    def concurrency(self) -> int:
-        return self._stream_plan.streams
-
-    @property
-    def stream_plan(self) -> StreamPlan:
-        return self._stream_plan
-
     def _run_concurrent(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """One caller's batch on a session of its own (`concurrency` of them, each with the
         plan's threads per stream), so that the callers' items run at the same time."""

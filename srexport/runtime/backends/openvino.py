@@ -288,15 +288,6 @@ class OvSession(Session):
         """The SHA-256 of the graph file, which keys its compiled models."""
         return self._digest
 
-    @property
-    def concurrency(self) -> int:
-        """How many `run_concurrent` callers run at once."""
-        return self._stream_plan.streams
-
-    @property
-    def stream_plan(self) -> StreamPlan:
-        return self._stream_plan
-
     def compiled_models(self) -> int:
         """Compiled models in the process's cache (shared by every OpenVINO session)."""
         return cached_models()
