@@ -390,13 +390,15 @@ def test_items_stay_in_flight_unless_the_shared_budget_tiles_them_more(bundle, t
 
     loose = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch="auto")
     assert loose.items_in_flight([(40, 40), (30, 50), None]) == 2
+    assert loose.items_in_flight([(40, 40)]) == 1  # a lone image runs by itself, on every thread
     whole = loose.memory_model().patch_bytes(40, 40, 1)
     gib = (image_bytes(40, 40, 2, False) + 1.5 * whole) / 2**30  # one 40x40 item fits whole, two do not
     tight = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch="auto", memory=gib)
     assert tight.items_in_flight([(40, 40)] * 3) == 1
-    assert tight.items_in_flight([None]) == 2  # nothing known: the streams
-    assert "1 item at a time here" in tight.streams_note(1) and "item at a time" not in tight.streams_note(2)
-    assert Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch=(16, 16)).items_in_flight([(40, 40)]) == 2
+    assert tight.items_in_flight([None, None]) == 2  # sizes unknown: the streams
+    assert "1 item at a time here" in tight.streams_note(1, 3) and "item at a time" not in tight.streams_note(2, 3)
+    assert tight.streams_note(1, 1).endswith("; one image: every thread on it")
+    assert Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch=(16, 16)).items_in_flight([(40, 40)] * 2) == 2
 
     frames = _frames(3, sizes=((40, 40),))
     alone = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2, streams=1), patch="auto", memory=gib)

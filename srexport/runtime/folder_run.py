@@ -99,7 +99,7 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def describe(upscaler, items_in_flight: int | None = None) -> str:
+def describe(upscaler, items_in_flight: int | None = None, items: int | None = None) -> str:
     """One line: which backend, providers and tiling the run uses (and how many items it
     keeps in flight, where that is fewer than the streams)."""
     session = upscaler.session
@@ -107,7 +107,7 @@ def describe(upscaler, items_in_flight: int | None = None) -> str:
     where = f" ({', '.join(providers)})" if providers else ""
     note = session.selection_note
     return (f"backend {session.name}{where}{f' - {note}' if note else ''}; {upscaler.tiling_note()}; "
-            f"{upscaler.streams_note(items_in_flight)}")
+            f"{upscaler.streams_note(items_in_flight, items)}")
 
 
 def run_images(
@@ -133,7 +133,7 @@ def run_images(
             upscaler = load(bundle, backend, precision, **options)
             workers = upscaler.items_in_flight(image_size(src) for src in inputs)
             if not quiet and console is not None:
-                console.print(describe(upscaler, workers), highlight=False, markup=False, soft_wrap=True)
+                console.print(describe(upscaler, workers, len(inputs)), highlight=False, markup=False, soft_wrap=True)
             failures = 0
             with Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

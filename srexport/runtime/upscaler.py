@@ -154,15 +154,17 @@ class Upscaler:
         """Items (frames, images, tiles) the session runs at once (its stream plan)."""
         return max(1, int(self.session.concurrency))
 
-    def streams_note(self, items_in_flight: int | None = None) -> str:
-        """The run line's streams part (`items_in_flight`: what `items_in_flight` chose, when
-        the run knows its items)."""
+    def streams_note(self, items_in_flight: int | None = None, items: int | None = None) -> str:
+        """The run line's streams part (`items_in_flight`: what `items_in_flight` chose for
+        the run's `items`, when it knows them)."""
         plan = self.session.stream_plan
         note = f"throughput: {plan.note()}" if plan is not None else "throughput: 1 stream"
-        if items_in_flight is not None and items_in_flight < self.concurrency:
-            note += (f"; {items_in_flight} item at a time here (the memory budget shared by {self.concurrency} "
-                     "would tile them more)")
-        return note
+        if items_in_flight is None or items_in_flight >= self.concurrency:
+            return note
+        if items is not None and items_in_flight >= items:
+            return note + ("; one image: every thread on it" if items == 1 else f"; {items} images: one per stream")
+        return note + (f"; {items_in_flight} item at a time here (the memory budget shared by {self.concurrency} "
+                       "would tile them more)")
 
     @property
     def patches_in_flight(self) -> int:
@@ -189,20 +191,23 @@ class Upscaler:
         return ordered_map(items, flagged, workers, depth)
 
     def items_in_flight(self, sizes: Iterable[tuple[int, int] | None]) -> int:
-        """How many items of these (height, width) sizes (LR; None: unknown, skipped) to keep
-        in flight: `concurrency`, unless the budget that many items share makes them compute
-        more than IN_FLIGHT_PIXELS times the pixels of one item at a time with the whole
-        budget (a tight --memory: PCARN-M-L1 x4 on CSet14 under 0.1 GiB, ONNX Runtime on 2
-        threads, took 23.6 s two at a time against 3.8 s one at a time); then 1."""
-        if self.concurrency == 1 or self.batch > 1 or not self.auto:
-            return self.concurrency
+        """How many of these items, of (height, width) sizes (LR; None: unknown), to keep in
+        flight: `concurrency`, at most one per item (a lone image gets every thread), unless
+        the budget that many items share makes them compute more than IN_FLIGHT_PIXELS times
+        the pixels of one item at a time with the whole budget (a tight --memory: PCARN-M-L1
+        x4 on CSet14 under 0.1 GiB, ONNX Runtime on 2 threads, took 23.6 s two at a time
+        against 3.8 s one at a time); then 1."""
+        sizes = list(sizes)
+        workers = min(self.concurrency, len(sizes)) if sizes else self.concurrency
+        if workers == 1 or self.batch > 1 or not self.auto:
+            return workers
         scale = self.scale if self.bundle.manifest.input_kind == "upscaled" else 1
         shared = alone = 0
         for size, count in Counter(s for s in sizes if s is not None).items():
             height, width = size[0] * scale, size[1] * scale
             shared += count * self.graph_plan(height, width).computed_pixels
             alone += count * self.graph_plan(height, width, in_flight=1).computed_pixels
-        return self.concurrency if shared <= IN_FLIGHT_PIXELS * alone else 1
+        return workers if shared <= IN_FLIGHT_PIXELS * alone else 1
 
     # -- planning ---------------------------------------------------------------------
     def crops(self, patch: tuple[int, int], height: int | None = None, width: int | None = None) -> bool:
