@@ -155,9 +155,15 @@ class Cpp:
 
 # --- the Python side ---------------------------------------------------------------
 def python_runtime(bundle, backend: str = "onnxruntime", **options):
+    """The Python runtime as the C++ library runs: one item at a time (libsrexport serializes
+    its calls), so on ONNX Runtime one session rather than the throughput mode's streams,
+    whose shared budget can plan an image in more tiles."""
     import srexport
+    from srexport.runtime.backends.options import OrtOptions
 
     options.setdefault("threads", 2)
+    if backend == "onnxruntime":
+        options.setdefault("backend_options", OrtOptions(streams=1))
     return srexport.load(bundle.root, backend=backend, **options)
 
 
