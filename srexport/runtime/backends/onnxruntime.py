@@ -42,8 +42,7 @@ def default_streams(threads: int) -> int:
     Measured with 2 threads on an AMX Xeon, ONNX Runtime 1.32, PCARN-M-L1 x4 fp32 (the graph
     the CPU default runs there): 320x180 frames 288-299 ms an item on two one-thread sessions
     against 327-329 ms on one two-thread session, the 14 CSet14 images 1.04-1.05 against
-    1.16-1.18 s (intra-op threads of one small convolution wait on each other; two items do
-    not)."""
+    1.16-1.18 s, with the same bits."""
     if threads < 2:
         return 1
     return max(2, threads // THREADS_PER_STREAM)
