@@ -35,6 +35,7 @@ _LUMA = LUMA
 
 
 STITCHES = ("auto", "crop", "blend")
+IN_FLIGHT_PIXELS = 1.1  # items or tiles in flight may compute this much more than one at a time
 _NO_FRAME = object()
 
 
@@ -44,7 +45,6 @@ def _frame_size(frame) -> tuple[int, int] | None:
         return frame.height, frame.width
     shape = getattr(frame, "shape", None)
     return (int(shape[0]), int(shape[1])) if shape is not None and len(shape) >= 2 else None
-IN_FLIGHT_PIXELS = 1.1  # tiles in flight may compute this much more than one tile at a time (`alone_plan`)
 
 
 class Upscaler:
