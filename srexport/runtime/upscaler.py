@@ -199,7 +199,7 @@ class Upscaler:
         against 3.8 s one at a time); then 1."""
         sizes = list(sizes)
         workers = min(self.concurrency, len(sizes)) if sizes else self.concurrency
-        if workers == 1 or self.batch > 1 or not self.auto:
+        if workers == 1 or self.batch > 1 or not self.auto or self.session.device != "cpu":
             return workers
         scale = self.scale if self.bundle.manifest.input_kind == "upscaled" else 1
         shared = alone = 0
@@ -274,8 +274,8 @@ class Upscaler:
         in 4, for 1.06x the pixels; a 147x96 image under 0.5 GiB 0.131 s in 2 tiles against
         0.098 s whole, under 0.1 GiB 1.36 s in 120 tiles against 0.23 s in 8)."""
         shared = self.graph_plan(height, width)
-        if self.concurrency == 1 or self.batch > 1 or len(shared.tiles) == 1:
-            return shared, False
+        if self.concurrency == 1 or self.batch > 1 or len(shared.tiles) == 1 or self.session.device != "cpu":
+            return shared, False  # a GPU session's streams hold their buffers whether or not tiles are in flight
         if not self.auto:
             return shared, True
         alone = self.graph_plan(height, width, in_flight=1)
