@@ -197,6 +197,8 @@ class Upscaler:
         the pixels of one item at a time with the whole budget (a tight --memory: PCARN-M-L1
         x4 on CSet14 under 0.1 GiB, ONNX Runtime on 2 threads, took 23.6 s two at a time
         against 3.8 s one at a time); then 1."""
+        if self.concurrency == 1:
+            return 1  # the sizes (a folder's headers) are not even read
         sizes = list(sizes)
         workers = min(self.concurrency, len(sizes)) if sizes else self.concurrency
         if workers == 1 or self.batch > 1 or not self.auto or self.session.device != "cpu":
