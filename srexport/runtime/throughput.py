@@ -37,6 +37,12 @@ class StreamPlan:
         return f"{self.streams} streams x {self.threads_per_stream} threads in flight ({self.reason})"
 
 
+_CPU_STREAMS = {  # backend -> (name, the reason for several streams)
+    "openvino": ("OpenVINO", "OpenVINO THROUGHPUT for {threads} threads"),
+    "onnxruntime": ("ONNX Runtime", "ONNX Runtime: {count} sessions of the graph"),
+}
+
+
 def plan_streams(backend: str, threads: int, *, streams: int | None = None, device_streams: int | None = None,
                  contexts: int | None = None) -> StreamPlan:
     """The streams of a run.
@@ -56,16 +62,12 @@ def plan_streams(backend: str, threads: int, *, streams: int | None = None, devi
         if streams < 1:
             raise ValueError(f"streams must be >= 1, got {streams}")
         return StreamPlan(streams, max(1, threads // streams), "as requested")
-    if backend == "openvino":
+    if backend in _CPU_STREAMS:
+        label, several = _CPU_STREAMS[backend]
         count = max(1, device_streams or 1)
         if count == 1:
-            return StreamPlan(1, threads, f"OpenVINO: every one of {threads} threads on one item")
-        return StreamPlan(count, max(1, threads // count), f"OpenVINO THROUGHPUT for {threads} threads")
-    if backend == "onnxruntime":
-        count = max(1, device_streams or 1)
-        if count == 1:
-            return StreamPlan(1, threads, f"ONNX Runtime: every one of {threads} threads on one item")
-        return StreamPlan(count, max(1, threads // count), f"ONNX Runtime: {count} sessions of the graph")
+            return StreamPlan(1, threads, f"{label}: every one of {threads} threads on one item")
+        return StreamPlan(count, max(1, threads // count), several.format(count=count, threads=threads))
     if backend == "tensorrt":
         count = max(1, contexts or 2)
         return StreamPlan(count, threads, "TensorRT execution contexts, one CUDA stream each")

@@ -203,10 +203,9 @@ class Upscaler:
         workers = min(self.concurrency, len(sizes)) if sizes else self.concurrency
         if workers == 1 or self.batch > 1 or not self.auto or self.session.device != "cpu":
             return workers
-        scale = self.scale if self.bundle.manifest.input_kind == "upscaled" else 1
         shared = alone = 0
         for size, count in Counter(s for s in sizes if s is not None).items():
-            height, width = size[0] * scale, size[1] * scale
+            height, width = self.graph_size(*size)
             shared += count * self.graph_plan(height, width).computed_pixels
             alone += count * self.graph_plan(height, width, in_flight=1).computed_pixels
         return workers if shared <= IN_FLIGHT_PIXELS * alone else 1
@@ -285,11 +284,16 @@ class Upscaler:
             return shared, True
         return alone, False
 
+    def graph_size(self, height: int, width: int) -> tuple[int, int]:
+        """The graph input size of an LR image of this size (after the bicubic pre-upscale
+        for networks that take upscaled input: BPP, MGBPv2)."""
+        if self.bundle.manifest.input_kind == "upscaled":
+            return height * self.scale, width * self.scale
+        return height, width
+
     def plan(self, height: int, width: int) -> TilePlan:
         """The tiling of an LR image of this size upscaled by itself, in the graph's input pixels."""
-        if self.bundle.manifest.input_kind == "upscaled":
-            height, width = height * self.scale, width * self.scale
-        return self.alone_plan(height, width)[0]
+        return self.alone_plan(*self.graph_size(height, width))[0]
 
     def tiling_note(self) -> str:
         """The run line's tiling part."""
