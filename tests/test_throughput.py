@@ -424,6 +424,24 @@ def test_items_stay_in_flight_unless_the_shared_budget_tiles_them_more(bundle, t
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / path.name)), expected)
 
 
+def test_gpu_sessions_keep_the_plan_their_streams_share(bundle):
+    """A GPU session's streams hold their buffers whatever runs, so its plans keep the
+    budget shared by every stream (an ONNX Runtime CPU session marked as on a GPU stands in)."""
+    from srexport.runtime.backends.onnxruntime import OrtSession
+    from srexport.runtime.budget import image_bytes
+
+    session = OrtSession(bundle, "fp32", threads=2)
+    probe = Upscaler(bundle, session, patch="auto")
+    gib = (image_bytes(40, 40, 2, False) + 1.5 * probe.memory_model().patch_bytes(40, 40, 1)) / 2**30
+    up = Upscaler(bundle, session, patch="auto", memory=gib)
+    assert up.alone_plan(40, 40)[0] != up.graph_plan(40, 40)  # on the CPU: one tile, every thread
+    assert up.items_in_flight([(40, 40)] * 3) == 1
+    session.device = "cuda"
+    assert up.alone_plan(40, 40) == (up.graph_plan(40, 40), False)
+    assert len(up.plan(40, 40).tiles) > 1
+    assert up.items_in_flight([(40, 40)] * 3) == 2
+
+
 def test_a_slow_first_image_does_not_idle_the_other_stream(tmp_path):
     """Results leave a folder run in order; the images behind a slow one must still be
     computed meanwhile (up to 4 per stream), not wait for it (with 2 streams the old bound
