@@ -8,7 +8,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 from srexport.export.build import export_bundle
 from srexport.export.cpu_rewrites import (
@@ -19,10 +21,12 @@ from srexport.export.cpu_rewrites import (
     rewrite_for_cpu,
     conv_before_depth_to_space,
     split_concat_conv,
+    split_sparse_taps,
     unshare_conv_bias,
 )
 from srexport.ort import inference_session
 from srexport.fsutil import sha256_file
+from srexport.models.base import ShapeRules, SRModel
 from srexport.models.pcarn import PCARNM
 
 
@@ -197,6 +201,48 @@ def test_conv_before_depth_to_space_leaves_convolutions_that_widen_alone():
     assert conv_before_depth_to_space(grouped) == 0
 
 
+@pytest.mark.parametrize("block,kernel,outputs,nonzero,split", [(2, 3, 3, 48, True), (3, 3, 1, 25, True),
+                                                                 (2, 5, 2, 72, False)])
+def test_split_sparse_taps_equals_the_coarse_exit_and_drops_its_zero_taps(block, kernel, outputs, nonzero, split):
+    """The coarse exit `conv_before_depth_to_space` writes, split. Block 2, kernel 3: each of
+    the 3 x 4 sub-pixel outputs reads 2 x 2 of the 3 x 3 coarse taps (48 of 108 pairs).
+    Block 3: 1 or 2 taps a row, (2 + 1 + 2)^2 = 25 of 81. Kernel 5 on block 2 reads all
+    3 x 3 (72 of 72): no split."""
+    fine = 16
+    coarse = fine * block * block
+    w, b = RNG.standard_normal((outputs, fine, kernel, kernel)), RNG.standard_normal(outputs)
+    x = RNG.random((1, coarse, 7, 9), dtype=np.float32)
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["fine"], name="shuffle", blocksize=block, mode="CRD"),
+             _conv("fine", "w", "b", "y", kernel, "exit")]
+    model = _model(nodes, {"w": w, "b": b}, channels_in=coarse, channels_out=outputs)
+    assert conv_before_depth_to_space(model) == 1
+    assert split_sparse_taps(model) == int(split)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in convs]
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    if split:
+        assert groups == [1, nonzero, 1]
+        assert [weights[n.input[1]].shape[:2] for n in convs] == [(nonzero, coarse), (nonzero, 1),
+                                                                  (outputs * block * block, nonzero)]
+    else:
+        assert groups == [1] and np.count_nonzero(np.any(weights[convs[0].input[1]] != 0, axis=1)) == nonzero
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
+    expected = conv2d(_depth_to_space(x.astype(np.float64), block), f32(w), f32(b), kernel // 2)
+    got = inference_session(model, threads=1).run(None, {"x": x})[0]
+    assert np.max(np.abs(got - expected)) <= 1e-5
+
+
+def test_split_sparse_taps_leaves_dense_and_grouped_kernels_alone():
+    dense = _model([_conv("x", "w", "b", "y", 3, "c")], {"w": RNG.standard_normal((3, 3, 3, 3)),
+                                                         "b": RNG.standard_normal(3)})
+    assert split_sparse_taps(dense) == 0
+    w = np.zeros((4, 1, 3, 3))
+    w[:, :, 1, 1] = 1.0
+    grouped = _model([_conv("x", "w", "b", "y", 3, "c", group=4)], {"w": w, "b": np.zeros(4)},
+                     channels_in=4, channels_out=4)
+    assert split_sparse_taps(grouped) == 0
+
+
 def test_rewrites_are_deterministic():
     model = onnx.load_from_string(_pcarn_export().SerializeToString())
     first, counts = rewrite_for_cpu(model)
@@ -233,15 +279,17 @@ def test_pcarn_build_records_its_rewrites_and_matches_the_plain_graph(pcarn_bund
     # 1x1 convolutions take a concatenation; each cascading block applies its one EResidual
     # block (3 biased convolutions) 3 times: 3 x 3 biases get 2 more copies each
     assert counts == {"fold_trailing_1x1": 1, "identity_1x1_to_add": 1, "split_concat_conv": 12,
-                      "unshare_conv_bias": 18, "conv_before_depth_to_space": 1}
+                      "unshare_conv_bias": 18, "conv_before_depth_to_space": 1, "split_sparse_taps": 1}
+    assert record["float_only"] == ["split_sparse_taps"]
     assert 0 < record["max_abs_diff_vs_export"] <= REWRITE_TOLERANCE
     original = onnx.load(str(plain.graph_path("fp32")))
     rewritten = onnx.load(str(tuned.graph_path("fp32")))
     ops = [n.op_type for n in rewritten.graph.node]
     assert "Concat" not in ops
-    assert ops[-2:] == ["Conv", "DepthToSpace"]  # the exit convolution runs before the last pixel shuffle
+    # the exit convolution runs before the last pixel shuffle, split into its taps (3 convolutions)
+    assert ops[-4:] == ["Conv", "Conv", "Conv", "DepthToSpace"]
     # the two mean shifts go; the 12 concatenated 1x1s become 3 x (2 + 3 + 4) + (2 + 3 + 4) = 36
-    assert sum(o == "Conv" for o in ops) == sum(n.op_type == "Conv" for n in original.graph.node) - 2 - 12 + 36
+    assert sum(o == "Conv" for o in ops) == sum(n.op_type == "Conv" for n in original.graph.node) - 2 - 12 + 36 + 2
     rng = np.random.default_rng(7)
     feeds = [{"image": rng.random((1, 3, h, w), dtype=np.float32)} for h, w in ((17, 23), (40, 31))]
     assert check_rewrite(original, rewritten, feeds) <= REWRITE_TOLERANCE
@@ -253,3 +301,52 @@ def test_rewritten_builds_are_byte_identical(pcarn_bundles):
     _, tuned, again = pcarn_bundles
     for name in ("model.fp32.onnx", "manifest.json"):
         assert sha256_file(tuned.root / name) == sha256_file(again.root / name)
+
+
+class TinyShuffleExit(SRModel):
+    """x2: conv 3->16, ReLU, conv 16->64, ReLU, pixel shuffle, exit conv 16->3 (PCARN's tail
+    in small: the exit moves before the shuffle and is split into its taps)."""
+
+    scale = 2
+    input_kind = "lr"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.head = nn.Conv2d(3, 16, 3, padding=1)
+        self.up = nn.Conv2d(16, 64, 3, padding=1)
+        self.exit = nn.Conv2d(16, 3, 3, padding=1)
+
+    def shape_rules(self) -> ShapeRules:
+        return ShapeRules(output_scale=2, halo=3)
+
+    def recommended_patch(self) -> int:
+        return 32
+
+    def forward(self, image):
+        features = torch.relu(self.up(torch.relu(self.head(image))))
+        return self.exit(F.pixel_shuffle(features, 2)) + F.interpolate(image, scale_factor=2, mode="nearest")
+
+
+def test_int8_is_quantized_from_the_graph_before_the_float_only_passes(tmp_path):
+    from srexport.calib.options import PrecisionOptions
+    from test_calib_units import write_images
+
+    options = PrecisionOptions(int8=True, calib_dir=write_images(tmp_path / "calib", 2), calib_patches=4)
+    bundle = export_bundle(TinyShuffleExit(), tmp_path / "bundle", {"model": "tiny", "variant": "t", "scale": 2,
+                                                                    "task": "sr"},
+                           log=lambda m: None, precision=options)
+    record = bundle.manifest.graph_rewrites
+    assert {p["name"] for p in record["passes"]} == {"conv_before_depth_to_space", "split_sparse_taps"}
+    assert record["float_only"] == ["split_sparse_taps"]
+
+    def conv_groups(precision):
+        graph = onnx.load(str(bundle.graph_path(precision))).graph
+        return [next((a.i for a in n.attribute if a.name == "group"), 1) for n in graph.node if n.op_type == "Conv"]
+
+    # the FP32 graph: head, up, then the exit's taps, shift (one group per tap: 3 x 4 x 4) and sum
+    assert conv_groups("fp32") == [1, 1, 1, 48, 1]
+    assert conv_groups("int8") == [1, 1, 1]  # head, up and the coarse exit, unsplit
+    notes = bundle.manifest.precisions["int8"].notes
+    assert notes["quantized_from"] == "model.fp32.onnx before its float-only rewrites (srexport.export.cpu_rewrites)"
+    assert bundle.manifest.precisions["int8"].psnr_vs_fp32_db > 30

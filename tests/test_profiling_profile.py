@@ -64,8 +64,11 @@ def test_profile_describes_the_run(profile):
     # rewrites remove: the add-mean 1x1 (3 x 3 MAC per output pixel, folded into the exit
     # convolution) and the sub-mean 1x1 (3 x 3 MAC per LR pixel = 9 / 16 per output pixel,
     # now an Add); and the exit convolution (64 -> 3, 3x3: 1,728 MAC per output pixel) moved
-    # before the last pixel shuffle costs 2^2 times that.
-    assert p["macs_per_px"] == pytest.approx(35_253.5625 - 9 - 9 / 16 + 3 * 64 * 3 * 9)
+    # before the last pixel shuffle, onto the coarse grid (one pixel = 2 x 2 output pixels)
+    # and split into its 48 non-zero (sub-pixel, tap) pairs: a 256 -> 48 1x1, a 3x3
+    # depthwise shift of the 48 and a 48 -> 12 1x1 sum.
+    exit_split = (256 * 48 + 48 * 9 + 48 * 12) / 4
+    assert p["macs_per_px"] == pytest.approx(35_253.5625 - 9 - 9 / 16 - 1728 + exit_split)
     assert p["flops_per_px"] > 2 * p["macs_per_px"]  # plus ReLU and Add
     patch_flops = p["flops"]["flops"]
     assert patch_flops == pytest.approx(p["flops_per_px"] * 128 * 128)  # a 32 px LR patch: 128 x 128 output

@@ -160,21 +160,26 @@ def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchSc
 
 
 def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, options: PrecisionOptions,
-               warn: Warn) -> tuple[str, dict]:
+               warn: Warn, quantizable: onnx.ModelProto | None = None) -> tuple[str, dict]:
+    """Quantize `quantizable` (the FP32 file's graph where None) and score it against the FP32 file."""
     from srexport.calib.int8 import IMAGE_LAYERS, IMAGE_OUTPUTS, SCHEMES, calibrate, qdq_structure, quantize
 
     with tempfile.TemporaryDirectory(prefix="srexport-int8-") as tmp:
         work = Path(tmp)
-        cache = calibrate(fp32_path, calib.inputs, options.calib_method, work / "ranges.json", work)
+        source = fp32_path
+        if quantizable is not None:
+            source = work / "quantizable.onnx"
+            onnx.save(quantizable, str(source))
+        cache = calibrate(source, calib.inputs, options.calib_method, work / "ranges.json", work)
         held_out = sample_patches(options.calib_dir, model, min(SELECT_PATCHES, max(4, options.calib_patches)),
                                   options.seed + 1, patch=calib.patch[0])
         scorer = PatchScorer(fp32_path, held_out, int(model.scale))
         patch = model.recommended_patch()
-        macs = node_macs(fp32_path, {n: v.shape for n, v in synthetic_set(model, 1, options.seed, patch=patch).inputs[0].items()})
-        chosen, tried = choose_exclusions(fp32_path, cache, options.calib_method, scorer, work, macs)
+        macs = node_macs(source, {n: v.shape for n, v in synthetic_set(model, 1, options.seed, patch=patch).inputs[0].items()})
+        chosen, tried = choose_exclusions(source, cache, options.calib_method, scorer, work, macs)
         shutil.copyfile(chosen.path, root / INT8_FILE)
         trt_path = root / INT8_TRT_FILE
-        quantize(fp32_path, trt_path, cache, options.calib_method, chosen.excluded, scheme="tensorrt",
+        quantize(source, trt_path, cache, options.calib_method, chosen.excluded, scheme="tensorrt",
                  float_outputs=chosen.float_outputs)
         trt_vs, trt_loss = scorer.score(trt_path)
     if not chosen.meets:
@@ -187,6 +192,8 @@ def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, option
     cpu = SCHEMES["cpu"]
     notes = {
         "format": "QDQ",
+        "quantized_from": (fp32_path.name if quantizable is None else
+                           f"{fp32_path.name} before its float-only rewrites (srexport.export.cpu_rewrites)"),
         "scheme": {
             "activations": "uint8 asymmetric, one scale per tensor",
             "weights": "int8 symmetric, one scale per output channel, reduce_range (7-bit)",

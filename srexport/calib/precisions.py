@@ -27,6 +27,8 @@ import math
 import sys
 from pathlib import Path
 
+import onnx
+
 from srexport.bundle import PrecisionInfo, VerifyNote
 from srexport.calib import accuracy as acc
 from srexport.calib.fp16_build import build_fp16
@@ -62,10 +64,14 @@ def _torch_error(model, graph: Path) -> float | None:
 
 # -- entry point ----------------------------------------------------------------------------
 def build_precisions(
-    model, bundle_dir: Path, fp32_file: str, options: PrecisionOptions, warn: Warn | None = None
+    model, bundle_dir: Path, fp32_file: str, options: PrecisionOptions, warn: Warn | None = None,
+    quantizable: onnx.ModelProto | None = None,
 ) -> dict[str, PrecisionInfo]:
     """Write model.fp16.onnx / model.int8.onnx (+ model.int8.tensorrt.onnx) into
-    `bundle_dir` as `options` asks and return their PrecisionInfo (see the module docstring)."""
+    `bundle_dir` as `options` asks and return their PrecisionInfo (see the module docstring).
+    `quantizable`: the graph INT8 quantizes where it is not the FP32 file's
+    (`srexport.export.cpu_rewrites.FLOAT_ONLY_PASSES`); accuracy is still measured against
+    the FP32 file."""
     warn = warn or _stderr
     root = Path(bundle_dir)
     fp32_path = root / fp32_file
@@ -80,7 +86,7 @@ def build_precisions(
     if options.fp16:
         files["fp16"], notes["fp16"] = build_fp16(model, root, fp32_path, calib, options.seed)
     if options.int8:
-        files["int8"], notes["int8"] = build_int8(model, root, fp32_path, calib, options, warn)
+        files["int8"], notes["int8"] = build_int8(model, root, fp32_path, calib, options, warn, quantizable)
     if not is_image_graph(model, fp32_path):
         if options.bf16:
             raise CalibrationError("--bf16 is measured through the tiled runtime, for networks that output an "

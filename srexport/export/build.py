@@ -146,11 +146,10 @@ def export_bundle(
         with atomic_directory(out) as tmp:
             graph_file = "model.fp32.onnx"
             exported = export_onnx(model, tmp / graph_file)
-            rewrites = None
-            if cpu_rewrites:
-                rewritten, rewrites = rewrite_exported(model, exported)
-                if rewrites is not None:
-                    save_onnx(rewritten, tmp / graph_file)
+            graphs = rewrite_exported(model, exported) if cpu_rewrites else None
+            rewrites = graphs.record if graphs is not None else None
+            if rewrites is not None:
+                save_onnx(graphs.fp32, tmp / graph_file)
             save_weights(model.state_dict(), tmp / WEIGHTS)
             checks = check_parity(model, tmp / graph_file)
             worst = max(c.max_abs_error for c in checks)
@@ -165,7 +164,8 @@ def export_bundle(
             if precision is not None and precision.wanted():
                 from srexport.calib.precisions import build_precisions
 
-                precisions.update(build_precisions(model, tmp, graph_file, precision))
+                quantizable = graphs.quantizable if graphs is not None and graphs.quantizable is not graphs.fp32 else None
+                precisions.update(build_precisions(model, tmp, graph_file, precision, quantizable=quantizable))
             manifest = Manifest(
                 model=identity.model,
                 variant=identity.variant,

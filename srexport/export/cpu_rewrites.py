@@ -23,6 +23,15 @@ max |diff| <= `REWRITE_TOLERANCE`) and records the passes and the figure in the 
   multiply-adds, yet PCARN-M x4 at 320x180, 2 threads (AMX Xeon): bf16 0.104 -> 0.085 s,
   fp32 0.322-0.333 -> 0.309-0.314 s (the shuffle of 64 channels at 1280x720 was 24% of a
   bf16 frame);
+- `split_sparse_taps`: a convolution most of whose (output, tap) kernels are zero becomes a
+  1x1 convolution to one channel per non-zero tap, a depthwise convolution that shifts each
+  by its tap and a 1x1 sum: the coarse exit above reads 2x2 of its 3x3 taps per sub-pixel,
+  so 4/9 of its multiply-adds remain, in a 1x1 of 48 outputs that AMX and AVX-512 run at
+  full width. PCARN-M-L1 x4, 320x180, 2 threads (AMX Xeon): the exit 15.9 -> 11.7 ms in bf16
+  (frames 103-109 -> 99-102 ms end to end), ONNX Runtime fp32 327 -> 292-298 ms a frame,
+  CSet14 folder run 1.21 -> 1.13 s. A grouped convolution of 4 inputs per output for the
+  shift-and-sum ran slower (8.9 ms against 2.3 + 3.3). INT8 is quantized without it
+  (`FLOAT_ONLY_PASSES`);
 - `unshare_conv_bias`: a bias shared by several convolutions (G-MGBP and MGBP apply one
   block, one set of weights, at several grid levels) gets one copy per convolution.
   OpenVINO fuses a convolution's bias and the activation after it into the convolution
@@ -338,6 +347,52 @@ def conv_before_depth_to_space(model: onnx.ModelProto) -> int:
     return _rewrite_until_done(model, _move_before_shuffle)
 
 
+SPARSE_TAPS_SHARE = 0.5  # split a kernel where at most this share of its (output, tap) pairs is non-zero
+
+
+def _split_taps(g: _Graph, conv: onnx.NodeProto) -> bool:
+    weight = g.array(conv.input[1]) if conv.op_type == "Conv" else None
+    if weight is None or weight.ndim != 4 or weight.shape[2] * weight.shape[3] == 1:
+        return False
+    a = _attrs(conv)
+    if (a.get("group", 1) != 1 or any(x != 1 for x in a.get("strides", [1, 1]))
+            or any(x != 1 for x in a.get("dilations", [1, 1]))
+            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or (len(conv.input) >= 3 and conv.input[2] and g.array(conv.input[2]) is None)):
+        return False
+    out_c, _, kh, kw = weight.shape
+    taps = np.argwhere(np.any(weight != 0, axis=1))  # (output, row, column) of every non-zero tap
+    if len(taps) > SPARSE_TAPS_SHARE * out_c * kh * kw:
+        return False
+    gather = np.stack([weight[o, :, u, v] for o, u, v in taps])[:, :, None, None]
+    shift = np.zeros((len(taps), 1, kh, kw))
+    shift[np.arange(len(taps)), 0, taps[:, 1], taps[:, 2]] = 1.0
+    total = np.zeros((out_c, len(taps), 1, 1))
+    total[taps[:, 0], np.arange(len(taps))] = 1.0
+    gathered, shifted = g.fresh(f"{conv.output[0]}_taps"), g.fresh(f"{conv.output[0]}_shifted")
+    nodes = [
+        helper.make_node("Conv", [conv.input[0], g.add_initializer(f"{conv.name}.taps.weight", gather)], [gathered],
+                         name=g.fresh(f"{conv.name}_taps"), kernel_shape=[1, 1]),
+        helper.make_node("Conv", [gathered, g.add_initializer(f"{conv.name}.shift.weight", shift)], [shifted],
+                         name=g.fresh(f"{conv.name}_shift"), kernel_shape=[kh, kw], group=len(taps),
+                         pads=list(a.get("pads", [0, 0, 0, 0]))),
+        helper.make_node("Conv", [shifted, g.add_initializer(f"{conv.name}.sum.weight", total),
+                                  g.add_initializer(f"{conv.name}.sum.bias", _bias(conv, g, out_c))],
+                         list(conv.output), name=g.fresh(f"{conv.name}_sum"), kernel_shape=[1, 1]),
+    ]
+    _replace(g, conv, nodes)
+    return True
+
+
+def split_sparse_taps(model: onnx.ModelProto) -> int:
+    """A convolution most of whose (output, tap) kernels are zero (the coarse-grid exit that
+    `conv_before_depth_to_space` writes: each sub-pixel reads 2x2 of its 3x3 taps) becomes
+    a 1x1 convolution to one channel per non-zero tap, a depthwise convolution that shifts
+    each channel by its tap, and a 1x1 convolution that sums each output's taps (with the
+    bias): the multiply-adds of the zero taps are gone."""
+    return _rewrite_until_done(model, _split_taps)
+
+
 def unshare_conv_bias(model: onnx.ModelProto) -> int:
     """A bias initializer shared by several Conv / ConvTranspose nodes -> one copy per node
     (the first keeps the original); returns the copies made."""
@@ -379,9 +434,15 @@ PASSES: dict[str, Callable[[onnx.ModelProto], int]] = {
     "split_concat_conv": split_concat_conv,
     "unshare_conv_bias": unshare_conv_bias,
     "conv_before_depth_to_space": conv_before_depth_to_space,
+    "split_sparse_taps": split_sparse_taps,
 }
 DEFAULT_PASSES = ("fold_trailing_1x1", "identity_1x1_to_add", "split_concat_conv", "unshare_conv_bias",
-                  "conv_before_depth_to_space")
+                  "conv_before_depth_to_space", "split_sparse_taps")
+# Passes whose gain is the float kernels': the INT8 graph is quantized from the graph before
+# them. Split, PCARN-M's exit put one 8-bit scale on 48 tap channels (PSNR-Y loss 0.131
+# against 0.101 dB on CSet5 patches) and the frame ran slower (AMX-INT8, 320x180: 67.9
+# against 64.8 ms), the three small convolutions costing more than the int8 one they replace.
+FLOAT_ONLY_PASSES = ("split_sparse_taps",)
 
 
 def rewrite_for_cpu(model: onnx.ModelProto, passes: tuple[str, ...] = DEFAULT_PASSES
@@ -422,25 +483,42 @@ class RewriteRecord:
     max_abs_diff_vs_export: float
     checked_sizes: list[tuple[int, int]]
     tolerance: float = REWRITE_TOLERANCE
+    float_only: tuple[str, ...] = ()  # applied passes that the INT8 graph is quantized without
 
     def to_dict(self) -> dict:
         return {"passes": [{"name": p.name, "count": p.count} for p in self.passes],
                 "max_abs_diff_vs_export": self.max_abs_diff_vs_export,
-                "checked_sizes": [list(s) for s in self.checked_sizes], "tolerance": self.tolerance}
+                "checked_sizes": [list(s) for s in self.checked_sizes], "tolerance": self.tolerance,
+                "float_only": list(self.float_only)}
 
 
-def rewrite_exported(model, exported: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteRecord | None]:
+@dataclass(frozen=True)
+class CpuGraphs:
+    """The build's graphs: `fp32` after every pass (model.fp32.onnx) and `quantizable`, the
+    one INT8 quantizes, after every pass but FLOAT_ONLY_PASSES (the same object where none
+    of those applied); `record` is None where no pass applied (both are the export)."""
+
+    fp32: onnx.ModelProto
+    quantizable: onnx.ModelProto
+    record: RewriteRecord | None
+
+
+def rewrite_exported(model, exported: onnx.ModelProto) -> CpuGraphs:
     """The build's step: rewrite the exported FP32 graph of `model` (an SRModel) for the
-    CPU and check it against the export on the verification sizes; an `ExportError` when it
-    differs by more than `REWRITE_TOLERANCE`. (exported, None) when no pass applies."""
+    CPU and check both graphs against the export on the verification sizes; an
+    `ExportError` when either differs by more than `REWRITE_TOLERANCE`."""
     from srexport.errors import ExportError
     from srexport.export.onnx_export import input_names
     from srexport.export.parity import verification_sizes
     from srexport.runtime.padding import pad_to_legal
 
-    rewritten, counts = rewrite_for_cpu(exported)
+    quantizable, counts = rewrite_for_cpu(exported, tuple(p for p in DEFAULT_PASSES if p not in FLOAT_ONLY_PASSES))
+    rewritten, float_counts = rewrite_for_cpu(quantizable, FLOAT_ONLY_PASSES)
+    if not float_counts:
+        rewritten = quantizable
+    counts += float_counts
     if not counts:
-        return exported, None
+        return CpuGraphs(exported, exported, None)
     rules = model.shape_rules()
     names = input_names(model)
     feeds, sizes = [], []
@@ -453,8 +531,10 @@ def rewrite_exported(model, exported: onnx.ModelProto) -> tuple[onnx.ModelProto,
             feed[name] = tensor.numpy()
         feeds.append(feed)
         sizes.append(tuple(image.shape[-2:]))
-    worst = check_rewrite(exported, rewritten, feeds)
+    graphs = [rewritten] if quantizable is rewritten else [rewritten, quantizable]
+    worst = max(check_rewrite(exported, graph, feeds) for graph in graphs)
     if not np.isfinite(worst) or worst > REWRITE_TOLERANCE:
         raise ExportError(f"the CPU graph rewrites ({', '.join(c.name for c in counts)}) change the output by "
                           f"{worst:.3g} (> {REWRITE_TOLERANCE:g}); bundle not written")
-    return rewritten, RewriteRecord(counts, worst, sizes)
+    record = RewriteRecord(counts, worst, sizes, float_only=tuple(c.name for c in float_counts))
+    return CpuGraphs(rewritten, quantizable, record)
