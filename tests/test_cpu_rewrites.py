@@ -169,8 +169,9 @@ def _depth_to_space(x: np.ndarray, block: int) -> np.ndarray:
     return out.reshape(n, c // block**2, h * block, w * block)
 
 
-@pytest.mark.parametrize("block,kernel,outputs", [(2, 3, 3), (3, 3, 1), (2, 5, 2)])
-def test_conv_before_depth_to_space_equals_the_conv_after_it(block, kernel, outputs):
+def _shuffle_then_exit(block: int, kernel: int, outputs: int):
+    """DepthToSpace(block) -> Conv(16 fine channels -> outputs, kernel), its input and the
+    NumPy output it must give."""
     fine = 16
     coarse = fine * block * block
     w, b = RNG.standard_normal((outputs, fine, kernel, kernel)), RNG.standard_normal(outputs)
@@ -178,10 +179,27 @@ def test_conv_before_depth_to_space_equals_the_conv_after_it(block, kernel, outp
     nodes = [helper.make_node("DepthToSpace", ["x"], ["fine"], name="shuffle", blocksize=block, mode="CRD"),
              _conv("fine", "w", "b", "y", kernel, "exit")]
     model = _model(nodes, {"w": w, "b": b}, channels_in=coarse, channels_out=outputs)
-    assert conv_before_depth_to_space(model) == 1
-    assert [n.op_type for n in model.graph.node] == ["Conv", "DepthToSpace"]
     f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
     expected = conv2d(_depth_to_space(x.astype(np.float64), block), f32(w), f32(b), kernel // 2)
+    return model, x, expected
+
+
+def _conv_groups(model: onnx.ModelProto) -> list[int]:
+    return [next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node if n.op_type == "Conv"]
+
+
+def _conv_layout(model: onnx.ModelProto) -> list[tuple[int, tuple[int, int]]]:
+    """(group, weight's first two dimensions) of every Conv, in order."""
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    shapes = [weights[n.input[1]].shape[:2] for n in model.graph.node if n.op_type == "Conv"]
+    return list(zip(_conv_groups(model), shapes))
+
+
+@pytest.mark.parametrize("block,kernel,outputs", [(2, 3, 3), (3, 3, 1), (2, 5, 2)])
+def test_conv_before_depth_to_space_equals_the_conv_after_it(block, kernel, outputs):
+    model, x, expected = _shuffle_then_exit(block, kernel, outputs)
+    assert conv_before_depth_to_space(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Conv", "DepthToSpace"]
     got = inference_session(model, threads=1).run(None, {"x": x})[0]
     assert got.shape == expected.shape == (1, outputs, 7 * block, 9 * block)
     assert np.max(np.abs(got - expected)) <= 1e-5
@@ -201,33 +219,27 @@ def test_conv_before_depth_to_space_leaves_convolutions_that_widen_alone():
     assert conv_before_depth_to_space(grouped) == 0
 
 
-@pytest.mark.parametrize("block,kernel,outputs,nonzero,split", [(2, 3, 3, 48, True), (3, 3, 1, 25, True),
-                                                                 (2, 5, 2, 72, False)])
-def test_split_sparse_taps_equals_the_coarse_exit_and_drops_its_zero_taps(block, kernel, outputs, nonzero, split):
-    """The coarse exit `conv_before_depth_to_space` writes, split. Block 2, kernel 3: each of
+@pytest.mark.parametrize("block,outputs,nonzero", [(2, 3, 48), (3, 1, 25)])
+def test_split_sparse_taps_equals_the_coarse_exit_and_drops_its_zero_taps(block, outputs, nonzero):
+    """The coarse exit `conv_before_depth_to_space` writes (kernel 3), split. Block 2: each of
     the 3 x 4 sub-pixel outputs reads 2 x 2 of the 3 x 3 coarse taps (48 of 108 pairs).
-    Block 3: 1 or 2 taps a row, (2 + 1 + 2)^2 = 25 of 81. Kernel 5 on block 2 reads all
-    3 x 3 (72 of 72): no split."""
-    fine = 16
-    coarse = fine * block * block
-    w, b = RNG.standard_normal((outputs, fine, kernel, kernel)), RNG.standard_normal(outputs)
-    x = RNG.random((1, coarse, 7, 9), dtype=np.float32)
-    nodes = [helper.make_node("DepthToSpace", ["x"], ["fine"], name="shuffle", blocksize=block, mode="CRD"),
-             _conv("fine", "w", "b", "y", kernel, "exit")]
-    model = _model(nodes, {"w": w, "b": b}, channels_in=coarse, channels_out=outputs)
+    Block 3: 1 or 2 taps a row, (2 + 1 + 2)^2 = 25 of 81."""
+    model, x, expected = _shuffle_then_exit(block, 3, outputs)
     assert conv_before_depth_to_space(model) == 1
-    assert split_sparse_taps(model) == int(split)
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in convs]
-    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    if split:
-        assert groups == [1, nonzero, 1]
-        assert [weights[n.input[1]].shape[:2] for n in convs] == [(nonzero, coarse), (nonzero, 1),
-                                                                  (outputs * block * block, nonzero)]
-    else:
-        assert groups == [1] and np.count_nonzero(np.any(weights[convs[0].input[1]] != 0, axis=1)) == nonzero
-    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
-    expected = conv2d(_depth_to_space(x.astype(np.float64), block), f32(w), f32(b), kernel // 2)
+    assert split_sparse_taps(model) == 1
+    coarse = 16 * block * block
+    assert _conv_layout(model) == [(1, (nonzero, coarse)), (nonzero, (nonzero, 1)),
+                                   (1, (outputs * block * block, nonzero))]
+    got = inference_session(model, threads=1).run(None, {"x": x})[0]
+    assert np.max(np.abs(got - expected)) <= 1e-5
+
+
+def test_split_sparse_taps_leaves_a_coarse_exit_that_reads_every_tap():
+    # kernel 5 on block 2: every sub-pixel reads all 3 x 3 coarse taps (72 of 72 pairs)
+    model, x, expected = _shuffle_then_exit(2, 5, 2)
+    assert conv_before_depth_to_space(model) == 1
+    assert split_sparse_taps(model) == 0
+    assert _conv_layout(model) == [(1, (8, 64))]
     got = inference_session(model, threads=1).run(None, {"x": x})[0]
     assert np.max(np.abs(got - expected)) <= 1e-5
 
@@ -340,13 +352,10 @@ def test_int8_is_quantized_from_the_graph_before_the_float_only_passes(tmp_path)
     assert {p["name"] for p in record["passes"]} == {"conv_before_depth_to_space", "split_sparse_taps"}
     assert record["float_only"] == ["split_sparse_taps"]
 
-    def conv_groups(precision):
-        graph = onnx.load(str(bundle.graph_path(precision))).graph
-        return [next((a.i for a in n.attribute if a.name == "group"), 1) for n in graph.node if n.op_type == "Conv"]
-
+    groups = lambda precision: _conv_groups(onnx.load(str(bundle.graph_path(precision))))  # noqa: E731
     # the FP32 graph: head, up, then the exit's taps, shift (one group per tap: 3 x 4 x 4) and sum
-    assert conv_groups("fp32") == [1, 1, 1, 48, 1]
-    assert conv_groups("int8") == [1, 1, 1]  # head, up and the coarse exit, unsplit
+    assert groups("fp32") == [1, 1, 1, 48, 1]
+    assert groups("int8") == [1, 1, 1]  # head, up and the coarse exit, unsplit
     notes = bundle.manifest.precisions["int8"].notes
     assert notes["quantized_from"] == "model.fp32.onnx before its float-only rewrites (srexport.export.cpu_rewrites)"
     assert bundle.manifest.precisions["int8"].psnr_vs_fp32_db > 30
