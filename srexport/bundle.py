@@ -134,6 +134,7 @@ class Manifest:
     verification: list[ParityCheck] = field(default_factory=list)
     plugin_graph: dict | None = None
     graph_rewrites: dict | None = None  # srexport.export.cpu_rewrites.RewriteRecord
+    zero_noise_graph: dict | None = None  # srexport.export.zero_noise.ZeroNoiseRecord
     stitch_halo: StitchHalo | None = None  # measured at build (srexport.export.stitch_halo)
     value_range: tuple[float, float] = (0.0, 1.0)
     channel_order: str = "RGB"
@@ -194,6 +195,15 @@ class Bundle:
             have = ", ".join(self.manifest.precisions)
             raise BundleError(f"bundle {self.root} has no {precision} graph (it has: {have})")
         return self.root / self.manifest.precisions[precision].file
+
+    def float_graph_path(self, precision: str, zero_noise: bool = False) -> Path:
+        """`graph_path`, except that with `zero_noise` the FP32 graph is the W = 0 one (the
+        FP32 graph without its noise inputs, `srexport.export.zero_noise`) where the build
+        wrote one."""
+        record = self.manifest.zero_noise_graph
+        if zero_noise and precision == "fp32" and record:
+            return self.root / record["file"]
+        return self.graph_path(precision)
 
     def load_weights(self) -> dict[str, np.ndarray]:
         """The PyTorch weights as arrays; a damaged or foreign archive is one `BundleError`."""
@@ -451,9 +461,17 @@ def validate_manifest(data: object) -> None:
             _req_type(data, key, dict, "an object")
     if "verification" in data:
         _req_type(data, "verification", list, "an array")
-    for key in ("checkpoint", "plugin_graph", "graph_rewrites"):
+    for key in ("checkpoint", "plugin_graph", "graph_rewrites", "zero_noise_graph"):
         if data.get(key) is not None:
             _req_type(data, key, dict, "an object or null")
+    if data.get("zero_noise_graph") is not None:
+        w0 = data["zero_noise_graph"]
+        _keys(w0, ("file",), ("dropped_inputs", "constant_channels", "max_abs_diff_vs_fp32", "checked_sizes"),
+              "zero_noise_graph.")
+        _req_type(w0, "file", str, "a file name", "zero_noise_graph.")
+        check_file_name(w0["file"], "zero_noise_graph.file")
+        if w0["file"] not in files:
+            raise BundleError(f"manifest.json lists {w0['file']} but does not hash it")
     if data.get("stitch_halo") is not None:
         record = _req_type(data, "stitch_halo", dict, "an object or null")
         _keys(record, tuple(f.name for f in dataclasses.fields(StitchHalo)), (), "stitch_halo.")

@@ -53,7 +53,7 @@ def test_an_existing_manifest_reads_into_records_and_writes_back_the_same_json()
         "2 synthetic 40x48 LR pictures (seeds 1000..)", 52.5, 1.0, "emulated")
     assert manifest.precisions["fp32"].verify_note() is None
     # written back: the same JSON, plus the fields newer versions record (null when absent)
-    assert json.loads(manifest.to_json()) == {**EXISTING, "graph_rewrites": None, "stitch_halo": None}
+    assert json.loads(manifest.to_json()) == {**EXISTING, "graph_rewrites": None, "zero_noise_graph": None, "stitch_halo": None}
 
 
 def test_engine_records_render_the_line_earlier_bundles_stored():

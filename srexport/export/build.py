@@ -23,6 +23,7 @@ from srexport.bundle import (
 )
 from srexport.errors import BundleError, ExportError
 from srexport.export.cpu_rewrites import rewrite_exported
+from srexport.export.zero_noise import build_zero_noise
 from srexport.export.model_bundle import recommended_overlap
 from srexport.export.onnx_export import OPSET, OUTPUT, export_onnx, input_names, save_onnx
 from srexport.export.parity import TOLERANCE, check_parity
@@ -150,6 +151,9 @@ def export_bundle(
             rewrites = graphs.record if graphs is not None else None
             if rewrites is not None:
                 save_onnx(graphs.fp32, tmp / graph_file)
+            zero_noise = build_zero_noise(model, graphs.fp32) if graphs is not None else None
+            if zero_noise is not None:
+                save_onnx(zero_noise[0], tmp / zero_noise[1].file)
             save_weights(model.state_dict(), tmp / WEIGHTS)
             checks = check_parity(model, tmp / graph_file)
             worst = max(c.max_abs_error for c in checks)
@@ -185,6 +189,7 @@ def export_bundle(
                 verification=checks,
                 plugin_graph=plugin_graph,
                 graph_rewrites=rewrites.to_dict() if rewrites is not None else None,
+                zero_noise_graph=zero_noise[1].to_dict() if zero_noise is not None else None,
                 stitch_halo=stitch_halo,
             )
             if engines is not None and engines.device != "cpu":

@@ -468,9 +468,10 @@ def check_rewrite(original: onnx.ModelProto, rewritten: onnx.ModelProto,
     from srexport.ort import inference_session
 
     a, b = inference_session(original, threads=1), inference_session(rewritten, threads=1)
+    takes = lambda session, feed: {i.name: feed[i.name] for i in session.get_inputs()}  # noqa: E731
     worst = 0.0
     for feed in feeds:
-        ya, yb = a.run(None, feed)[0], b.run(None, feed)[0]
+        ya, yb = a.run(None, takes(a, feed))[0], b.run(None, takes(b, feed))[0]
         worst = max(worst, float(np.max(np.abs(ya.astype(np.float64) - yb))))
     return worst
 
@@ -503,22 +504,13 @@ class CpuGraphs:
     record: RewriteRecord | None
 
 
-def rewrite_exported(model, exported: onnx.ModelProto) -> CpuGraphs:
-    """The build's step: rewrite the exported FP32 graph of `model` (an SRModel) for the
-    CPU and check both graphs against the export on the verification sizes; an
-    `ExportError` when either differs by more than `REWRITE_TOLERANCE`."""
-    from srexport.errors import ExportError
+def verification_feeds(model, zero_noise: bool = False) -> tuple[list[dict[str, np.ndarray]], list[tuple[int, int]]]:
+    """Random inputs of `model` (an SRModel) at its verification sizes, legal-padded, with
+    its example noise (zeros with `zero_noise`), and those sizes."""
     from srexport.export.onnx_export import input_names
     from srexport.export.parity import verification_sizes
     from srexport.runtime.padding import pad_to_legal
 
-    quantizable, counts = rewrite_for_cpu(exported, tuple(p for p in DEFAULT_PASSES if p not in FLOAT_ONLY_PASSES))
-    rewritten, float_counts = rewrite_for_cpu(quantizable, FLOAT_ONLY_PASSES)
-    if not float_counts:
-        rewritten = quantizable
-    counts += float_counts
-    if not counts:
-        return CpuGraphs(exported, exported, None)
     rules = model.shape_rules()
     names = input_names(model)
     feeds, sizes = [], []
@@ -528,9 +520,26 @@ def rewrite_exported(model, exported: onnx.ModelProto) -> CpuGraphs:
         inputs = model.example_inputs(1, *image.shape[-2:])
         feed = {names[0]: image}
         for name, tensor in zip(names[1:], inputs[1:]):
-            feed[name] = tensor.numpy()
+            feed[name] = np.zeros_like(tensor.numpy()) if zero_noise else tensor.numpy()
         feeds.append(feed)
         sizes.append(tuple(image.shape[-2:]))
+    return feeds, sizes
+
+
+def rewrite_exported(model, exported: onnx.ModelProto) -> CpuGraphs:
+    """The build's step: rewrite the exported FP32 graph of `model` (an SRModel) for the
+    CPU and check both graphs against the export on the verification sizes; an
+    `ExportError` when either differs by more than `REWRITE_TOLERANCE`."""
+    from srexport.errors import ExportError
+
+    quantizable, counts = rewrite_for_cpu(exported, tuple(p for p in DEFAULT_PASSES if p not in FLOAT_ONLY_PASSES))
+    rewritten, float_counts = rewrite_for_cpu(quantizable, FLOAT_ONLY_PASSES)
+    if not float_counts:
+        rewritten = quantizable
+    counts += float_counts
+    if not counts:
+        return CpuGraphs(exported, exported, None)
+    feeds, sizes = verification_feeds(model)
     graphs = [rewritten] if quantizable is rewritten else [rewritten, quantizable]
     worst = max(check_rewrite(exported, graph, feeds) for graph in graphs)
     if not np.isfinite(worst) or worst > REWRITE_TOLERANCE:

@@ -24,6 +24,11 @@ def verify_bundle(path: str | Path) -> list[VerifyResult]:
             worst = max(c.max_abs_error for c in checks)
             results.append(VerifyResult(precision, "max abs error vs PyTorch", worst, f"<= {TOLERANCE:g}",
                                         worst <= TOLERANCE))
+            if bundle.manifest.zero_noise_graph:
+                checks = check_parity(model, bundle.float_graph_path(precision, zero_noise=True), zero_noise=True)
+                worst = max(c.max_abs_error for c in checks)
+                results.append(VerifyResult("fp32 W = 0 graph", "max abs error vs PyTorch at noise 0", worst,
+                                            f"<= {TOLERANCE:g}", worst <= TOLERANCE))
         else:
             results.append(verify_precision(bundle, precision))
     return results

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from srexport.bundle import Bundle, load_bundle
-from srexport.errors import ImageError, ShapeError, SrExportError
+from srexport.errors import ImageError, OptionError, ShapeError, SrExportError
 from srexport import graphcheck, validation
 from srexport.runtime.backends import AUTO_CANDIDATES, Session, open_session, resolve_precision
 from srexport.runtime.backends.base import NoSession
@@ -381,6 +381,9 @@ class Upscaler:
 
     def noise_batch(self, plan: TilePlan, tiles) -> dict[str, np.ndarray]:
         """Crops of the whole-image noise fields (image coordinates) for these tiles."""
+        if self.noise != 0.0 and self.session.zero_noise_graph:
+            raise OptionError(f"this Upscaler was loaded with noise 0, so it runs the W = 0 graph; load the bundle "
+                              f"with noise={self.noise:g} instead")
         fields = {}
         for index, spec in enumerate(self.bundle.manifest.noise_inputs):
             shape = spec.shape(len(tiles), plan.patch_h, plan.patch_w)
@@ -525,7 +528,7 @@ def load(
         hint = patch if patch is not None and patch != "auto" else loaded.manifest.patch
     graphcheck.check_structure(loaded, resolve_precision(loaded, backend, precision).precision)
     session = open_session(loaded, backend, precision, threads, patch=hint, batch=batch, memory=memory,
-                           backend_options=backend_options)
+                           backend_options=backend_options, zero_noise=noise == 0.0)
     try:
         graphcheck.check_scale(loaded, session.precision, session.run)
         frames = resolve_precision(loaded, backend, precision, repeating=True)
@@ -534,7 +537,8 @@ def load(
             def frames_session() -> Session:  # checked and opened when the first frame comes, not for images
                 graphcheck.check_graph(loaded, frames.precision)  # on ONNX Runtime: a compile here would be wasted
                 return open_session(loaded, backend, frames.precision, threads, patch=hint, batch=batch, memory=memory,
-                                    backend_options=backend_options, precision_reason=frames.reason)
+                                    backend_options=backend_options, precision_reason=frames.reason,
+                                    zero_noise=noise == 0.0)
 
         return Upscaler(loaded, session, patch, overlap, window, batch, noise, seed, stitch=stitch, memory=memory,
                         recipe=blocks, frames_session=frames_session)

@@ -34,6 +34,7 @@ def open_session(
     memory: float | None = None,
     backend_options: BackendOptions | Iterable[BackendOptions] | None = None,
     precision_reason: str = "",
+    zero_noise: bool = False,
 ) -> Session:
     """Open `bundle`'s graph of `precision` on `backend`; precision "auto" picks one by
     `srexport.runtime.backends.precision_auto` (the session's `precision` says which).
@@ -50,7 +51,9 @@ def open_session(
     OpenVINO pick its streams; `log` receives progress such as engine builds (default:
     the "srexport.tensorrt" logger, warnings reach stderr). `backend_options`: that
     backend's options (`srexport.runtime.backends.options`), or for "auto" one per
-    backend it may pick; another backend's options are refused in one line.
+    backend it may pick; another backend's options are refused in one line. `zero_noise`:
+    the run's noise is W = 0, so the CPU backends run the bundle's W = 0 graph (the FP32
+    graph without noise inputs) where it has one.
     """
     if backend not in BACKENDS:
         raise SrExportError(f"unknown backend '{backend}' (backends: {', '.join(BACKENDS)})")
@@ -58,7 +61,8 @@ def open_session(
     if precision == "auto":
         choice = resolve_precision(bundle, backend, precision)
         precision, precision_reason = choice.precision, choice.reason
-    request = SessionRequest(bundle, precision, threads, patch, batch, memory, log, precision_reason=precision_reason)
+    request = SessionRequest(bundle, precision, threads, patch, batch, memory, log, precision_reason=precision_reason,
+                             zero_noise=zero_noise)
     if backend == "auto":
         return _auto_session(request, options)
     if precision == "bf16" and backend != "openvino":

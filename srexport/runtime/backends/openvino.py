@@ -180,6 +180,7 @@ class OvSession(Session):
         *,
         reason: str = "",
         precision_reason: str = "",
+        zero_noise: bool = False,
     ):
         super().__init__(precision, reason=reason, precision_reason=precision_reason)
         check_precision(precision)
@@ -198,8 +199,9 @@ class OvSession(Session):
         self.inference_precision = _OV_TYPE.get(precision) or int8_remainder()
         self._providers = [f"CPU ({'int8 + ' if precision == 'int8' else ''}{self.inference_precision})"]
         graph_precision = _GRAPH[precision]
-        self.graph = bundle.graph_path(graph_precision)
-        file = bundle.manifest.precisions[graph_precision].file
+        self.graph = bundle.float_graph_path(graph_precision, zero_noise)
+        self.zero_noise_graph = self.graph != bundle.graph_path(graph_precision)
+        file = self.graph.relative_to(bundle.root).as_posix()
         # the file's digest keys the cache: a rebuilt bundle at the same path recompiles
         self._digest = bundle.manifest.files.get(file) or sha256_file(self.graph)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)

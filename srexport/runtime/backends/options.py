@@ -121,6 +121,7 @@ class SessionRequest:
     options: BackendOptions | None = None
     reason: str = "requested"
     precision_reason: str = ""
+    zero_noise: bool = False  # noise W = 0: the CPU backends may run the W = 0 graph
 
     def noted(self) -> dict[str, str]:
         """The selection-note fields every session constructor takes."""

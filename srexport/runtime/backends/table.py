@@ -22,7 +22,8 @@ def _open_onnxruntime(request: SessionRequest) -> Session:
     options = request.options or OrtOptions()
     return OrtSession(request.bundle, request.precision, request.threads,
                       list(options.providers) if options.providers else None,
-                      optimization=options.graph_optimization, streams=options.streams, **request.noted())
+                      optimization=options.graph_optimization, streams=options.streams, zero_noise=request.zero_noise,
+                      **request.noted())
 
 
 def _open_openvino(request: SessionRequest) -> Session:
@@ -30,7 +31,8 @@ def _open_openvino(request: SessionRequest) -> Session:
 
     options = request.options or OpenVINOOptions()
     return OvSession(request.bundle, request.precision, request.threads, batch=request.batch,
-                     cache_dir=options.cache_dir, streams=options.streams, shapes=options.shapes, **request.noted())
+                     cache_dir=options.cache_dir, streams=options.streams, shapes=options.shapes,
+                     zero_noise=request.zero_noise, **request.noted())
 
 
 def _open_tensorrt(request: SessionRequest) -> Session:
