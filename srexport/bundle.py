@@ -190,20 +190,16 @@ class Bundle:
     root: Path
     manifest: Manifest
 
-    def graph_path(self, precision: str) -> Path:
+    def graph_path(self, precision: str, zero_noise: bool = False) -> Path:
+        """The graph of `precision`; with `zero_noise`, the FP32 one is the W = 0 graph (the
+        FP32 graph without its noise inputs, `srexport.export.zero_noise`) where the build
+        wrote one."""
         if precision not in self.manifest.precisions:
             have = ", ".join(self.manifest.precisions)
             raise BundleError(f"bundle {self.root} has no {precision} graph (it has: {have})")
+        if zero_noise and precision == "fp32" and self.manifest.zero_noise_graph:
+            return self.root / self.manifest.zero_noise_graph["file"]
         return self.root / self.manifest.precisions[precision].file
-
-    def float_graph_path(self, precision: str, zero_noise: bool = False) -> Path:
-        """`graph_path`, except that with `zero_noise` the FP32 graph is the W = 0 one (the
-        FP32 graph without its noise inputs, `srexport.export.zero_noise`) where the build
-        wrote one."""
-        record = self.manifest.zero_noise_graph
-        if zero_noise and precision == "fp32" and record:
-            return self.root / record["file"]
-        return self.graph_path(precision)
 
     def load_weights(self) -> dict[str, np.ndarray]:
         """The PyTorch weights as arrays; a damaged or foreign archive is one `BundleError`."""

@@ -1,10 +1,22 @@
 """Generic passes over ONNX graphs, in place: dead-node removal, topological ordering,
-inserting nodes right after a tensor's producer. The precision builds (FP16 conversion,
-INT8 QDQ placement, calibration probes) are written on top of them."""
+inserting nodes right after a tensor's producer; and the channel counts shape inference
+knows. The precision builds (FP16 conversion, INT8 QDQ placement, calibration probes) and
+the build's graph passes are written on top of them."""
 
 from __future__ import annotations
 
 import onnx
+
+
+def channel_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Channels of every rank-4 tensor whose channel count shape inference knows."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    chans = {}
+    for vi in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value"):
+            chans[vi.name] = dims[1].dim_value
+    return chans
 
 
 def place_after_producers(graph: onnx.GraphProto, after: dict[str, list]) -> None:

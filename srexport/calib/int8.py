@@ -44,6 +44,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from srexport.onnx_passes import channel_counts
+
 METHODS = {"entropy": "Entropy", "percentile": "Percentile", "minmax": "MinMax"}
 CONV_OPS = ("Conv", "ConvTranspose")
 
@@ -361,17 +363,6 @@ def qdq_structure(model: onnx.ModelProto) -> list[ConvInfo]:
     return infos
 
 
-def _channel_counts(model: onnx.ModelProto) -> dict[str, int]:
-    """Channels of every rank-4 tensor whose channel count shape inference knows."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    chans = {}
-    for vi in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[1].HasField("dim_value"):
-            chans[vi.name] = dims[1].dim_value
-    return chans
-
-
 def image_space_nodes(model: onnx.ModelProto, channels: int = 3) -> list[str]:
     """The network's first and last layers, generalised to SR graphs: every node that
     writes an image-space tensor (`channels` channels: the mean shifts, the residual
@@ -379,7 +370,7 @@ def image_space_nodes(model: onnx.ModelProto, channels: int = 3) -> list[str]:
     convolution whose output only a pixel shuffle to the picture reads), and every Conv
     that reads one (the first feature extractors). These carry the picture itself: 8-bit steps there
     land directly in the output."""
-    chans = _channel_counts(model)
+    chans = channel_counts(model)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -404,7 +395,7 @@ def feature_to_image_convs(model: onnx.ModelProto, channels: int = 3) -> list[st
     """The image-space convolutions (`image_space_nodes`) that read features, not the
     picture: the last layers, which turn features into the picture or its sub-pixels. Their
     inputs are features like any other layer's; only their outputs are image-space."""
-    chans = _channel_counts(model)
+    chans = channel_counts(model)
     image = set(image_space_nodes(model, channels))
     return sorted(n.name for n in model.graph.node
                   if n.name in image and n.op_type in CONV_OPS and chans.get(n.input[0], channels) != channels)

@@ -168,8 +168,8 @@ def export_bundle(
             if precision is not None and precision.wanted():
                 from srexport.calib.precisions import build_precisions
 
-                quantizable = graphs.quantizable if graphs is not None and graphs.quantizable is not graphs.fp32 else None
-                precisions.update(build_precisions(model, tmp, graph_file, precision, quantizable=quantizable))
+                precisions.update(build_precisions(model, tmp, graph_file, precision,
+                                                   quantizable=graphs.quantizable if graphs is not None else None))
             manifest = Manifest(
                 model=identity.model,
                 variant=identity.variant,

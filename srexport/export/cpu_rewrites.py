@@ -119,16 +119,22 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _dense_stride_1(node: onnx.NodeProto, a: dict, g: _Graph) -> bool:
+    """Group 1, strides and dilations 1, explicit pads, and a constant bias if any."""
+    return (a.get("group", 1) == 1 and all(x == 1 for x in a.get("strides", [1, 1]))
+            and all(x == 1 for x in a.get("dilations", [1, 1]))
+            and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+            and not (len(node.input) >= 3 and node.input[2] and g.array(node.input[2]) is None))
+
+
 def _plain_1x1(node: onnx.NodeProto, g: _Graph) -> bool:
     """A dense 1x1, stride-1, unpadded convolution with constant weights."""
     if node.op_type != "Conv" or g.array(node.input[1]) is None:
         return False
     a = _attrs(node)
     weight = g.array(node.input[1])
-    return (weight.ndim == 4 and weight.shape[2:] == (1, 1) and a.get("group", 1) == 1
-            and all(p == 0 for p in a.get("pads", [0, 0, 0, 0])) and all(s == 1 for s in a.get("strides", [1, 1]))
-            and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
-            and (len(node.input) < 3 or g.array(node.input[2]) is not None))
+    return (weight.ndim == 4 and weight.shape[2:] == (1, 1) and all(p == 0 for p in a.get("pads", [0, 0, 0, 0]))
+            and _dense_stride_1(node, a, g))
 
 
 def _bias(node: onnx.NodeProto, g: _Graph, channels: int) -> np.ndarray:
@@ -316,10 +322,7 @@ def _move_before_shuffle(g: _Graph, conv: onnx.NodeProto) -> bool:
     weight = g.array(conv.input[1])
     block = int(sa.get("blocksize", 0))
     if (weight is None or weight.ndim != 4 or sa.get("mode", b"DCR") not in (b"CRD", "CRD") or block < 2
-            or a.get("group", 1) != 1 or any(x != 1 for x in a.get("strides", [1, 1]))
-            or any(x != 1 for x in a.get("dilations", [1, 1]))
-            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-            or (len(conv.input) >= 3 and conv.input[2] and g.array(conv.input[2]) is None)):
+            or not _dense_stride_1(conv, a, g)):
         return False
     kh, kw = weight.shape[2:]
     pads = a.get("pads", [0, 0, 0, 0])
@@ -355,10 +358,7 @@ def _split_taps(g: _Graph, conv: onnx.NodeProto) -> bool:
     if weight is None or weight.ndim != 4 or weight.shape[2] * weight.shape[3] == 1:
         return False
     a = _attrs(conv)
-    if (a.get("group", 1) != 1 or any(x != 1 for x in a.get("strides", [1, 1]))
-            or any(x != 1 for x in a.get("dilations", [1, 1]))
-            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-            or (len(conv.input) >= 3 and conv.input[2] and g.array(conv.input[2]) is None)):
+    if not _dense_stride_1(conv, a, g):
         return False
     out_c, _, kh, kw = weight.shape
     taps = np.argwhere(np.any(weight != 0, axis=1))  # (output, row, column) of every non-zero tap
@@ -495,12 +495,13 @@ class RewriteRecord:
 
 @dataclass(frozen=True)
 class CpuGraphs:
-    """The build's graphs: `fp32` after every pass (model.fp32.onnx) and `quantizable`, the
-    one INT8 quantizes, after every pass but FLOAT_ONLY_PASSES (the same object where none
-    of those applied); `record` is None where no pass applied (both are the export)."""
+    """The build's graphs: `fp32` after every pass (model.fp32.onnx); `quantizable`, the one
+    INT8 quantizes, after every pass but FLOAT_ONLY_PASSES, or None where none of those
+    applied (INT8 quantizes `fp32`); `record` is None where no pass applied (`fp32` is the
+    export)."""
 
     fp32: onnx.ModelProto
-    quantizable: onnx.ModelProto
+    quantizable: onnx.ModelProto | None
     record: RewriteRecord | None
 
 
@@ -535,13 +536,12 @@ def rewrite_exported(model, exported: onnx.ModelProto) -> CpuGraphs:
     quantizable, counts = rewrite_for_cpu(exported, tuple(p for p in DEFAULT_PASSES if p not in FLOAT_ONLY_PASSES))
     rewritten, float_counts = rewrite_for_cpu(quantizable, FLOAT_ONLY_PASSES)
     if not float_counts:
-        rewritten = quantizable
+        rewritten, quantizable = quantizable, None
     counts += float_counts
     if not counts:
-        return CpuGraphs(exported, exported, None)
+        return CpuGraphs(exported, None, None)
     feeds, sizes = verification_feeds(model)
-    graphs = [rewritten] if quantizable is rewritten else [rewritten, quantizable]
-    worst = max(check_rewrite(exported, graph, feeds) for graph in graphs)
+    worst = max(check_rewrite(exported, graph, feeds) for graph in (rewritten, quantizable) if graph is not None)
     if not np.isfinite(worst) or worst > REWRITE_TOLERANCE:
         raise ExportError(f"the CPU graph rewrites ({', '.join(c.name for c in counts)}) change the output by "
                           f"{worst:.3g} (> {REWRITE_TOLERANCE:g}); bundle not written")

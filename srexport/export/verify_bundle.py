@@ -25,7 +25,7 @@ def verify_bundle(path: str | Path) -> list[VerifyResult]:
             results.append(VerifyResult(precision, "max abs error vs PyTorch", worst, f"<= {TOLERANCE:g}",
                                         worst <= TOLERANCE))
             if bundle.manifest.zero_noise_graph:
-                checks = check_parity(model, bundle.float_graph_path(precision, zero_noise=True), zero_noise=True)
+                checks = check_parity(model, bundle.graph_path(precision, zero_noise=True), zero_noise=True)
                 worst = max(c.max_abs_error for c in checks)
                 results.append(VerifyResult("fp32 W = 0 graph", "max abs error vs PyTorch at noise 0", worst,
                                             f"<= {TOLERANCE:g}", worst <= TOLERANCE))

@@ -24,7 +24,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from srexport.export.cpu_rewrites import REWRITE_TOLERANCE, _attrs, _Graph, _plain_1x1, check_rewrite, verification_feeds
+from srexport.export.cpu_rewrites import (REWRITE_TOLERANCE, _attrs, _drop_dead, _Graph, _plain_1x1, check_rewrite,
+                                          verification_feeds)
+from srexport.onnx_passes import channel_counts
 
 W0_FILE = "model.fp32.w0.onnx"
 
@@ -45,16 +47,6 @@ class ZeroNoiseRecord:
                 "checked_sizes": [list(s) for s in self.checked_sizes]}
 
 
-def _channel_counts(model: onnx.ModelProto) -> dict[str, int]:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    counts = {}
-    for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) >= 2 and dims[1].HasField("dim_value"):
-            counts[value.name] = dims[1].dim_value
-    return counts
-
-
 def _per_channel(values: np.ndarray | None, channels: int) -> np.ndarray | None:
     """A constant Add operand as one value per channel of an NCHW tensor, else None."""
     if values is None or values.shape not in ((channels, 1, 1), (1, channels, 1, 1)):
@@ -67,7 +59,7 @@ def zero_noise_graph(model: onnx.ModelProto, noise_inputs: list[str]) -> tuple[o
     docstring) and how many constant (tensor, channel) pairs went; None where it cannot."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = _Graph(model)
-    channels = _channel_counts(model)
+    channels = channel_counts(model)
     # tensor -> {channel: the value it holds everywhere}
     constant: dict[str, dict[int, float]] = {name: {0: 0.0} for name in noise_inputs}
     if any(channels.get(name) != 1 for name in noise_inputs):
@@ -125,10 +117,7 @@ def zero_noise_graph(model: onnx.ModelProto, noise_inputs: list[str]) -> tuple[o
     del g.graph.input[:]
     g.graph.input.extend(kept_inputs)
     del g.graph.value_info[:]  # channel counts changed
-    used = {name for node in g.graph.node for name in node.input}
-    kept_init = [t for t in g.graph.initializer if t.name in used]
-    del g.graph.initializer[:]
-    g.graph.initializer.extend(kept_init)
+    _drop_dead(model)  # the replaced biases and weights
     onnx.checker.check_model(model, full_check=True)
     return model, sum(len(f) for f in constant.values())
 

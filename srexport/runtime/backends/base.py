@@ -38,7 +38,7 @@ class Session(abc.ABC):
 
     def __init__(self, precision: str = "fp32", *, reason: str = "", precision_reason: str = ""):
         self.precision = precision
-        self.zero_noise_graph = False  # runs the W = 0 graph (no noise inputs; Bundle.float_graph_path)
+        self.zero_noise_graph = False  # runs the W = 0 graph (no noise inputs; Bundle.graph_path)
         self.reason = reason
         self.precision_reason = precision_reason
         self._providers: list[str] = []

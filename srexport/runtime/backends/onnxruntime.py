@@ -63,7 +63,7 @@ class OrtSession(Session):
             raise SrExportError(f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)})")
         chosen = providers or [p for p in _PREFERRED if p in available]
         self.threads = threads or physical_threads()
-        self._graph = bundle.float_graph_path(precision, zero_noise)
+        self._graph = bundle.graph_path(precision, zero_noise)
         self.zero_noise_graph = self._graph != bundle.graph_path(precision)
         self._optimization = optimization
         self._session = inference_session(self._graph, threads=self.threads, providers=chosen, sequential=True,

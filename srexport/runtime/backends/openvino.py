@@ -199,7 +199,7 @@ class OvSession(Session):
         self.inference_precision = _OV_TYPE.get(precision) or int8_remainder()
         self._providers = [f"CPU ({'int8 + ' if precision == 'int8' else ''}{self.inference_precision})"]
         graph_precision = _GRAPH[precision]
-        self.graph = bundle.float_graph_path(graph_precision, zero_noise)
+        self.graph = bundle.graph_path(graph_precision, zero_noise)
         self.zero_noise_graph = self.graph != bundle.graph_path(graph_precision)
         file = self.graph.relative_to(bundle.root).as_posix()
         # the file's digest keys the cache: a rebuilt bundle at the same path recompiles
