@@ -12,7 +12,8 @@ Two schemes from the same ranges:
 - "cpu" (`model.int8.onnx`, what `precision="int8"` runs): uint8 asymmetric activations,
   int8 symmetric per-channel weights with reduce_range (7-bit), every supported op
   quantized so ONNX Runtime fuses the whole trunk into QLinearConv / QLinearAdd /
-  QLinearConcat, and pixel shuffles moved onto the uint8 side (`commute_dequantize`). 7-bit weights avoid the int16 saturation of the u8 x s8 kernels of
+  QLinearConcat, pixel shuffles moved onto the uint8 side (`commute_dequantize`) and
+  dense blocks kept in uint8 for OpenVINO (`srexport.calib.int8_cpu_passes`). 7-bit weights avoid the int16 saturation of the u8 x s8 kernels of
   x86 CPUs without VNNI (AVX2: measured 1.5 dB PSNR-Y lost with 8-bit weights on
   PCARN-M), so the graph gives the same result on every x86 CPU.
 - "tensorrt" (`model.int8.tensorrt.onnx`): int8 symmetric activations (zero point 0) and
@@ -35,7 +36,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -44,6 +47,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from srexport.calib.int8_cpu_passes import bias_adds_to_depthwise, integer_concats, share_concat_ranges
 from srexport.onnx_passes import channel_counts
 
 METHODS = {"entropy": "Entropy", "percentile": "Percentile", "minmax": "MinMax"}
@@ -268,13 +272,65 @@ def quantize(
     float_outputs: Iterable[str] = (),
 ) -> onnx.ModelProto:
     """Write the QDQ graph of `scheme` from the cached ranges; return it. The nodes of
-    `float_outputs` are quantized, but their outputs are not (`keep_outputs_float`)."""
+    `float_outputs` are quantized, but their outputs are not (`keep_outputs_float`). The
+    "cpu" scheme quantizes the graph after `bias_adds_to_depthwise`, from the ranges after
+    `share_concat_ranges`, and concatenates integers (`integer_concats`); what each pass
+    changed is recorded in the graph's metadata (`cpu_passes`)."""
+    s = SCHEMES[scheme]
+    with tempfile.TemporaryDirectory(prefix="srexport-quantize-") as tmp:
+        source, ranges, passes = fp32_path, cache_path, {}
+        if scheme == "cpu":
+            source, ranges, passes = _cpu_inputs(fp32_path, cache_path, Path(tmp))
+        graph = _quantize_static(source, out_path, ranges, method, exclude, s)
+    changed = keep_outputs_float(graph, float_outputs) > 0
+    if scheme == "cpu":
+        passes["commute_dequantize"] = commute_dequantize(graph)
+        passes["integer_concats"] = integer_concats(graph)
+        _set_metadata(graph, CPU_PASSES_KEY, json.dumps(passes, sort_keys=True))
+        changed = True
+    if changed:
+        onnx.save_model(graph, str(out_path))
+    onnx.checker.check_model(graph)
+    return graph
+
+
+CPU_PASSES_KEY = "srexport.int8_cpu_passes"
+
+
+def _set_metadata(graph: onnx.ModelProto, key: str, value: str) -> None:
+    kept = [p for p in graph.metadata_props if p.key != key]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    graph.metadata_props.add(key=key, value=value)
+
+
+def cpu_passes(graph: onnx.ModelProto) -> dict[str, int]:
+    """What the "cpu" scheme's passes changed in a graph `quantize` wrote (its metadata)."""
+    for prop in graph.metadata_props:
+        if prop.key == CPU_PASSES_KEY:
+            return json.loads(prop.value)
+    return {}
+
+
+def _cpu_inputs(fp32_path, cache_path, work: Path) -> tuple[Path, Path, dict[str, int]]:
+    """The float graph and the ranges the "cpu" scheme quantizes (srexport.calib.int8_cpu_passes)."""
+    graph = onnx.load(str(fp32_path))
+    adds = bias_adds_to_depthwise(graph)
+    source = Path(fp32_path)
+    if adds:
+        source = work / "depthwise.onnx"
+        onnx.save(graph, str(source))
+    ranges = work / "ranges.json"
+    widened = share_concat_ranges(graph, Path(cache_path), ranges)
+    return source, ranges, {"bias_adds_to_depthwise": adds, "share_concat_ranges": widened}
+
+
+def _quantize_static(source, out_path, cache_path, method: str, exclude: Iterable[str], s: Scheme) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    s = SCHEMES[scheme]
     with _quiet():
         quantize_static(
-            str(fp32_path),
+            str(source),
             str(out_path),
             calibration_data_reader=None,
             quant_format=QuantFormat.QDQ,
@@ -288,14 +344,7 @@ def quantize(
             extra_options=dict(s.extra),
             calibration_cache_path=str(cache_path),
         )
-    graph = onnx.load(str(out_path))
-    changed = keep_outputs_float(graph, float_outputs) > 0
-    if scheme == "cpu" and commute_dequantize(graph):
-        changed = True
-    if changed:
-        onnx.save_model(graph, str(out_path))
-    onnx.checker.check_model(graph)
-    return graph
+    return onnx.load(str(out_path))
 
 
 # -- structure -------------------------------------------------------------------------

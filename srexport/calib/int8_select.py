@@ -162,7 +162,7 @@ def choose_exclusions(fp32_path: Path, cache: Path, method: str, scorer: PatchSc
 def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, options: PrecisionOptions,
                warn: Warn, quantizable: onnx.ModelProto | None = None) -> tuple[str, dict]:
     """Quantize `quantizable` (the FP32 file's graph where None) and score it against the FP32 file."""
-    from srexport.calib.int8 import IMAGE_LAYERS, IMAGE_OUTPUTS, SCHEMES, calibrate, qdq_structure, quantize
+    from srexport.calib.int8 import IMAGE_LAYERS, IMAGE_OUTPUTS, SCHEMES, calibrate, cpu_passes, qdq_structure, quantize
 
     with tempfile.TemporaryDirectory(prefix="srexport-int8-") as tmp:
         work = Path(tmp)
@@ -185,7 +185,8 @@ def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, option
     if not chosen.meets:
         warn(f"INT8: no exclusion set met the selection target; kept '{chosen.label}' "
              f"(PSNR vs FP32 {chosen.psnr_vs_fp32_db:.2f} dB on held-out patches)")
-    structure = qdq_structure(onnx.load(str(root / INT8_FILE)))
+    int8_graph = onnx.load(str(root / INT8_FILE))
+    structure = qdq_structure(int8_graph)
     excluded = set(chosen.excluded)
     not_per_channel = [c.name for c in structure if c.weight_quantized and not c.per_channel]
     unquantized = [c.name for c in structure if not c.weight_quantized]
@@ -200,6 +201,8 @@ def build_int8(model, root: Path, fp32_path: Path, calib: CalibrationSet, option
             "bias": "int32",
             "ops": "every op ONNX Runtime quantizes (Conv, ConvTranspose, Add, Concat, Relu, ...)",
             "reduce_range": cpu.reduce_range,
+            # srexport.calib.int8_cpu_passes: what each pass changed
+            "passes": cpu_passes(int8_graph),
         },
         "calibration": {**calib.summary(), "method": options.calib_method},
         "excluded_nodes": sorted(excluded),
