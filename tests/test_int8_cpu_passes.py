@@ -40,7 +40,7 @@ def _float(name: str, channels: int) -> onnx.ValueInfoProto:
 # -- bias_adds_to_depthwise --------------------------------------------------------------------
 def _bias_graph():
     """x (4) -> conv -> c; c + b1 (c also read by the Concat); concat(c, y) + b2; a conv read
-    only by its bias Add (c2 + b3); the input y + b4."""
+    only by its bias Add (c2 + b3); the input y + b4; a one-channel mean + b1 (broadcast)."""
     inits = {
         "w": RNG.standard_normal((4, 4, 3, 3)).astype(np.float32),
         "w2": RNG.standard_normal((2, 4, 1, 1)).astype(np.float32),
@@ -54,8 +54,11 @@ def _bias_graph():
         helper.make_node("Conv", ["x", "w2"], ["c2"], name="conv_own"),
         helper.make_node("Add", ["c2", "b3"], ["a3"], name="add_conv_own"),
         helper.make_node("Add", ["y", "b4"], ["a4"], name="add_input"),
+        helper.make_node("Concat", ["y", "y"], ["cat_y"], axis=1),
+        helper.make_node("ReduceMean", ["cat_y"], ["m"], axes=[1], keepdims=1),
+        helper.make_node("Add", ["m", "b1"], ["a5"], name="add_broadcast"),  # 1 channel + 4 biases
     ]
-    outputs = [_float("a1", 4), _float("a2", 6), _float("a3", 2), _float("a4", 2)]
+    outputs = [_float("a1", 4), _float("a2", 6), _float("a3", 2), _float("a4", 2), _float("a5", 4)]
     return _model(nodes, [_float("x", 4), _float("y", 2)], outputs, inits), inits
 
 
@@ -71,13 +74,13 @@ def test_bias_adds_after_a_concat_or_a_shared_convolution_become_depthwise_convo
         node = by_name[name]
         assert node.op_type == "Conv"
         assert {a.name: helper.get_attribute_value(a) for a in node.attribute}["group"] == channels
-    assert by_name["add_conv_own"].op_type == "Add" and by_name["add_input"].op_type == "Add"
+    assert [by_name[n].op_type for n in ("add_conv_own", "add_input", "add_broadcast")] == ["Add"] * 3
     a1, a2 = inference_session(model).run(["a1", "a2"], feeds)
     np.testing.assert_allclose(a1, c + inits["b1"], rtol=0, atol=1e-5)
     concat = np.concatenate([c, feeds["y"]], axis=1)
     np.testing.assert_allclose(a2, concat + inits["b2"], rtol=0, atol=1e-6)
     assert {t.name for t in model.graph.initializer} == {
-        "w", "w2", "b3", "b4", *(f"{o}__srx_dw_{k}" for o in ("a1", "a2") for k in ("weight", "bias"))}
+        "w", "w2", "b1", "b3", "b4", *(f"{o}__srx_dw_{k}" for o in ("a1", "a2") for k in ("weight", "bias"))}
 
 
 def test_bias_adds_to_depthwise_is_exact_in_float():
@@ -279,3 +282,10 @@ def test_openvino_runs_the_integer_concats_as_onnx_runtime_does(dense_int8):
         got = compiled(sample)[0]
         assert got.shape == want.shape
         assert np.abs(got - want).max() < 0.01
+
+
+def test_the_cpu_scheme_writes_the_same_bytes_twice(dense_int8, tmp_path):
+    fp32, graphs, _ = dense_int8
+    cache = fp32.parent / "ranges.json"
+    quantize(fp32, tmp_path / "again.onnx", cache, "minmax", scheme="cpu")
+    assert (tmp_path / "again.onnx").read_bytes() == (fp32.parent / "cpu.onnx").read_bytes()

@@ -64,9 +64,13 @@ def bias_adds_to_depthwise(model: onnx.ModelProto) -> int:
     """Replace, in place, each Add of a per-channel constant to a Concat output, or to a
     convolution output that something else reads too, by a depthwise 1x1 Conv (weight 1,
     bias b), keeping the Add's node and output names. Returns the Adds replaced. A graph
-    input, or a convolution whose only reader is the Add (OpenVINO takes that bias into
-    the convolution), is left alone."""
+    input, a convolution whose only reader is the Add (OpenVINO takes that bias into the
+    convolution), or a tensor not known to have the bias's channel count (an Add that
+    broadcasts channels) is left alone."""
+    from srexport.onnx_passes import channel_counts
+
     graph = model.graph
+    channels_of = channel_counts(model)
     inits = {t.name: t for t in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
     consumers = _consumers(graph)
@@ -80,6 +84,8 @@ def bias_adds_to_depthwise(model: onnx.ModelProto) -> int:
         if source is None or (source.op_type == "Conv" and len(consumers.get(tensor, [])) == 1):
             continue
         channels = bias.size
+        if channels_of.get(tensor) != channels:
+            continue
         weight = f"{node.output[0]}__srx_dw_weight"
         bias_name = f"{node.output[0]}__srx_dw_bias"
         graph.initializer.extend([numpy_helper.from_array(np.ones((channels, 1, 1, 1), np.float32), weight),
