@@ -5,6 +5,7 @@ the build's graph passes are written on top of them."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 
@@ -17,6 +18,23 @@ def channel_counts(model: onnx.ModelProto) -> dict[str, int]:
         if len(dims) == 4 and dims[1].HasField("dim_value"):
             chans[vi.name] = dims[1].dim_value
     return chans
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Every node reading each tensor, in graph order."""
+    found: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            found.setdefault(name, []).append(node)
+    return found
+
+
+def per_channel(values: np.ndarray | None, channels: int) -> np.ndarray | None:
+    """A constant operand of an NCHW tensor of `channels` channels as one value per channel,
+    where its shape is (C, 1, 1) or (1, C, 1, 1); else None."""
+    if values is None or values.shape not in ((channels, 1, 1), (1, channels, 1, 1)):
+        return None
+    return values.reshape(-1)
 
 
 def place_after_producers(graph: onnx.GraphProto, after: dict[str, list]) -> None:

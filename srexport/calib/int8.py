@@ -48,7 +48,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from srexport.calib.int8_cpu_passes import bias_adds_to_depthwise, integer_concats, share_concat_ranges
-from srexport.onnx_passes import channel_counts
+from srexport.onnx_passes import channel_counts, consumers
 
 METHODS = {"entropy": "Entropy", "percentile": "Percentile", "minmax": "MinMax"}
 CONV_OPS = ("Conv", "ConvTranspose")
@@ -420,14 +420,11 @@ def image_space_nodes(model: onnx.ModelProto, channels: int = 3) -> list[str]:
     that reads one (the first feature extractors). These carry the picture itself: 8-bit steps there
     land directly in the output."""
     chans = channel_counts(model)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    readers = consumers(model.graph)
 
     def shuffled_to_image(name: str) -> bool:
         # a tensor whose only reader is a pixel shuffle that writes the picture holds its sub-pixels
-        users = consumers.get(name, [])
+        users = readers.get(name, [])
         return (len(users) == 1 and users[0].op_type == "DepthToSpace"
                 and any(chans.get(o) == channels for o in users[0].output))
 
@@ -458,29 +455,26 @@ def keep_outputs_float(model: onnx.ModelProto, names: Iterable[str]) -> int:
     if not names:
         return 0
     graph = model.graph
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for i in node.input:
-            consumers.setdefault(i, []).append(node)
+    reading = consumers(graph)
     outputs = {o.name for o in graph.output}
     removed = 0
     for node in [n for n in graph.node if n.name in names]:
         out = node.output[0]
-        readers = consumers.get(out, [])
+        readers = reading.get(out, [])
         if len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or out in outputs:
             continue
         q = readers[0]
-        dqs = consumers.get(q.output[0], [])
+        dqs = reading.get(q.output[0], [])
         if not dqs or any(d.op_type != "DequantizeLinear" for d in dqs) or q.output[0] in outputs:
             continue
         for dq in dqs:
             if dq.output[0] in outputs:  # the float output takes the graph output's name
                 node.output[0] = dq.output[0]
-                for user in consumers.get(out, []):
+                for user in reading.get(out, []):
                     user.input[:] = [dq.output[0] if i == out else i for i in user.input]
                 out = dq.output[0]
         for dq in dqs:
-            for user in consumers.get(dq.output[0], []):
+            for user in reading.get(dq.output[0], []):
                 user.input[:] = [out if i == dq.output[0] else i for i in user.input]
             graph.node.remove(dq)
         graph.node.remove(q)
@@ -545,10 +539,6 @@ def commute_dequantize(model: onnx.ModelProto, ops: Sequence[str] = MOVEMENT_OPS
     graph = model.graph
     inits = _initializers(model)
     producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for i in node.input:
-            consumers.setdefault(i, []).append(node)
     moved = 0
     additions: dict[str, list] = {}
     for node in list(graph.node):

@@ -38,19 +38,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from srexport.onnx_passes import channel_counts, remove_dead_nodes
+from srexport.onnx_passes import channel_counts, consumers, per_channel, place_after_producers, remove_dead_nodes
 
 
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    found: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            found.setdefault(name, []).append(node)
-    return found
-
-
-def _per_channel_bias(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[str, np.ndarray] | None:
-    """(the tensor, the bias as a vector) of an Add of a [1, C, 1, 1] constant, or None."""
+def _per_channel_bias(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto],
+                      channels: dict[str, int]) -> tuple[str, np.ndarray] | None:
+    """(the tensor, the bias as a vector) of an Add of a float32 constant with one value per
+    channel of that tensor, or None."""
     if node.op_type != "Add" or len(node.input) != 2:
         return None
     constant = [name for name in node.input if name in inits]
@@ -58,9 +52,8 @@ def _per_channel_bias(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) 
     if len(constant) != 1 or len(other) != 1:
         return None
     bias = numpy_helper.to_array(inits[constant[0]])
-    if bias.ndim != 4 or bias.shape[0] != 1 or bias.shape[2:] != (1, 1) or bias.dtype != np.float32:
-        return None
-    return other[0], bias.reshape(-1)
+    values = per_channel(bias, channels.get(other[0], -1)) if bias.dtype == np.float32 else None
+    return None if values is None else (other[0], values)
 
 
 def bias_adds_to_depthwise(model: onnx.ModelProto) -> int:
@@ -74,19 +67,17 @@ def bias_adds_to_depthwise(model: onnx.ModelProto) -> int:
     channels_of = channel_counts(model)
     inits = {t.name: t for t in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
-    consumers = _consumers(graph)
+    readers = consumers(graph)
     replaced = 0
     for index, node in enumerate(list(graph.node)):
-        found = _per_channel_bias(node, inits)
+        found = _per_channel_bias(node, inits, channels_of)
         if found is None:
             continue
         tensor, bias = found
         source = producer.get(tensor)
-        if source is None or (source.op_type == "Conv" and len(consumers.get(tensor, [])) == 1):
+        if source is None or (source.op_type == "Conv" and len(readers.get(tensor, [])) == 1):
             continue
         channels = bias.size
-        if channels_of.get(tensor) != channels:
-            continue
         weight = f"{node.output[0]}__srx_dw_weight"
         bias_name = f"{node.output[0]}__srx_dw_bias"
         graph.initializer.extend([numpy_helper.from_array(np.ones((channels, 1, 1, 1), np.float32), weight),
@@ -97,10 +88,7 @@ def bias_adds_to_depthwise(model: onnx.ModelProto) -> int:
         graph.node.insert(index, conv)
         replaced += 1
     if replaced:
-        used = {name for n in graph.node for name in n.input}
-        kept = [t for t in graph.initializer if t.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
+        remove_dead_nodes(model)  # the Adds' bias constants
     return replaced
 
 
@@ -180,17 +168,17 @@ def integer_concats(model: onnx.ModelProto) -> int:
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
-    consumers = _consumers(graph)
+    readers = consumers(graph)
     outputs = {o.name for o in graph.output}
     renamed: dict[str, str] = {}
     dropped: set[int] = set()
-    before: dict[int, list[onnx.NodeProto]] = {}
+    requantizers: dict[str, list[onnx.NodeProto]] = {}  # after the DequantizeLinear they read
     changed = 0
     for node in graph.node:
         if node.op_type != "Concat" or node.output[0] in outputs:
             continue
         dequantized = [producer.get(name) for name in node.input]
-        quantized = consumers.get(node.output[0], [])
+        quantized = readers.get(node.output[0], [])
         if not quantized or any(q.op_type != "QuantizeLinear" or q.output[0] in outputs for q in quantized):
             continue
         if any(dq is None or dq.op_type != "DequantizeLinear" for dq in dequantized):
@@ -206,7 +194,7 @@ def integer_concats(model: onnx.ModelProto) -> int:
                 continue
             requant = helper.make_node("QuantizeLinear", [dq.output[0], *quantized[0].input[1:]],
                                        [f"{dq.output[0]}__srx_requant{changed}"], name=f"{dq.name}_requant{changed}")
-            before.setdefault(id(node), []).append(requant)
+            requantizers.setdefault(dq.output[0], []).append(requant)
             reads.append(requant.output[0])
         node.input[:] = reads
         node.output[0] = quantized[0].output[0]
@@ -216,14 +204,11 @@ def integer_concats(model: onnx.ModelProto) -> int:
         changed += 1
     if not changed:
         return 0
-    ordered = []
-    for node in graph.node:
-        if id(node) in dropped:
-            continue
-        ordered.extend(before.get(id(node), []))
+    kept = [node for node in graph.node if id(node) not in dropped]
+    for node in kept:
         node.input[:] = [renamed.get(name, name) for name in node.input]
-        ordered.append(node)
     del graph.node[:]
-    graph.node.extend(ordered)
+    graph.node.extend(kept)
+    place_after_producers(graph, requantizers)
     remove_dead_nodes(model)
     return changed

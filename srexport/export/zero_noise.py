@@ -26,7 +26,7 @@ from onnx import helper, numpy_helper
 
 from srexport.export.cpu_rewrites import (REWRITE_TOLERANCE, _attrs, _drop_dead, _Graph, _plain_1x1, check_rewrite,
                                           verification_feeds)
-from srexport.onnx_passes import channel_counts
+from srexport.onnx_passes import channel_counts, per_channel
 
 W0_FILE = "model.fp32.w0.onnx"
 
@@ -45,13 +45,6 @@ class ZeroNoiseRecord:
         return {"file": self.file, "dropped_inputs": list(self.dropped_inputs),
                 "constant_channels": self.constant_channels, "max_abs_diff_vs_fp32": self.max_abs_diff_vs_fp32,
                 "checked_sizes": [list(s) for s in self.checked_sizes]}
-
-
-def _per_channel(values: np.ndarray | None, channels: int) -> np.ndarray | None:
-    """A constant Add operand as one value per channel of an NCHW tensor, else None."""
-    if values is None or values.shape not in ((channels, 1, 1), (1, channels, 1, 1)):
-        return None
-    return values.reshape(-1)
 
 
 def zero_noise_graph(model: onnx.ModelProto, noise_inputs: list[str]) -> tuple[onnx.ModelProto, int] | None:
@@ -79,7 +72,7 @@ def zero_noise_graph(model: onnx.ModelProto, noise_inputs: list[str]) -> tuple[o
             constant[node.output[0]] = merged
             edits.append((node, {}))
         elif node.op_type == "Add" and len(node.input) == 2 and carried[0] and not carried[1]:
-            bias = _per_channel(g.array(node.input[1]), channels.get(node.input[0], -1))
+            bias = per_channel(g.array(node.input[1]), channels.get(node.input[0], -1))
             if bias is None:
                 return None
             constant[node.output[0]] = {k: v + float(bias[k]) for k, v in carried[0].items()}
