@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from srexport.runtime.backends.selection import available_backends
-from srexport.runtime.budget import MemoryModel, largest_patch
+from srexport.runtime.budget import MemoryModel, budget_patch
 from srexport.models.base import ShapeRules
 
 _MEASURE = textwrap.dedent("""
@@ -78,11 +78,11 @@ def test_a_small_budget_is_respected_by_a_tiled_run(pcarn_x2, backend):
     assert result["peak_mb"] <= budget_gib * 1024
 
 
-def test_largest_patch_fits_and_computes_the_fewest_pixels():
+def test_budget_patch_fits_and_computes_the_fewest_pixels():
     rules = ShapeRules(multiple_of=4, offset=1, min_size=5, output_scale=2, halo=3)
     model = MemoryModel(per_pixel=1000.0, fixed=1e6, factor=2.0)
     budget, height, width, overlap = 300e6, 500, 700, 6
-    ph, pw = largest_patch(model, budget, rules, height, width, 1, False, 7, overlap)
+    ph, pw = budget_patch(model, budget, rules, height, width, 1, False, 7, overlap)
     image = 2 * 12.0 * height * width + 4 * height * width * 27.0
 
     def tiles(length, p):  # ceil((L - P) / (P - overlap)) + 1 tiles along an axis
@@ -96,7 +96,7 @@ def test_largest_patch_fits_and_computes_the_fewest_pixels():
     legal = range(9, 1000, 4)
     fitting = [(a, b) for a in legal for b in legal if a <= 501 and b <= 701 and model.patch_bytes(a, b) + image <= budget]
     assert computed(ph, pw) == min(computed(a, b) for a, b in fitting)
-    assert largest_patch(model, 10e9, rules, height, width, 1, False, 7, overlap) is None  # fits whole
+    assert budget_patch(model, 10e9, rules, height, width, 1, False, 7, overlap) is None  # fits whole
 
 
 def test_a_halo_too_wide_for_the_budget_blends_tiles_within_it(bundle_factory):
@@ -138,3 +138,61 @@ def test_a_budget_too_small_for_any_tile_still_steps_blended_tiles_by_the_overla
     assert (plan.patch_h, plan.patch_w) == (2 * up.overlap, 2 * up.overlap) == (96, 96)
     assert len(plan.tiles) == 4  # tiles at 0 and 32 along each axis
     assert plan.computed_pixels == 4 * 96 * 96
+
+
+def _tiles(length: int, p: int, overlap: int) -> int:
+    """Tiles along an axis: ceil((L - P) / (P - overlap)) + 1 (one when the patch covers it)."""
+    return 1 if length <= p else -(-(length - p) // (p - overlap)) + 1
+
+
+# PCARN-M-L1 x4 and G-MGBP on ONNX Runtime / OpenVINO (budget.memory_model of their bundles)
+PCARN_ORT = MemoryModel(8192.0, 1_227_516.0, 2.5, 1_178_880.0, 290.0)
+GMGBP_OV = MemoryModel(20923.3, 1_147_660.0, 1.9, 13_856_657.0, 60.0)
+
+
+@pytest.mark.parametrize("model, halo", [(PCARN_ORT, 21), (GMGBP_OV, 85)], ids=["pcarn-m", "gmgbp"])
+@pytest.mark.parametrize("height, width, streams", [(1080, 1920, 2), (1080, 1920, 1), (540, 960, 1), (2160, 3840, 2)])
+def test_cpu_tiles_take_the_least_time_within_the_recompute_bound(model, halo, height, width, streams):
+    """On the CPU the budget is a ceiling: among the tilings computing at most CPU_RECOMPUTE
+    times the image, the one of least FLOPs plus touched bytes at the model's rate; without
+    such a tiling, the fewest pixels. Re-derived by brute force over every patch pair."""
+    from srexport.runtime.budget import CPU_RECOMPUTE
+
+    rules = ShapeRules(min_size=1, output_scale=4, halo=halo)
+    budget, overlap, floor = 11 * 2**30, 2 * halo, 2 * halo + 1
+    image = 2 * 12.0 * height * width + 16 * height * width * 27.0
+    chosen = budget_patch(model, budget, rules, height, width, streams, False, floor, overlap, None, CPU_RECOMPUTE)
+    if chosen is None:  # the whole image fits: it runs whole, exact and computed once
+        assert model.patch_bytes(height, width, streams) + image <= budget
+        return
+    ph, pw = chosen
+    fitting = [(a, b) for a in range(floor, height + 1) for b in range(floor, width + 1)
+               if model.fixed + model.factor * model.per_pixel * a * b * streams + image <= budget]
+
+    def computed(a, b):
+        return _tiles(height, a, overlap) * a * _tiles(width, b, overlap) * b
+
+    def seconds_in_flops(a, b):
+        touched = model.fixed + model.factor * model.per_pixel * a * b * streams
+        return computed(a, b) * model.flops_per_pixel + model.touch_flops_per_byte * touched
+
+    within = [(a, b) for a, b in fitting if computed(a, b) <= CPU_RECOMPUTE * height * width]
+    assert (ph, pw) in fitting
+    if within:
+        assert computed(ph, pw) <= CPU_RECOMPUTE * height * width == 1.3 * height * width
+        assert seconds_in_flops(ph, pw) == pytest.approx(min(seconds_in_flops(a, b) for a, b in within), rel=1e-9)
+    else:
+        assert computed(ph, pw) == min(computed(a, b) for a, b in fitting)
+
+
+def test_pcarn_8k_tiles_on_the_cpu_use_a_fraction_of_the_default_budget():
+    """The case the CPU cost model was measured on: PCARN-M x4 from 1920x1080 on ONNX Runtime
+    (2 sessions) computes at most 1.3x the image in tiles far smaller than the budget holds,
+    while without the recompute bound (a GPU) the largest tiles that fit are taken."""
+    rules = ShapeRules(min_size=1, output_scale=4, halo=21)
+    budget = 11 * 2**30
+    cpu = budget_patch(PCARN_ORT, budget, rules, 1080, 1920, 2, False, 43, 42, None, 1.3)
+    gpu = budget_patch(PCARN_ORT, budget, rules, 1080, 1920, 2, False, 43, 42)
+    assert gpu == (388, 668)  # what patch auto took on the CPU before (7.9 GB peak RSS)
+    assert PCARN_ORT.patch_bytes(*cpu, 2) < 0.35 * PCARN_ORT.patch_bytes(*gpu, 2)
+    assert _tiles(1080, cpu[0], 42) * cpu[0] * _tiles(1920, cpu[1], 42) * cpu[1] <= 1.3 * 1080 * 1920

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -335,7 +336,7 @@ def test_onnxruntime_frames_and_tiles_in_flight_equal_one_at_a_time(bundle):
 @needs_openvino
 def test_the_memory_budget_plans_for_every_patch_in_flight(bundle):
     from srexport.runtime.backends.openvino import OvSession
-    from srexport.runtime.budget import image_bytes
+    from srexport.runtime.budget import budget_patch, image_bytes
 
     gib = (image_bytes(300, 400, 2, False) + 5e6) / 2**30  # about 5 MB left for the network
     up = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=2), patch="auto", memory=gib)
@@ -346,9 +347,10 @@ def test_the_memory_budget_plans_for_every_patch_in_flight(bundle):
     model = up.memory_model()
     # two patches of this size fit what the budget leaves; the one-at-a-time choice would not
     assert model.patch_bytes(plan.patch_h, plan.patch_w, 2) <= left
-    single = Upscaler(bundle, OvSession(bundle, "fp32", threads=2, streams=1), patch="auto", memory=gib)
-    one = single.plan(300, 400)
-    assert model.patch_bytes(one.patch_h, one.patch_w, 2) > left
+    # ... and the budget binds: the largest patch one call at a time could take would not fit twice
+    rules = bundle.manifest.stitching_rules
+    one = budget_patch(model, up.budget.bytes, rules, 300, 400, 1, False, 2 * rules.halo + 1, 2 * rules.halo)
+    assert model.patch_bytes(*one, 2) > left
 
 
 def test_an_image_alone_tiles_in_flight_only_where_the_shared_budget_costs_little(bundle):
@@ -374,6 +376,8 @@ def test_an_image_alone_tiles_in_flight_only_where_the_shared_budget_costs_littl
     whole = probe.memory_model().patch_bytes(60, 80, 1)
     gib = (image_bytes(60, 80, 2, False) + 1.5 * whole) / 2**30
     wide = Upscaler(bundle, OrtSession(bundle, "fp32", threads=2), patch="auto", memory=gib)
+    # memory touched for free: the CPU cost model then takes the fewest pixels (see test_runtime_budget)
+    wide._memory_model = dataclasses.replace(probe.memory_model(), touch_flops_per_byte=0.0)
     plan, in_flight = wide.alone_plan(60, 80)
     assert in_flight and plan == wide.graph_plan(60, 80) and plan.computed_pixels == 2 * 60 * 43
     # a fixed patch tiles the same either way: its tiles run in flight

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from srexport.models.base import ShapeRules
-from srexport.runtime.budget import MemoryModel, largest_patch
+from srexport.runtime.budget import MemoryModel, budget_patch
 from srexport.tensorrt.profiles import AUTO_MAX_EDGE, auto_profile
 
 GIB = 2**30
@@ -24,7 +24,7 @@ SIZES = [(120, 125), (144, 180), (69, 69), (97, 146), (164, 132),  # CSet14 LR
 def _chosen(model, rules, budget, height, width, batch, max_edge):
     """What the Upscaler runs under patch auto (crop stitching): the budget's patch, or the
     whole image at its legal size."""
-    chosen = largest_patch(model, budget, rules, height, width, batch, False, 2 * rules.halo + 1, 2 * rules.halo,
+    chosen = budget_patch(model, budget, rules, height, width, batch, False, 2 * rules.halo + 1, 2 * rules.halo,
                            max_edge)
     return (rules.legal_at_least(height), rules.legal_at_least(width)) if chosen is None else chosen
 
@@ -69,7 +69,7 @@ def test_without_the_engine_limit_the_budget_would_leave_the_bundle_profile():
     """What the auto profile fixes: under a GPU-sized budget a 1080p input runs whole,
     far beyond a profile sized from the bundle's patch (192)."""
     model, rules, _ = PCARN_M
-    assert largest_patch(model, 100 * GIB, rules, 1080, 1920, 1, False, 43, 42) is None
+    assert budget_patch(model, 100 * GIB, rules, 1080, 1920, 1, False, 43, 42) is None
     ph, pw = _chosen(model, rules, 100 * GIB, 1080, 1920, 1, 192)
     assert max(ph, pw) <= 192
 

@@ -144,7 +144,7 @@ void usage() {
         "       [--precision auto|fp32|fp16|bf16|int8] [--patch auto|bundle|N|HxW] [--memory GiB] [--stitch auto|crop|blend]\n"
         "       [--overlap PX] [--window hamming|bartlett|none] [--batch B] [--noise W] [--seed N] [--threads N]\n"
         "       [--cache-dir DIR] [--no-verify] [--quiet]\n"
-        "  --patch auto (default): the largest patch the memory budget allows (--memory, default half the\n"
+        "  --patch auto (default): a patch the memory budget allows (--memory, default half the\n"
         "  available RAM); an image that fits runs whole. --stitch auto: crop stitching (exact) where the\n"
         "  network's halo is finite and no --overlap is given, window blending otherwise.");
 }

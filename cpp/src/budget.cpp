@@ -1,5 +1,6 @@
 // The patch a memory budget allows: the twin of srexport/runtime/budget.py (default_budget,
-// image_bytes, largest_patch, _tight_patches, BACKEND_FACTORS) and validation.available_memory.
+// image_bytes, budget_patch, cpu_cost, _tight_patches, BACKEND_FACTORS, TOUCH_FLOPS_PER_BYTE) and
+// validation.available_memory.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +30,10 @@ std::int64_t available_memory() {
 
 double backend_factor(const std::string& backend) {
     return backend == "openvino" ? OPENVINO_FACTOR : BACKEND_FACTOR;
+}
+
+double touch_flops_per_byte(const std::string& backend) {
+    return backend == "openvino" ? OPENVINO_TOUCH_FLOPS_PER_BYTE : TOUCH_FLOPS_PER_BYTE_DEFAULT;
 }
 
 Budget default_budget(double memory_gib) {
@@ -65,8 +70,9 @@ std::vector<int> tight_patches(int length, int overlap, const ShapeRules& rules,
 }
 }  // namespace
 
-bool largest_patch(const MemoryModel& model, std::int64_t budget, const ShapeRules& rules, int height, int width,
-                   int batch, bool blend, int floor, int overlap, std::pair<int, int>& patch, int cap) {
+bool budget_patch(const MemoryModel& model, std::int64_t budget, const ShapeRules& rules, int height, int width,
+                  int batch, bool blend, int floor, int overlap, std::pair<int, int>& patch, int cap,
+                  double recompute) {
     const double left = double(budget) - image_bytes(height, width, rules.output_scale, blend);
     const int whole_h = rules.legal_at_least(height), whole_w = rules.legal_at_least(width);
     const bool whole_allowed = cap == 0 || (whole_h <= cap && whole_w <= cap);
@@ -74,13 +80,19 @@ bool largest_patch(const MemoryModel& model, std::int64_t budget, const ShapeRul
     const double area = std::max(0.0, (left - model.fixed) / (model.factor * model.per_pixel * batch));
     floor = rules.legal_at_least(std::max(floor, rules.min_size));
     bool found = false;
-    std::tuple<long long, long long> best_cost;
+    // (outside the recompute bound, estimated FLOPs or pixels computed, -area): smallest wins
+    std::tuple<int, double, long long> best_cost;
     for (int ph : tight_patches(height, overlap, rules, floor))
         for (int pw : tight_patches(width, overlap, rules, floor)) {
             if (double(ph) * pw > area || (cap && (ph > cap || pw > cap))) continue;
             const long long rows = (long long)axis_starts(std::max(height, ph), ph, std::min(overlap, ph - 1)).size();
             const long long cols = (long long)axis_starts(std::max(width, pw), pw, std::min(overlap, pw - 1)).size();
-            const std::tuple<long long, long long> cost{rows * ph * cols * pw, -(long long)ph * pw};
+            const long long computed = rows * ph * cols * pw;
+            const bool within = recompute > 0 && double(computed) <= recompute * height * width;
+            const double estimate = double(computed) * model.flops_per_pixel +
+                                    model.touch_flops_per_byte * model.patch_bytes(ph, pw, batch);
+            const std::tuple<int, double, long long> cost{within ? 0 : 1, within ? estimate : double(computed),
+                                                          -(long long)ph * pw};
             if (!found || cost < best_cost) patch = {ph, pw}, best_cost = cost, found = true;
         }
     if (!found) patch = {floor, floor};

@@ -83,11 +83,20 @@ double backend_factor(const std::string& backend);  // a session's name -> its f
 constexpr double RAM_FRACTION = 0.5;    // of MemAvailable: the default budget on the CPU
 constexpr double MIN_MEMORY_GIB = 1e-3, MAX_MEMORY_GIB = 1048576.0;  // validation.py's bounds of --memory
 
-// Peak bytes of one graph call: fixed (weights) + factor x per_pixel x input pixels x batch.
+// budget.py TOUCH_FLOPS_PER_BYTE and CPU_RECOMPUTE: what touching a byte of a CPU run's tiles
+// costs in FLOPs per backend, and the most a CPU tiling may compute over the image's pixels
+constexpr double TOUCH_FLOPS_PER_BYTE_DEFAULT = 290.0, OPENVINO_TOUCH_FLOPS_PER_BYTE = 60.0;
+constexpr double CPU_RECOMPUTE = 1.3;
+double touch_flops_per_byte(const std::string& backend);
+
+// Peak bytes of one graph call: fixed (weights) + factor x per_pixel x input pixels x batch;
+// and the convolutions' FLOPs per graph input pixel.
 struct MemoryModel {
     double per_pixel = 0.0;  // live activation bytes per graph input pixel (graph only)
     double fixed = 0.0;      // weight bytes
     double factor = BACKEND_FACTOR;
+    double flops_per_pixel = 0.0;
+    double touch_flops_per_byte = TOUCH_FLOPS_PER_BYTE_DEFAULT;
     double patch_bytes(int height, int width, int batch = 1) const;
 };
 // The model of one ONNX graph of the bundle (onnx_memory.cpp).
@@ -100,11 +109,14 @@ struct Budget {
 std::int64_t available_memory();  // MemAvailable, else the physical total
 Budget default_budget(double memory_gib);  // memory_gib > 0: that; else RAM_FRACTION of available memory
 double image_bytes(int height, int width, int output_scale, bool blend);
-// The legal (ph, pw) whose call fits what the budget leaves after the image's own buffers
-// and that computes the fewest pixels on this image; false when the whole image fits.
+// The legal (ph, pw) whose call fits what the budget leaves after the image's own buffers;
+// false when the whole image fits. Without `recompute` (0) the patch computing the fewest
+// pixels on this image; with it (CPU sessions), among the tilings computing at most that many
+// times the image's pixels, the one of least FLOPs plus touched bytes (budget.py budget_patch).
 // `cap` (0: none) bounds each patch edge (a backend built for at most that shape).
-bool largest_patch(const MemoryModel& model, std::int64_t budget, const ShapeRules& rules, int height, int width,
-                   int batch, bool blend, int floor, int overlap, std::pair<int, int>& patch, int cap = 0);
+bool budget_patch(const MemoryModel& model, std::int64_t budget, const ShapeRules& rules, int height, int width,
+                  int batch, bool blend, int floor, int overlap, std::pair<int, int>& patch, int cap = 0,
+                  double recompute = 0.0);
 
 // ---- blend.py ----------------------------------------------------------------------
 bool known_window(const std::string& kind);

@@ -555,10 +555,26 @@ MemoryModel graph_memory_model(const std::string& graph_path, const Manifest& ma
         for (const auto& name : live) sum += size_of(name);
         return sum;
     };
+    // budget.py counts the convolutions' FLOPs: 2 x each output (Conv) or input (ConvTranspose)
+    // element x the weight's (C / groups) x kernel taps
+    bool flops_known = true;  // any convolution of unknown shape: 0, as budget.py _conv_flops
+    auto product = [&](const Dims& dims, std::size_t from) {
+        double count = 1.0;
+        for (std::size_t i = from; i < dims.size(); ++i) {
+            if (!is_known(dims[i])) flops_known = false;
+            count *= double(dims[i]);
+        }
+        return count;
+    };
+    double flops = 0.0;
     double peak = live_bytes();
     for (std::size_t index = 0; index < graph.nodes.size(); ++index) {
         const Node& node = graph.nodes[index];
         shapes.infer(node);
+        if ((node.op == "Conv" || node.op == "ConvTranspose") && node.inputs.size() > 1 && !node.outputs.empty()) {
+            const Dims& scattered = node.op == "Conv" ? shapes.known[node.outputs[0]].dims : shapes.of(node, 0).dims;
+            flops += 2.0 * product(scattered, 0) * product(shapes.of(node, 1).dims, 1);
+        }
         for (const auto& name : node.outputs)
             if (!name.empty() && std::find(live.begin(), live.end(), name) == live.end()) live.push_back(name);
         peak = std::max(peak, live_bytes());
@@ -572,6 +588,7 @@ MemoryModel graph_memory_model(const std::string& graph_path, const Manifest& ma
     MemoryModel model;
     model.per_pixel = peak / (double(probe) * probe);
     model.fixed = graph.weight_bytes;
+    model.flops_per_pixel = flops_known ? flops / (double(probe) * probe) : 0.0;
     return model;
 }
 

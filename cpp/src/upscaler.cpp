@@ -166,8 +166,9 @@ struct Upscaler::Impl {
         // below that a tight budget is exceeded anyway, and a tile per pixel would be computed.
         const int floor = crop ? 2 * *rules.halo + 1 : std::max({rules.min_size, info.overlap + 1, 2 * info.overlap});
         const int overlap = crop ? 2 * *rules.halo : info.overlap;
-        return detail::largest_patch(memory_model, info.budget_bytes, rules, height, width, info.batch, !crop, floor,
-                                     overlap, patch, session->max_patch());
+        const double recompute = info.backend == "tensorrt" ? 0.0 : detail::CPU_RECOMPUTE;  // CPU sessions
+        return detail::budget_patch(memory_model, info.budget_bytes, rules, height, width, info.batch, !crop, floor,
+                                    overlap, patch, session->max_patch(), recompute);
     }
 
     // The tiling of an image of (height, width) graph input pixels.
@@ -366,6 +367,7 @@ Upscaler::Upscaler(const std::string& bundle_dir, const Options& options) : impl
     impl_->session = detail::open_session(options.backend, request, info.backend_note);
     info.backend = impl_->session->name();
     impl_->memory_model.factor = detail::backend_factor(info.backend);  // the session's work buffers
+    impl_->memory_model.touch_flops_per_byte = detail::touch_flops_per_byte(info.backend);
     if (info.patch_auto) info.patch_h = info.patch_w = 0;
 }
 

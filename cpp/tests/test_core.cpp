@@ -153,8 +153,8 @@ TEST(split_padding_puts_ceil_half_before) {
     for (int x = 0; x < 8; ++x) CHECK_EQ(q[std::size_t(x)], top_row[std::size_t(x)]);
 }
 
-TEST(largest_patch_follows_the_budget) {
-    // budget.py largest_patch: the whole image when it fits; else the legal patch computing the
+TEST(budget_patch_follows_the_budget) {
+    // budget.py budget_patch: the whole image when it fits; else the legal patch computing the
     // fewest pixels among those that fit (tight patches per tile count).
     ShapeRules rules;
     rules.output_scale = 2, rules.halo = 4;
@@ -163,15 +163,39 @@ TEST(largest_patch_follows_the_budget) {
     std::pair<int, int> patch;
     const double own = image_bytes(100, 100, 2, false);
     const auto budget = [&](double area) { return std::int64_t(own + model.fixed + 2.5 * 100.0 * area); };
-    CHECK(!largest_patch(model, budget(100 * 100), rules, 100, 100, 1, false, 9, 8, patch));
-    CHECK(largest_patch(model, budget(100 * 100) - 1, rules, 100, 100, 1, false, 9, 8, patch));
+    CHECK(!budget_patch(model, budget(100 * 100), rules, 100, 100, 1, false, 9, 8, patch));
+    CHECK(budget_patch(model, budget(100 * 100) - 1, rules, 100, 100, 1, false, 9, 8, patch));
     // 2 tiles per axis with overlap 8 need 54 each (2 * 54 - 8 = 100): 54 x 54 = 2916 px fit 3000.
-    CHECK(largest_patch(model, budget(3000), rules, 100, 100, 1, false, 9, 8, patch));
+    CHECK(budget_patch(model, budget(3000), rules, 100, 100, 1, false, 9, 8, patch));
     CHECK_EQ(patch.first, 54);
     CHECK_EQ(patch.second, 54);
     // nothing fits: the floor
-    CHECK(largest_patch(model, 0, rules, 100, 100, 1, false, 9, 8, patch));
+    CHECK(budget_patch(model, 0, rules, 100, 100, 1, false, 9, 8, patch));
     CHECK(patch.first == 9 && patch.second == 9);
+}
+
+TEST(budget_patch_on_the_cpu_takes_the_least_time_within_the_recompute_bound) {
+    // budget.py cpu_cost: FLOPs computed + touch_flops_per_byte x the bytes the calls hold,
+    // among tilings computing at most `recompute` x the image. Here 100x100, overlap 8, at
+    // most 9999 patch pixels: 1x2 tiles of 100x54 compute 10800 px (1.08x), 2x2 of 54 11664
+    // (1.17x), 2x3 of 54x39 12636 (1.26x), 1x4 of 100x31 12400 (1.24x), 3x3 of 39 13689 (1.37x).
+    ShapeRules rules;
+    rules.output_scale = 2, rules.halo = 4;
+    MemoryModel model;
+    model.per_pixel = 100.0, model.fixed = 0.0, model.flops_per_pixel = 1.0;
+    const double own = image_bytes(100, 100, 2, false);
+    const std::int64_t budget = std::int64_t(own + 2.5 * 100.0 * 9999);
+    std::pair<int, int> patch;
+    model.touch_flops_per_byte = 0.0;  // touching is free: the fewest pixels
+    CHECK(budget_patch(model, budget, rules, 100, 100, 1, false, 9, 8, patch, 0, 1.3));
+    CHECK(patch.first == 100 && patch.second == 54);
+    // 250 FLOPs per patch pixel held: 54x39 (12636 + 526500) beats 100x31 (12400 + 775000),
+    // 54x54 (11664 + 729000) and 100x54 (10800 + 1350000); 39x39 is outside the bound
+    model.touch_flops_per_byte = 1.0;
+    CHECK(budget_patch(model, budget, rules, 100, 100, 1, false, 9, 8, patch, 0, 1.3));
+    CHECK(patch.first == 54 && patch.second == 39);
+    CHECK(budget_patch(model, budget, rules, 100, 100, 1, false, 9, 8, patch));  // no bound: the fewest pixels
+    CHECK(patch.first == 100 && patch.second == 54);
 }
 
 TEST(cpu_blender_of_constant_patches_is_constant) {

@@ -16,6 +16,7 @@ OpenVINO 1.27 (PCARN-M), 1.62-1.66 (G-MGBP).
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,17 @@ from srexport.validation import available_memory
 BACKEND_FACTOR = 2.5  # backend work buffers: ONNX Runtime measured 2.1x (PCARN-M) to 2.3x (G-MGBP)
 BACKEND_FACTORS = {"openvino": 1.9}  # OpenVINO measured up to 1.66x (G-MGBP); others: BACKEND_FACTOR
 RAM_FRACTION = 0.5  # of MemAvailable: the default budget on the CPU
+# On the CPU the budget is a ceiling, not a target: the memory a run's tiles first touch
+# costs page faults. PCARN-M-L1 x4, 1920x1080 -> 8K, fp32, 2-core AMX Xeon VM: ONNX Runtime
+# (2 sessions) in 9 tiles of 388x668 took 22-24 s at 7.9 GB peak RSS (1.78 M faults, 14 s of
+# system time), in 45 tiles of 256x256 17-18 s at 2.9 GB for 26% more pixels; OpenVINO in 3
+# tiles of 1080x668 22.5 s at 6.0 GB, in 32 of 302x277 22.3 s at 1.8 GB for 24% more pixels.
+# Time = FLOPs / rate + touched bytes / rate fits ONNX Runtime's runs (192-448 px tiles)
+# within 5% at 290 FLOPs per byte of the memory model, OpenVINO's at about 60: at 290,
+# G-MGBP's 540x960 input would run in 4 tiles (51.6-54.5 s) instead of 2 (48.2-49.5 s).
+TOUCH_FLOPS_PER_BYTE = {"openvino": 60.0}  # per CPU backend; others: TOUCH_FLOPS_PER_BYTE_DEFAULT
+TOUCH_FLOPS_PER_BYTE_DEFAULT = 290.0  # ONNX Runtime (and the torch backend, unmeasured)
+CPU_RECOMPUTE = 1.3  # CPU tilings compute at most this many times the image's pixels, where one fits
 DEVICE_FRACTION = 0.7  # of free device memory: the default budget on a GPU
 _PROBE = 64  # patch edge (input pixels) the graph is shape-inferred at
 _DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16: 2}
@@ -34,11 +46,14 @@ _DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """Peak bytes of one graph call: `fixed` (weights) + `per_pixel` x input pixels x batch."""
+    """Peak bytes of one graph call: `fixed` (weights) + `per_pixel` x input pixels x batch;
+    and its convolutions' FLOPs per graph input pixel (0: unknown)."""
 
     per_pixel: float  # live activation bytes per graph input pixel (graph only)
     fixed: float  # weight bytes
     factor: float = BACKEND_FACTOR
+    flops_per_pixel: float = 0.0
+    touch_flops_per_byte: float = TOUCH_FLOPS_PER_BYTE_DEFAULT  # what touching a byte costs, in FLOPs
 
     def patch_bytes(self, height: int, width: int, batch: int = 1) -> float:
         return self.fixed + self.factor * self.per_pixel * height * width * batch
@@ -73,7 +88,8 @@ def _live_peak(model) -> float:
 
 
 @functools.lru_cache(maxsize=16)
-def _graph_model(graph: str, noise: tuple, probe: int) -> tuple[float, float]:
+def _graph_model(graph: str, noise: tuple, probe: int) -> tuple[float, float, float]:
+    """(live bytes per input pixel, weight bytes, FLOPs per input pixel) at a probe x probe input."""
     import onnx
     from onnx import numpy_helper, shape_inference
 
@@ -97,7 +113,28 @@ def _graph_model(graph: str, noise: tuple, probe: int) -> tuple[float, float]:
             d.ClearField("dim_value")
     inferred = shape_inference.infer_shapes(model, data_prop=True)
     weights = float(sum(numpy_helper.to_array(i).nbytes for i in model.graph.initializer))
-    return _live_peak(inferred) / (probe * probe), weights
+    return _live_peak(inferred) / (probe * probe), weights, _conv_flops(inferred) / (probe * probe)
+
+
+def _conv_flops(model) -> float:
+    """FLOPs of the shape-inferred graph's convolutions: 2 x each output (Conv) or input
+    (ConvTranspose) element x the weight's C / groups x kernel taps; 0 when any of their
+    shapes is unknown (then touched bytes alone rank CPU tilings, in C++ alike)."""
+    graph = model.graph
+    dims = {t.name: list(t.dims) for t in graph.initializer}
+    for info in list(graph.value_info) + list(graph.output) + list(graph.input):
+        dims.setdefault(info.name, [d.dim_value if d.HasField("dim_value") else -1
+                                    for d in info.type.tensor_type.shape.dim])
+    flops = 0.0
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2:
+            continue
+        scattered = dims.get(node.output[0] if node.op_type == "Conv" else node.input[0])
+        weight = dims.get(node.input[1])
+        if not scattered or not weight or min(scattered + weight[1:]) < 0:
+            return 0.0
+        flops += 2.0 * math.prod(scattered) * math.prod(weight[1:])
+    return flops
 
 
 def memory_model(bundle, precision: str = "fp32", backend: str | None = None) -> MemoryModel:
@@ -108,8 +145,9 @@ def memory_model(bundle, precision: str = "fp32", backend: str | None = None) ->
     rules = m.shape_rules
     probe = rules.legal_at_least(max(_PROBE, rules.min_size))
     noise = tuple((n.name, n.channels, n.factor, n.border) for n in m.noise_inputs)
-    per_pixel, weights = _graph_model(str(bundle.graph_path(graph_precision)), noise, probe)
-    return MemoryModel(per_pixel, weights, BACKEND_FACTORS.get(backend or "", BACKEND_FACTOR))
+    per_pixel, weights, flops = _graph_model(str(bundle.graph_path(graph_precision)), noise, probe)
+    return MemoryModel(per_pixel, weights, BACKEND_FACTORS.get(backend or "", BACKEND_FACTOR), flops,
+                       TOUCH_FLOPS_PER_BYTE.get(backend or "", TOUCH_FLOPS_PER_BYTE_DEFAULT))
 
 
 def available_ram() -> int:
@@ -169,13 +207,18 @@ def fits(model: MemoryModel, budget: int, rules: ShapeRules, height: int, width:
     return model.patch_bytes(*patch, batch) <= budget - image_bytes(height, width, rules.output_scale, blend)
 
 
-def largest_patch(model: MemoryModel, budget: int, rules: ShapeRules, height: int, width: int, batch: int,
-                  blend: bool, floor: int, overlap: int = 0, max_edge: int | None = None) -> tuple[int, int] | None:
-    """The legal (ph, pw) whose call fits what the budget leaves after the image's own
-    buffers and that computes the fewest pixels on this image (tiles overlapping by
-    `overlap`); None when the whole image fits (run it whole). `floor` is the smallest
-    patch edge allowed (crop stitching: 2 * halo + 1); `max_edge` the largest a backend
-    accepts (a TensorRT engine's profile), if any."""
+def budget_patch(model: MemoryModel, budget: int, rules: ShapeRules, height: int, width: int, batch: int,
+                 blend: bool, floor: int, overlap: int = 0, max_edge: int | None = None,
+                 recompute: float | None = None) -> tuple[int, int] | None:
+    """The legal (ph, pw) for tiles of this image (overlapping by `overlap`) whose call fits
+    what the budget leaves after the image's own buffers; None when the whole image fits
+    (run it whole). `floor` is the smallest patch edge allowed (crop stitching: 2 * halo + 1);
+    `max_edge` the largest a backend accepts (a TensorRT engine's profile), if any.
+
+    Without `recompute`: the patch that computes the fewest pixels (the largest that fits).
+    With it (CPU sessions: `CPU_RECOMPUTE`): among the tilings computing at most `recompute`
+    times the image's pixels, where one fits, the one of least estimated time (`cpu_cost`:
+    its FLOPs plus the bytes its calls touch); else the fewest pixels."""
     from srexport.runtime.tiler import axis_starts
 
     left = budget - image_bytes(height, width, rules.output_scale, blend)
@@ -192,10 +235,20 @@ def largest_patch(model: MemoryModel, budget: int, rules: ShapeRules, height: in
                 continue
             rows = len(axis_starts(max(height, ph), ph, min(overlap, ph - 1)))
             cols = len(axis_starts(max(width, pw), pw, min(overlap, pw - 1)))
-            cost = (rows * ph * cols * pw, -ph * pw)
+            computed = rows * ph * cols * pw
+            if recompute is not None and computed <= recompute * height * width:
+                cost = (0, cpu_cost(model, computed, ph, pw, batch), -ph * pw)
+            else:
+                cost = (1, computed, -ph * pw)
             if best_cost is None or cost < best_cost:
                 best, best_cost = (ph, pw), cost
     return best or (floor, floor)
+
+
+def cpu_cost(model: MemoryModel, computed: int, ph: int, pw: int, batch: int) -> float:
+    """Estimated CPU time of a tiling, in FLOPs: what its `computed` pixels cost plus the
+    memory its calls of (ph, pw) x `batch` first touch (`TOUCH_FLOPS_PER_BYTE`)."""
+    return computed * model.flops_per_pixel + model.touch_flops_per_byte * model.patch_bytes(ph, pw, batch)
 
 
 def _tight_patches(length: int, overlap: int, rules: ShapeRules, floor: int) -> list[int]:

@@ -20,7 +20,7 @@ from srexport.runtime.backends.base import NoSession
 from srexport.runtime.backends.options import BackendOptions
 from srexport.runtime.backends.table import options_by_backend
 from srexport.runtime.blend import WINDOWS, window_1d
-from srexport.runtime.budget import MemoryModel, default_budget, fits, largest_patch, memory_model
+from srexport.runtime.budget import CPU_RECOMPUTE, MemoryModel, budget_patch, default_budget, fits, memory_model
 from srexport.runtime.imageio import LoadedImage, from_pil, quantize, read_image, to_pil, write_png
 from srexport.runtime.noise import normal_field
 from srexport.runtime.pipeline import LUMA, batches, box_windows, finish, pad_image, pre_upscale, stitcher, to_planes
@@ -50,8 +50,8 @@ def _frame_size(frame) -> tuple[int, int] | None:
 class Upscaler:
     """A loaded bundle ready to upscale images (see `srexport.load`).
 
-    `patch`: (h, w) graph input pixels, "auto" (the largest that the memory budget allows;
-    an image that fits runs whole at its own legal size) or None (the bundle's patch).
+    `patch`: (h, w) graph input pixels, "auto" (a patch the memory budget allows,
+    `budget.budget_patch`; an image that fits runs whole at its own legal size) or None (the bundle's patch).
     `stitch`: "crop" (exact, for networks with a finite halo: overlap 2 * halo, each output
     pixel from the tile where it lies at least a halo inside), "blend" (window blending) or
     "auto" (crop where the halo is finite and the patch leaves room for it, unless an
@@ -240,9 +240,9 @@ class Upscaler:
         # a smaller patch would not fit a tight budget anyway (at 0.1 GiB, G-MGBP's 49 px
         # patches fit no better than 96 px ones) and would compute each pixel hundreds of times.
         floor = 2 * rules.halo + 1 if crop else max(rules.min_size, self.overlap + 1, 2 * self.overlap)
-        return largest_patch(self.memory_model(), self.budget.bytes, rules, height, width, in_flight,
-                             not crop, floor, 2 * rules.halo if crop else self.overlap,
-                             self.session.max_patch_edge)
+        return budget_patch(self.memory_model(), self.budget.bytes, rules, height, width, in_flight,
+                            not crop, floor, 2 * rules.halo if crop else self.overlap,
+                            self.session.max_patch_edge, CPU_RECOMPUTE if self.session.device == "cpu" else None)
 
     def graph_plan(self, height: int, width: int, in_flight: int | None = None) -> TilePlan:
         """The tiling of an image of (height, width) graph input pixels, with the budget shared

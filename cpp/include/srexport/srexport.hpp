@@ -69,8 +69,8 @@ struct ImageView {
     std::size_t stride = 0;
 };
 
-// Patch sizes of Options (graph input pixels): PATCH_AUTO (both 0, the default) takes the
-// largest patch the memory budget allows, an image that fits running whole at its own legal
+// Patch sizes of Options (graph input pixels): PATCH_AUTO (both 0, the default) takes a
+// patch the memory budget allows (budget.py's rule), an image that fits running whole at its own legal
 // size (networks without a finite halo keep the manifest's patch); PATCH_BUNDLE the
 // manifest's patch; a positive patch_h (patch_w 0: square) that patch.
 constexpr int PATCH_AUTO = SRX_PATCH_AUTO;
