@@ -33,8 +33,10 @@ RAM_FRACTION = 0.5  # of MemAvailable: the default budget on the CPU
 # (2 sessions) in 9 tiles of 388x668 took 22-24 s at 7.9 GB peak RSS (1.78 M faults, 14 s of
 # system time), in 45 tiles of 256x256 17-18 s at 2.9 GB for 26% more pixels; OpenVINO in 3
 # tiles of 1080x668 22.5 s at 6.0 GB, in 32 of 302x277 22.3 s at 1.8 GB for 24% more pixels.
-# Time = FLOPs / rate + touched bytes / rate fits ONNX Runtime's runs (192-448 px tiles)
-# within 5% at 290 FLOPs per byte of the memory model, OpenVINO's at about 60: at 290,
+# Time = FLOPs / rate + touched bytes / rate fits ONNX Runtime's runs (256-448 px tiles and
+# 388x668; 192 px tiles ran 12% over it) within 5% at 290 FLOPs per byte of the memory
+# model, OpenVINO's at about 60. This is a VM's page-fault cost; on bare metal faults are
+# cheaper and the rule errs toward smaller tiles than needed (never beyond 1.3x). At 290,
 # G-MGBP's 540x960 input would run in 4 tiles (51.6-54.5 s) instead of 2 (48.2-49.5 s).
 TOUCH_FLOPS_PER_BYTE = {"openvino": 60.0}  # per CPU backend; others: TOUCH_FLOPS_PER_BYTE_DEFAULT
 TOUCH_FLOPS_PER_BYTE_DEFAULT = 290.0  # ONNX Runtime (and the torch backend, unmeasured)
