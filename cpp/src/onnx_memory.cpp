@@ -559,6 +559,7 @@ MemoryModel graph_memory_model(const std::string& graph_path, const Manifest& ma
     // element x the weight's (C / groups) x kernel taps
     bool flops_known = true;  // any convolution of unknown shape: 0, as budget.py _conv_flops
     auto product = [&](const Dims& dims, std::size_t from) {
+        if (dims.size() <= from) flops_known = false;  // no shape
         double count = 1.0;
         for (std::size_t i = from; i < dims.size(); ++i) {
             if (!is_known(dims[i])) flops_known = false;
@@ -572,7 +573,10 @@ MemoryModel graph_memory_model(const std::string& graph_path, const Manifest& ma
         const Node& node = graph.nodes[index];
         shapes.infer(node);
         if ((node.op == "Conv" || node.op == "ConvTranspose") && node.inputs.size() > 1 && !node.outputs.empty()) {
-            const Dims& scattered = node.op == "Conv" ? shapes.known[node.outputs[0]].dims : shapes.of(node, 0).dims;
+            const auto made = shapes.known.find(node.outputs[0]);
+            const Dims none;
+            const Dims& scattered = node.op == "ConvTranspose" ? shapes.of(node, 0).dims
+                                    : made == shapes.known.end() ? none : made->second.dims;
             flops += 2.0 * product(scattered, 0) * product(shapes.of(node, 1).dims, 1);
         }
         for (const auto& name : node.outputs)
