@@ -345,7 +345,7 @@ def test_the_memory_budget_plans_for_every_patch_in_flight(bundle):
     assert len(plan.tiles) > 1
     left = up.budget.bytes - image_bytes(300, 400, 2, False)
     model = up.memory_model()
-    # two patches of this size fit what the budget leaves; the one-at-a-time choice would not
+    # two patches of this size fit what the budget leaves ...
     assert model.patch_bytes(plan.patch_h, plan.patch_w, 2) <= left
     # ... and the budget binds: the largest patch one call at a time could take would not fit twice
     rules = bundle.manifest.stitching_rules
