@@ -102,11 +102,12 @@ def _display_matrix(path: Path, index: int) -> tuple[int, ...] | None:
         return None
     if frame is None:
         return None
-    for data in frame.side_data:
-        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-            values = np.frombuffer(bytes(data), dtype="<i4")
-            return tuple(int(v) for v in values) if values.size == 9 else None
-    return None
+    # A mapping keyed by type: PyAV 18.1.1 iterates it by key, 18.1.0 by value.
+    data = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+    if data is None:
+        return None
+    values = np.frombuffer(bytes(data), dtype="<i4")
+    return tuple(int(v) for v in values) if values.size == 9 else None
 
 
 def _declared_end(stream) -> Fraction | None:
