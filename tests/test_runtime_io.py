@@ -175,3 +175,26 @@ def test_written_8bit_png_decodes_to_the_rounded_pixels(tmp_path, channels, alph
     with Image.open(tmp_path / "out.png") as img:
         decoded = np.asarray(img)
     assert np.array_equal(decoded.reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.png", "anim.webp", "pages.tif"])
+def test_a_file_of_several_frames_is_refused_in_one_line_and_nothing_written(pixel, tmp_path, name):
+    _, up = pixel
+    frames = [Image.fromarray(_rgb8(seed=k)) for k in range(3)]
+    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+    assert Image.open(tmp_path / name).n_frames == 3  # the file really holds three pictures
+    with pytest.raises(ImageError, match=r"3 frames \(an animated or multi-page image\)") as info:
+        up.upscale_file(tmp_path / name, tmp_path / "out.png")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_16bit_animated_png_is_refused_too(tmp_path):
+    frames = [Image.fromarray(np.full((6, 5), 1000 * (k + 1), np.uint16)) for k in range(2)]
+    frames[0].save(tmp_path / "a16.png", save_all=True, append_images=frames[1:])
+    with Image.open(tmp_path / "a16.png") as img:
+        assert img.n_frames == 2
+    with open(tmp_path / "a16.png", "rb") as handle:
+        assert handle.read(25)[24] == 16  # the 16-bit reader's path, not Pillow's
+    with pytest.raises(ImageError, match="2 frames"):
+        read_image(tmp_path / "a16.png")

@@ -98,6 +98,16 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
 
 
+def _refuse_frames(path: Path, img: Image.Image) -> None:
+    """An animated image (APNG, WebP, GIF) or a multi-page TIFF holds more than the one
+    picture a run writes back: refused rather than upscaling its first frame alone."""
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        raise ImageError(f"{path}: {frames} frames (an animated or multi-page image); sr-export upscales one "
+                         "picture per file: save the frame you want on its own, or convert the animation to a video "
+                         "file (.mkv, .mp4) and pass that")
+
+
 def _read_png16(path: Path) -> LoadedImage:
     import png
 
@@ -105,6 +115,7 @@ def _read_png16(path: Path) -> LoadedImage:
     planes = info["planes"]
     data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
     with Image.open(path) as img:
+        _refuse_frames(path, img)
         data = _orient(data, img.getexif().get(_EXIF_ORIENTATION, 1))
     values = data.astype(np.float32) / 65535.0
     has_alpha = info["alpha"]
@@ -124,6 +135,7 @@ def read_image(path: str | Path) -> LoadedImage:
                 return _read_png16(path)
             with Image.open(path) as img:
                 _check_pixels(path, *img.size)
+                _refuse_frames(path, img)
                 img = ImageOps.exif_transpose(img)
                 img.load()
     except ImageError:
