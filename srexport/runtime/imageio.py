@@ -111,12 +111,13 @@ def _refuse_frames(path: Path, img: Image.Image) -> None:
 def _read_png16(path: Path) -> LoadedImage:
     import png
 
+    with Image.open(path) as img:  # before decoding: an animation is refused unread
+        _refuse_frames(path, img)
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
     planes = info["planes"]
     data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
-    with Image.open(path) as img:
-        _refuse_frames(path, img)
-        data = _orient(data, img.getexif().get(_EXIF_ORIENTATION, 1))
+    data = _orient(data, orientation)
     values = data.astype(np.float32) / 65535.0
     has_alpha = info["alpha"]
     color = values[..., : planes - 1] if has_alpha else values
