@@ -16,9 +16,22 @@ needs_openvino = pytest.mark.skipif(not available_backends()["openvino"],
 
 
 def numpy_reference(precision: str, a: np.ndarray, operand: np.ndarray) -> np.ndarray:
-    if precision == "int8":  # QuantizeLinear: round half to even, saturate; scale 0.01, zero point 0
-        a = np.clip(np.rint(a / np.float32(0.01)), -128, 127) * np.float32(0.01)
+    if precision == "int8":  # QuantizeLinear to uint8: round half to even, saturate; scale 0.01, zero point 128
+        a = (np.clip(np.rint(a / np.float32(0.01)) + 128, 0, 255) - 128) * np.float32(0.01)
     return a.astype(np.float64) @ operand.astype(np.float64)
+
+
+def full_uint8_range(n: int, seed: int) -> np.ndarray:
+    """Inputs that quantise to every uint8 code, 0 and 255 included: the largest products a
+    saturating uint8 x int8 kernel (AVX2 without VNNI) would see."""
+    return np.random.default_rng(seed).uniform(-1.30, 1.30, (n, n)).astype(np.float32)
+
+
+def test_the_int8_operand_is_7_bit_multiples_of_the_scale():
+    _, operand = peak.openvino_matmul_model("int8", 64)
+    codes = operand / np.float32(0.01)
+    np.testing.assert_allclose(codes, np.rint(codes), atol=1e-4)
+    assert np.abs(np.rint(codes)).max() <= 64 and len(np.unique(np.rint(codes))) > 100
 
 
 @pytest.mark.parametrize("precision", ["f32", "int8"])
@@ -27,9 +40,7 @@ def test_the_matmul_graphs_compute_a_times_b(precision):
 
     n = 48
     model, operand = peak.openvino_matmul_model(precision, n)
-    a = np.random.default_rng(5).random((n, n), dtype=np.float32) * 2 - 1
-    if precision == "int8":
-        assert np.all(np.abs(operand / np.float32(0.01) - np.rint(operand / np.float32(0.01))) < 1e-4)
+    a = full_uint8_range(n, 5)
     want = numpy_reference(precision, a, operand)
     got = inference_session(model.SerializeToString()).run(None, {"a": a})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -42,7 +53,7 @@ def test_openvino_computes_the_int8_matmul_it_is_timed_on():
     n = 64
     model, operand = peak.openvino_matmul_model("int8", n)
     compiled = core().compile_model(core().read_model(model.SerializeToString(), b""), "CPU")
-    a = np.random.default_rng(6).random((n, n), dtype=np.float32) * 2 - 1
+    a = full_uint8_range(n, 6)
     got = compiled.create_infer_request().infer({"a": a})[0]
     np.testing.assert_allclose(got, numpy_reference("int8", a, operand), rtol=1e-4, atol=1e-3)
 
