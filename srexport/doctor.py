@@ -214,5 +214,8 @@ def auto_precisions() -> str:
     (each bundle then takes the first it holds within its recorded gate)."""
     from srexport.runtime.backends.precision_auto import machine_order, this_machine
 
-    order, why = machine_order(this_machine("auto"))
-    return f"{', '.join(order)} ({why}; a bundle runs the first it holds within its recorded accuracy gate)"
+    here = this_machine("auto")
+    order, why = machine_order(here)
+    frames, _ = machine_order(here, repeating=True)
+    streams = f"; frame streams: {', '.join(frames)}" if frames != order else ""
+    return f"{', '.join(order)}{streams} ({why}; a bundle runs the first it holds within its recorded accuracy gate)"

@@ -68,10 +68,10 @@ def test_frame_streams_keep_a_mixed_int8_graph_first_on_a_bf16_cpu():
     assert (images.precision, frames.precision) == ("bf16", "int8")
     assert "on images of many sizes (frame streams run it)" in images.reason
     assert "frames of one size: this bundle's int8 graph keeps layers in float" in frames.reason
-    # elsewhere a stream changes nothing: int8 already first, or no bf16 to put it behind
+    # elsewhere (but on AVX2 alone, below) a stream changes nothing: int8 already first, or no bf16 to put it behind
     for recorded, where in ((ALL, machine(**AMX)), ({"fp32": FP32, "int8": MIXED_INT8}, machine(**AMX)),
                             (mixed, machine(flags=("avx2", "avx_vnni"))), (mixed, machine(gpu=True)),
-                            ({"fp32": FP32, "bf16": BF16}, machine(**AMX)), (mixed, machine())):
+                            ({"fp32": FP32, "bf16": BF16}, machine(**AMX)), (mixed, machine(caps=("FP32",)))):
         assert pa.choose_precision(recorded, where, repeating=True) == pa.choose_precision(recorded, where)
 
 
@@ -86,9 +86,18 @@ def test_float_layers_only_at_the_image_space_ends_keep_int8_first():
     assert pa.choose_precision({"fp32": FP32, "bf16": BF16, "int8": trunk}, machine(**AMX)).precision == "bf16"
 
 
-def test_an_avx2_cpu_without_vnni_or_bf16_runs_fp32():
-    choice = pa.choose_precision(ALL, machine())
-    assert choice.precision == "fp32" and "no BF16 or VNNI" in choice.reason
+def test_an_avx2_cpu_without_vnni_or_bf16_runs_fp32_for_images_and_int8_for_frames():
+    """OpenVINO's AVX2 int8 kernels beat fp32 on frames compiled static, not on images of many
+    sizes (AMD EPYC, AVX2 alone: `precision_auto.AVX2_INT8_NOTE`)."""
+    images = pa.choose_precision(ALL, machine())
+    frames = pa.choose_precision(ALL, machine(), repeating=True)
+    assert (images.precision, frames.precision) == ("fp32", "int8")
+    assert "int8 on AVX2 alone (no VNNI or BF16)" in images.reason and "AVX2 alone" in frames.reason
+    assert pa.choose_precision({"fp32": FP32, "bf16": BF16, "fp16": FP16}, machine(), repeating=True).precision == "fp32"
+    # a CPU whose OpenVINO offers no INT8 kernels runs fp32 either way
+    for repeating in (False, True):
+        choice = pa.choose_precision(ALL, machine(caps=("FP32",)), repeating=repeating)
+        assert choice.precision == "fp32" and "no BF16 or VNNI" in choice.reason
 
 
 def test_vnni_without_bf16_runs_int8():
@@ -195,6 +204,25 @@ def test_auto_on_a_vnni_cpu_runs_int8_on_openvino(int8_bundle, monkeypatch):
     monkeypatch.setattr(pa, "cpu_flags", lambda: frozenset({"avx2", "avx_vnni"}))
     session = open_session(int8_bundle, "auto", "auto")
     assert session.name == "openvino" and session.precision == "int8"
+
+
+@pytest.mark.skipif(not available_backends()["openvino"], reason="openvino is not installed; CI installs it")
+def test_load_on_an_avx2_cpu_runs_images_in_fp32_and_frames_in_int8(int8_bundle, monkeypatch):
+    """The whole path on an AVX2-only CPU (the machine's answers stand in where this one has
+    VNNI or BF16): images open fp32, the frames of a stream int8 on OpenVINO, each as asked."""
+    import srexport
+
+    monkeypatch.setattr(pa, "this_machine", lambda backend: machine(backend))
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (20, 16, 3), dtype=np.uint8) for _ in range(2)]
+    with srexport.load(int8_bundle.root) as up, srexport.load(int8_bundle.root, precision="int8") as int8, \
+            srexport.load(int8_bundle.root, precision="fp32") as fp32:
+        assert up.session.precision == "fp32" and "AVX2 alone" in up.session.selection_note
+        assert (up.for_frames().session.name, up.for_frames().session.precision) == ("openvino", "int8")
+        assert np.array_equal(up.upscale(frames[0]), fp32.upscale(frames[0]))
+        streamed = list(up.upscale_frames(frames))
+        assert all(np.array_equal(a, b) for a, b in zip(streamed, int8.upscale_frames(frames)))
+        assert not np.array_equal(streamed[0], fp32.upscale(frames[0]))
 
 
 def _bf16_cpu() -> bool:

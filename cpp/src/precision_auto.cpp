@@ -6,6 +6,8 @@
 //   - OpenVINO on a CPU with BF16 (AVX512-BF16 / AMX): int8, bf16, fp32, a mixed int8 graph
 //     (layers kept in float inside the network) after bf16;
 //   - OpenVINO on a CPU with VNNI and no BF16: int8, fp32;
+//   - OpenVINO on a CPU with INT8 kernels on AVX2 alone: fp32 (Python runs int8 there for frame
+//     streams only, which this runtime does not take);
 //   - anything else: fp32.
 #include <algorithm>
 #include <charconv>
@@ -53,6 +55,10 @@ Order machine_order(const PrecisionMachine& machine) {
                     "this CPU has BF16 (AVX512-BF16/AMX): OpenVINO runs int8, then bf16, fastest"};
         for (const char* flag : {"avx512_vnni", "avx_vnni", "amx_int8"})
             if (machine.cpu_flags.count(flag)) return {{"int8", "fp32"}, "this CPU has VNNI: OpenVINO runs int8 fastest"};
+        if (machine.cpu_caps.count("INT8"))
+            return {{"fp32"},
+                    "this CPU runs int8 on AVX2 alone (no VNNI or BF16): faster than fp32 for frames of one size, "
+                    "compiled static, not for images of many sizes"};
         return {{"fp32"}, "this CPU has no BF16 or VNNI, where reduced precision pays on OpenVINO"};
     }
     const std::string where = b == "auto" ? "ONNX Runtime" : b;

@@ -294,6 +294,10 @@ TEST(precision_auto_orders_precisions_by_machine_as_python) {
     no_openvino.openvino = false;
     CHECK_EQ(chosen(all, no_openvino), std::string("fp32"));
     CHECK_EQ(choose_precision(all, AVX2).reason,
+             std::string("precision auto: fp32 (this CPU runs int8 on AVX2 alone (no VNNI or BF16): faster than fp32 "
+                         "for frames of one size, compiled static, not for images of many sizes; the reference)"));
+    const PrecisionMachine no_int8 = machine("auto", false, true, {"FP32"}, {"avx2", "fma"});
+    CHECK_EQ(choose_precision(all, no_int8).reason,
              std::string("precision auto: fp32 (this CPU has no BF16 or VNNI, where reduced precision pays on "
                          "OpenVINO; the reference)"));
     PrecisionMachine ort = AMX;

@@ -5,6 +5,8 @@ The order of preference (`machine_order`), fastest first:
 - on an NVIDIA GPU (TensorRT or ONNX Runtime's CUDA provider): int8, fp16, fp32;
 - on a CPU through OpenVINO with BF16 (AVX512-BF16 or AMX): int8, bf16, fp32;
 - on a CPU through OpenVINO with VNNI (AVX512-VNNI or AVX-VNNI) but no BF16: int8, fp32;
+- on a CPU through OpenVINO with INT8 kernels but neither (AVX2 alone): int8, fp32 for frame
+  streams (`repeating`), fp32 for images (`AVX2_INT8_NOTE`);
 - anywhere else (ONNX Runtime or PyTorch on the CPU, a CPU without those units): fp32.
 On the BF16 CPU a mixed INT8 graph (layers kept in float by its build) moves after bf16
 for images (`bundle_order`), and keeps its place for frame streams (`repeating`: the frames
@@ -46,16 +48,33 @@ class Machine:
     cpu_flags: frozenset[str]  # /proc/cpuinfo flags
 
 
-def machine_order(machine: Machine) -> tuple[tuple[str, ...], str]:
-    """Precisions fastest first on this machine and backend, with the reason."""
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+# OpenVINO's int8 kernels on AVX2 alone multiply uint8 by int8 with vpmaddubsw, which
+# saturates pairs of products at int16; the bundles' 7-bit weights keep every pair within
+# range, so int8 computes the same there as with VNNI. Measured on a 2-core AMD EPYC (AVX2,
+# FMA; no AVX-512, VNNI or BF16), OpenVINO 2026.4.1, 2 threads: 320x180 frames, PCARN-M-L1 x4
+# 1.72-2.40 output Mpx/s in int8 against 0.74-0.85 in fp32 (ONNX Runtime; OpenVINO fp32
+# 0.81-0.85), G-MGBP BOE-R1 x4 0.145 against 0.076-0.083; but the CSet5 folder run of
+# G-MGBP took 11.5 s in int8 against 9.5-9.9 s in fp32 (one dynamic compile for every size,
+# where the int8 kernels lose their fusions).
+AVX2_INT8_NOTE = ("this CPU runs int8 on AVX2 alone (no VNNI or BF16): faster than fp32 for frames of one size, "
+                  "compiled static, not for images of many sizes")
+
+
+def machine_order(machine: Machine, repeating: bool = False) -> tuple[tuple[str, ...], str]:
+    """Precisions fastest first on this machine and backend, with the reason (`repeating`:
+    for a stream of frames of one size)."""
     gpu_backend = machine.backend in ("auto", "tensorrt", "onnxruntime") and machine.gpu
     if gpu_backend:
         return ("int8", "fp16", "fp32"), "an NVIDIA GPU runs int8, then fp16, fastest"
     if machine.backend in ("auto", "openvino") and machine.openvino:
         if "BF16" in machine.cpu_caps:
             return ("int8", "bf16", "fp32"), "this CPU has BF16 (AVX512-BF16/AMX): OpenVINO runs int8, then bf16, fastest"
-        if machine.cpu_flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        if machine.cpu_flags & VNNI_FLAGS:
             return ("int8", "fp32"), "this CPU has VNNI: OpenVINO runs int8 fastest"
+        if "INT8" in machine.cpu_caps:
+            return (("int8", "fp32") if repeating else ("fp32",)), AVX2_INT8_NOTE
         return ("fp32",), "this CPU has no BF16 or VNNI, where reduced precision pays on OpenVINO"
     where = "ONNX Runtime" if machine.backend == "auto" else machine.backend
     return ("fp32",), f"on the CPU through {where}, reduced precision brings no speed"
@@ -120,7 +139,7 @@ def bundle_order(order: tuple[str, ...], why: str, recorded: Mapping[str, Precis
 def choose_precision(recorded: Mapping[str, PrecisionInfo], machine: Machine,
                      repeating: bool = False) -> PrecisionChoice:
     """The pure rule of the module docstring (`repeating`: for a stream of frames of one size)."""
-    order, why = bundle_order(*machine_order(machine), recorded, repeating)
+    order, why = bundle_order(*machine_order(machine, repeating), recorded, repeating)
     passed: list[str] = []
     for precision in order:
         info = recorded.get(precision)
