@@ -139,8 +139,8 @@ def openvino_matmul_model(precision: str, n: int, seed: int = 0):
     a quantised on the fly to uint8 (scale 0.01, zero point 128), B stored int8 in 7 bits
     (|B| <= 64, scale 0.01). CPUs without VNNI multiply uint8 by int8 with AVX2's vpmaddubsw,
     which saturates each pair of products at int16: 7-bit weights keep a pair within
-    2 * 255 * 64 = 32640, so the graph computes a @ B exactly on every x86 CPU (full 8-bit
-    weights did not on an AVX2-only EPYC)."""
+    2 * 255 * 64 = 32640, so the graph computes a @ B exactly on every x86 CPU (int8
+    activations and weights up to 100 gave errors of up to 1.0 on an AVX2-only EPYC)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
