@@ -4,7 +4,9 @@
 the frame and folder pipelines and the tile scheduler of `Upscaler`) runs each caller's item
 on one of `concurrency` further sessions of the same graph, each with its share of the
 threads (`default_streams`; `OrtOptions(streams=N)` overrides it), created on the first
-concurrent call. On the CPU only: a GPU provider keeps one item at a time.
+concurrent call. On the CPU only: a GPU provider keeps one item at a time. A CPU session of
+the fp32 graph runs its pixel shuffles as one-hot ConvTransposes, the same bits faster
+(`ort_graph`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +22,7 @@ from srexport.bundle import Bundle
 from srexport.errors import SrExportError
 from srexport.ort import inference_session
 from srexport.runtime.backends.base import Session
+from srexport.runtime.backends.ort_graph import cpu_session_graph
 from srexport.runtime.throughput import StreamPlan, plan_streams
 
 _PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -66,7 +70,11 @@ class OrtSession(Session):
         self._graph = bundle.graph_path(precision, zero_noise)
         self.zero_noise_graph = self._graph != bundle.graph_path(precision)
         self._optimization = optimization
-        self._session = inference_session(self._graph, threads=self.threads, providers=chosen, sequential=True,
+        self._model: Path | bytes = self._graph
+        self.shuffles_rewritten = 0  # pixel shuffles run as ConvTranspose (`ort_graph`)
+        if chosen[0] == "CPUExecutionProvider":
+            self._model, self.shuffles_rewritten = cpu_session_graph(self._graph, precision)
+        self._session = inference_session(self._model, threads=self.threads, providers=chosen, sequential=True,
                                           optimization=optimization)
         self._providers = self._session.get_providers()
         self.device = "cpu" if self._providers[0] == "CPUExecutionProvider" else "cuda"
@@ -100,7 +108,7 @@ class OrtSession(Session):
             if self._pool is None:
                 pool: queue.SimpleQueue = queue.SimpleQueue()
                 for _ in range(self.concurrency):
-                    pool.put(inference_session(self._graph, threads=self._stream_plan.threads_per_stream,
+                    pool.put(inference_session(self._model, threads=self._stream_plan.threads_per_stream,
                                                providers=self._providers, sequential=True,
                                                optimization=self._optimization))
                 self._pool = pool
