@@ -1,12 +1,55 @@
 """Generic passes over ONNX graphs, in place: dead-node removal, topological ordering,
-inserting nodes right after a tensor's producer; and the channel counts shape inference
-knows. The precision builds (FP16 conversion, INT8 QDQ placement, calibration probes) and
+inserting nodes right after a tensor's producer; the channel counts shape inference
+knows; a name-indexed view of a graph being rewritten (`GraphIndex`) and node attributes. The precision builds (FP16 conversion, INT8 QDQ placement, calibration probes) and
 the build's graph passes are written on top of them."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
+
+
+def node_attributes(node: onnx.NodeProto) -> dict:
+    """A node's attributes by name, as Python values (strings as bytes)."""
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+class GraphIndex:
+    """Name-indexed views of a graph being rewritten (rebuilt after each pass): initializers,
+    consumers and producers of each tensor, and fresh names."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.graph = model.graph
+        self.init = {t.name: t for t in self.graph.initializer}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.producer = {out: node for node in self.graph.node for out in node.output}
+        self.outputs = {o.name for o in self.graph.output}
+        self._names = {n.name for n in self.graph.node} | set(self.init) | set(self.producer)
+
+    def array(self, name: str) -> np.ndarray | None:
+        tensor = self.init.get(name)
+        return None if tensor is None else numpy_helper.to_array(tensor)
+
+    def fresh(self, base: str) -> str:
+        """A name not used in the graph, derived from `base` (deterministic)."""
+        name, k = base, 0
+        while name in self._names:
+            k += 1
+            name = f"{base}_{k}"
+        self._names.add(name)
+        return name
+
+    def add_initializer(self, base: str, array: np.ndarray) -> str:
+        name = self.fresh(base)
+        tensor = numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name)
+        self.graph.initializer.append(tensor)
+        self.init[name] = tensor
+        return name
 
 
 def channel_counts(model: onnx.ModelProto) -> dict[str, int]:

@@ -68,7 +68,9 @@ from typing import Callable
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
+
+from srexport.onnx_passes import GraphIndex, node_attributes
 
 REWRITE_TOLERANCE = 1e-5
 
@@ -79,47 +81,7 @@ class RewriteCount:
     count: int
 
 
-class _Graph:
-    """Name-indexed views of a graph being rewritten (rebuilt after each pass)."""
-
-    def __init__(self, model: onnx.ModelProto):
-        self.model = model
-        self.graph = model.graph
-        self.init = {t.name: t for t in self.graph.initializer}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in self.graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-        self.producer = {out: node for node in self.graph.node for out in node.output}
-        self.outputs = {o.name for o in self.graph.output}
-        self._names = {n.name for n in self.graph.node} | set(self.init) | set(self.producer)
-
-    def array(self, name: str) -> np.ndarray | None:
-        tensor = self.init.get(name)
-        return None if tensor is None else numpy_helper.to_array(tensor)
-
-    def fresh(self, base: str) -> str:
-        """A name not used in the graph, derived from `base` (deterministic)."""
-        name, k = base, 0
-        while name in self._names:
-            k += 1
-            name = f"{base}_{k}"
-        self._names.add(name)
-        return name
-
-    def add_initializer(self, base: str, array: np.ndarray) -> str:
-        name = self.fresh(base)
-        tensor = numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name)
-        self.graph.initializer.append(tensor)
-        self.init[name] = tensor
-        return name
-
-
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _dense_stride_1(node: onnx.NodeProto, a: dict, g: _Graph) -> bool:
+def _dense_stride_1(node: onnx.NodeProto, a: dict, g: GraphIndex) -> bool:
     """Group 1, strides and dilations 1, explicit pads, and a constant bias if any."""
     return (a.get("group", 1) == 1 and all(x == 1 for x in a.get("strides", [1, 1]))
             and all(x == 1 for x in a.get("dilations", [1, 1]))
@@ -127,54 +89,54 @@ def _dense_stride_1(node: onnx.NodeProto, a: dict, g: _Graph) -> bool:
             and not (len(node.input) >= 3 and node.input[2] and g.array(node.input[2]) is None))
 
 
-def _plain_1x1(node: onnx.NodeProto, g: _Graph) -> bool:
+def _plain_1x1(node: onnx.NodeProto, g: GraphIndex) -> bool:
     """A dense 1x1, stride-1, unpadded convolution with constant weights."""
     if node.op_type != "Conv" or g.array(node.input[1]) is None:
         return False
-    a = _attrs(node)
+    a = node_attributes(node)
     weight = g.array(node.input[1])
     return (weight.ndim == 4 and weight.shape[2:] == (1, 1) and all(p == 0 for p in a.get("pads", [0, 0, 0, 0]))
             and _dense_stride_1(node, a, g))
 
 
-def _bias(node: onnx.NodeProto, g: _Graph, channels: int) -> np.ndarray:
+def _bias(node: onnx.NodeProto, g: GraphIndex, channels: int) -> np.ndarray:
     if len(node.input) >= 3 and node.input[2]:
         return g.array(node.input[2]).astype(np.float64)
     return np.zeros(channels, np.float64)
 
 
-def _replace(g: _Graph, old: onnx.NodeProto, new: list[onnx.NodeProto]) -> None:
+def _replace(g: GraphIndex, old: onnx.NodeProto, new: list[onnx.NodeProto]) -> None:
     nodes = list(g.graph.node)
     at = nodes.index(old)
     del g.graph.node[:]
     g.graph.node.extend(nodes[:at] + new + nodes[at + 1:])
 
 
-def _remove(g: _Graph, node: onnx.NodeProto) -> None:
+def _remove(g: GraphIndex, node: onnx.NodeProto) -> None:
     # by value: rebuilding the node list (`_replace`) copies the messages
     nodes = [n for n in g.graph.node if n != node]
     del g.graph.node[:]
     g.graph.node.extend(nodes)
 
 
-def _rewrite_until_done(model: onnx.ModelProto, rewrite_one: Callable[[_Graph, onnx.NodeProto], bool]) -> int:
+def _rewrite_until_done(model: onnx.ModelProto, rewrite_one: Callable[[GraphIndex, onnx.NodeProto], bool]) -> int:
     """Offers the nodes to `rewrite_one` in order until it rewrites one (True), rebuilds the
     graph's views and starts again, until no node is rewritten; returns how many were."""
     count = 0
     while True:
-        g = _Graph(model)
+        g = GraphIndex(model)
         if not any(rewrite_one(g, node) for node in g.graph.node):  # stops at the first rewrite
             return count
         count += 1
 
 
-def _fold_into_previous(g: _Graph, second: onnx.NodeProto) -> bool:
+def _fold_into_previous(g: GraphIndex, second: onnx.NodeProto) -> bool:
     if not _plain_1x1(second, g):
         return False
     first = g.producer.get(second.input[0])
     if first is None or first.op_type != "Conv" or g.array(first.input[1]) is None:
         return False
-    if _attrs(first).get("group", 1) != 1 or len(g.consumers[first.output[0]]) != 1:
+    if node_attributes(first).get("group", 1) != 1 or len(g.consumers[first.output[0]]) != 1:
         return False
     if first.output[0] in g.outputs or (len(first.input) >= 3 and g.array(first.input[2]) is None):
         return False
@@ -197,7 +159,7 @@ def fold_trailing_1x1(model: onnx.ModelProto) -> int:
     return _rewrite_until_done(model, _fold_into_previous)
 
 
-def _identity_to_add(g: _Graph, node: onnx.NodeProto) -> bool:
+def _identity_to_add(g: GraphIndex, node: onnx.NodeProto) -> bool:
     if not _plain_1x1(node, g) or len(node.input) < 3 or not node.input[2]:
         return False
     w = g.array(node.input[1])[:, :, 0, 0]
@@ -216,10 +178,10 @@ def identity_1x1_to_add(model: onnx.ModelProto) -> int:
     return _rewrite_until_done(model, _identity_to_add)
 
 
-def _concat_leaves(name: str, g: _Graph, rewritten: set[str]) -> list[str] | None:
+def _concat_leaves(name: str, g: GraphIndex, rewritten: set[str]) -> list[str] | None:
     """The tensors a channel Concat joins, nested channel Concats expanded, in order."""
     node = g.producer.get(name)
-    if node is None or node.op_type != "Concat" or _attrs(node).get("axis") not in (1, -3):
+    if node is None or node.op_type != "Concat" or node_attributes(node).get("axis") not in (1, -3):
         return None
     leaves = []
     for part in node.input:
@@ -231,7 +193,7 @@ def _concat_leaves(name: str, g: _Graph, rewritten: set[str]) -> list[str] | Non
     return leaves
 
 
-def _channels(name: str, g: _Graph, memo: dict[str, int]) -> int | None:
+def _channels(name: str, g: GraphIndex, memo: dict[str, int]) -> int | None:
     """Channel count of a tensor produced by a Conv or a channel Concat of such tensors."""
     if name in memo:
         return memo[name]
@@ -243,7 +205,7 @@ def _channels(name: str, g: _Graph, memo: dict[str, int]) -> int | None:
         found = int(g.array(node.input[1]).shape[0])
     elif node.op_type in ("Relu", "LeakyRelu", "Add", "Mul", "Sigmoid", "Clip", "PRelu") and node.input:
         found = _channels(node.input[0], g, memo)
-    elif node.op_type == "Concat" and _attrs(node).get("axis") in (1, -3):
+    elif node.op_type == "Concat" and node_attributes(node).get("axis") in (1, -3):
         parts = [_channels(p, g, memo) for p in node.input]
         found = None if any(p is None for p in parts) else sum(parts)
     memo[name] = found
@@ -253,7 +215,7 @@ def _channels(name: str, g: _Graph, memo: dict[str, int]) -> int | None:
 def split_concat_conv(model: onnx.ModelProto) -> int:
     """1x1 Conv of a channel Concat -> sum of 1x1 Convs of its (flattened) parts."""
     count = 0
-    g = _Graph(model)
+    g = GraphIndex(model)
     memo: dict[str, int] = {}
     for conv in list(g.graph.node):
         if not _plain_1x1(conv, g):
@@ -314,11 +276,11 @@ def _depth_to_space_kernel(weight: np.ndarray, block: int, pad: int) -> tuple[np
     return folded, -low, high
 
 
-def _move_before_shuffle(g: _Graph, conv: onnx.NodeProto) -> bool:
+def _move_before_shuffle(g: GraphIndex, conv: onnx.NodeProto) -> bool:
     shuffle = g.producer.get(conv.input[0]) if conv.op_type == "Conv" else None
     if shuffle is None or shuffle.op_type != "DepthToSpace" or len(g.consumers[shuffle.output[0]]) != 1:
         return False
-    a, sa = _attrs(conv), _attrs(shuffle)
+    a, sa = node_attributes(conv), node_attributes(shuffle)
     weight = g.array(conv.input[1])
     block = int(sa.get("blocksize", 0))
     if (weight is None or weight.ndim != 4 or sa.get("mode", b"DCR") not in (b"CRD", "CRD") or block < 2
@@ -353,11 +315,11 @@ def conv_before_depth_to_space(model: onnx.ModelProto) -> int:
 SPARSE_TAPS_SHARE = 0.5  # split a kernel where at most this share of its (output, tap) pairs is non-zero
 
 
-def _split_taps(g: _Graph, conv: onnx.NodeProto) -> bool:
+def _split_taps(g: GraphIndex, conv: onnx.NodeProto) -> bool:
     weight = g.array(conv.input[1]) if conv.op_type == "Conv" else None
     if weight is None or weight.ndim != 4 or weight.shape[2] * weight.shape[3] == 1:
         return False
-    a = _attrs(conv)
+    a = node_attributes(conv)
     if not _dense_stride_1(conv, a, g):
         return False
     out_c, _, kh, kw = weight.shape
@@ -396,7 +358,7 @@ def split_sparse_taps(model: onnx.ModelProto) -> int:
 def unshare_conv_bias(model: onnx.ModelProto) -> int:
     """A bias initializer shared by several Conv / ConvTranspose nodes -> one copy per node
     (the first keeps the original); returns the copies made."""
-    g = _Graph(model)
+    g = GraphIndex(model)
     copies = 0
     seen: set[str] = set()
     for node in g.graph.node:

@@ -22,11 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
-from srexport.export.cpu_rewrites import (REWRITE_TOLERANCE, _attrs, _drop_dead, _Graph, _plain_1x1, check_rewrite,
-                                          verification_feeds)
-from srexport.onnx_passes import channel_counts, per_channel
+from srexport.export.cpu_rewrites import REWRITE_TOLERANCE, _drop_dead, _plain_1x1, check_rewrite, verification_feeds
+from srexport.onnx_passes import GraphIndex, channel_counts, node_attributes, per_channel
 
 W0_FILE = "model.fp32.w0.onnx"
 
@@ -51,7 +49,7 @@ def zero_noise_graph(model: onnx.ModelProto, noise_inputs: list[str]) -> tuple[o
     """A copy of `model` with the zero inputs `noise_inputs` removed (see the module
     docstring) and how many constant (tensor, channel) pairs went; None where it cannot."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    g = _Graph(model)
+    g = GraphIndex(model)
     channels = channel_counts(model)
     # tensor -> {channel: the value it holds everywhere}
     constant: dict[str, dict[int, float]] = {name: {0: 0.0} for name in noise_inputs}
@@ -62,7 +60,7 @@ def zero_noise_graph(model: onnx.ModelProto, noise_inputs: list[str]) -> tuple[o
         carried = [constant.get(name) for name in node.input]
         if not any(carried):
             continue
-        if node.op_type == "Concat" and _attrs(node).get("axis") == 1:
+        if node.op_type == "Concat" and node_attributes(node).get("axis") == 1:
             merged, offset = {}, 0
             for name, facts in zip(node.input, carried):
                 if name not in channels:

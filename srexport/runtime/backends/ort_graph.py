@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from srexport.onnx_passes import channel_counts
+from srexport.onnx_passes import GraphIndex, channel_counts, node_attributes
 
 
 def one_hot_shuffle_kernel(channels: int, block: int) -> np.ndarray:
@@ -39,24 +39,19 @@ def shuffles_as_conv_transpose(model: onnx.ModelProto) -> tuple[onnx.ModelProto,
     out = onnx.ModelProto()
     out.CopyFrom(model)
     channels = channel_counts(out)
-    names = {init.name for init in out.graph.initializer}
+    g = GraphIndex(out)
     replaced = 0
-    for index, node in enumerate(out.graph.node):
+    for node in out.graph.node:
         if node.op_type != "DepthToSpace" or node.domain not in ("", "ai.onnx"):
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        mode = attrs.get("mode", b"DCR")
+        attrs = node_attributes(node)
         block = int(attrs["blocksize"])
         c = channels.get(node.input[0])
-        if (mode.decode() if isinstance(mode, bytes) else mode) != "CRD" or c is None or c % (block * block):
+        if attrs.get("mode", b"DCR") != b"CRD" or c is None or c % (block * block):
             continue
-        weight_name = f"{node.output[0]}_one_hot_kernel"
-        while weight_name in names:
-            weight_name += "_"
-        names.add(weight_name)
-        out.graph.initializer.append(numpy_helper.from_array(one_hot_shuffle_kernel(c, block), weight_name))
-        out.graph.node[index].CopyFrom(helper.make_node(
-            "ConvTranspose", [node.input[0], weight_name], list(node.output), name=node.name or None,
+        weight = g.add_initializer(f"{node.output[0]}_one_hot_kernel", one_hot_shuffle_kernel(c, block))
+        node.CopyFrom(helper.make_node(
+            "ConvTranspose", [node.input[0], weight], list(node.output), name=node.name or None,
             group=c // (block * block), kernel_shape=[block, block], strides=[block, block]))
         replaced += 1
     return out, replaced
