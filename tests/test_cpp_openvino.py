@@ -220,14 +220,14 @@ def test_precision_auto_chooses_what_python_chooses_on_this_machine(ov_lib, tmp_
             cpp = Cpp(ov_lib, root, backend=backend, patch=16)  # TinySR's Resize: no C++ memory model
             assert (cpp.info().precision.decode(), cpp.precision_note()) == (python.precision, python.reason), name
             seen.add(python.precision)
-    # What this CPU offers, read from OpenVINO and /proc/cpuinfo: a CPU with BF16 runs bf16 (and
-    # int8) where the records allow; with VNNI only, int8; with neither (an AVX2-only EPYC), fp32.
-    import openvino
+    # What this CPU offers, by the probes (OpenVINO's capabilities, /proc/cpuinfo's flags): a CPU
+    # with BF16 runs bf16 (and int8) where the records allow; with VNNI only, int8; with neither
+    # (an AVX2-only EPYC), fp32.
+    from srexport.runtime.backends.openvino import cpu_capabilities
+    from srexport.runtime.backends.precision_auto import cpu_flags
 
-    caps = set(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split(":", 1)[1].split())
-    reduced = "BF16" in caps or bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    caps = cpu_capabilities()
+    reduced = "BF16" in caps or bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
     assert "fp32" in seen and ("bf16" in seen) == ("BF16" in caps) and (len(seen) >= 2) == reduced, (seen, caps)
     assert Cpp(ov_lib, built, backend="openvino", precision="fp32", patch=16).precision_note() == ""
 
